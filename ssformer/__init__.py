@@ -1,0 +1,9 @@
+"""SSformer: a lightweight Swin Transformer + all-MLP decoder for semantic segmentation."""
+
+from ssformer.models import SSformer, SSformerConfig, create_model, list_models
+from ssformer.models.weights import LoadReport, load_weights
+
+__version__ = "0.1.0"
+
+__all__ = ["LoadReport", "SSformer", "SSformerConfig", "__version__", "create_model", "list_models",
+           "load_weights"]

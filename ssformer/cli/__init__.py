@@ -1,0 +1,8 @@
+"""The ``ssformer`` command line: one module per sub-command, each with ``add_parser``."""
+
+from types import ModuleType
+
+
+def commands() -> list[ModuleType]:
+    """The sub-command modules, in the order ``ssformer --help`` lists them."""
+    return []

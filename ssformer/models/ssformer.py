@@ -1,0 +1,184 @@
+"""SSformer = Swin encoder + all-MLP decoder; logits come back at the input size."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ssformer.models.decoder import AllMLPDecoder
+from ssformer.models.swin import SwinEncoder
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+@dataclass
+class SSformerConfig:
+    """Everything needed to rebuild an :class:`SSformer`; defaults are the official model."""
+
+    num_classes: int = 150
+    embed_dim: int = 128
+    depths: tuple[int, ...] = (2, 2, 18, 2)
+    num_heads: tuple[int, ...] = (4, 8, 16, 32)
+    window_size: int = 7
+    mlp_ratio: float = 4.0
+    decoder_dim: int = 256
+    drop_path_rate: float = 0.3
+    dropout: float = 0.1
+    in_channels: int = 3
+    class_names: list[str] | None = field(default=None)
+    palette: list[list[int]] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        self.depths = tuple(int(d) for d in self.depths)
+        self.num_heads = tuple(int(h) for h in self.num_heads)
+        if self.num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {self.num_classes}")
+        if self.window_size < 1:
+            raise ValueError(f"window_size must be >= 1, got {self.window_size}")
+        if len(self.depths) != len(self.num_heads):
+            raise ValueError(f"depths {self.depths} and num_heads {self.num_heads} differ in length")
+        for i, heads in enumerate(self.num_heads):
+            if (self.embed_dim * 2 ** i) % heads:
+                raise ValueError(f"stage {i} width {self.embed_dim * 2 ** i} is not divisible by {heads} heads")
+        if self.class_names is not None and len(self.class_names) != self.num_classes:
+            raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SSformerConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown SSformer config keys: {sorted(unknown)}")
+        return cls(**data)
+
+
+class SSformer(nn.Module):
+    """Semantic segmentation model: ``forward(images) -> logits`` of shape (B, K, H, W)."""
+
+    def __init__(self, num_classes: int = 150, embed_dim: int = 128, depths: Sequence[int] = (2, 2, 18, 2),
+                 num_heads: Sequence[int] = (4, 8, 16, 32), window_size: int = 7, decoder_dim: int = 256,
+                 drop_path_rate: float = 0.3, dropout: float = 0.1, mlp_ratio: float = 4.0,
+                 in_channels: int = 3, class_names: list[str] | None = None,
+                 palette: list[list[int]] | None = None):
+        super().__init__()
+        self.config = SSformerConfig(
+            num_classes=num_classes, embed_dim=embed_dim, depths=tuple(depths), num_heads=tuple(num_heads),
+            window_size=window_size, mlp_ratio=mlp_ratio, decoder_dim=decoder_dim,
+            drop_path_rate=drop_path_rate, dropout=dropout, in_channels=in_channels,
+            class_names=class_names, palette=palette)
+        self.encoder = SwinEncoder(embed_dim, depths, num_heads, window_size, mlp_ratio, drop_path_rate,
+                                   in_channels)
+        self.decoder = AllMLPDecoder(self.encoder.dims, num_classes, decoder_dim, dropout)
+        self.init_weights()
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    def init_weights(self) -> None:
+        """Truncated-normal linears and bias tables, unit LayerNorms, Kaiming convolutions."""
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Conv2d) and name.startswith("decoder"):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        for name, p in self.named_parameters():
+            if name.endswith("relative_position_bias_table"):
+                nn.init.trunc_normal_(p, std=0.02)
+        nn.init.normal_(self.decoder.classifier.weight, std=0.01)
+        nn.init.zeros_(self.decoder.classifier.bias)
+
+    def set_gradient_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute encoder blocks in the backward pass to save activation memory."""
+        self.encoder.set_gradient_checkpointing(enabled)
+
+    def forward_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits at 1/4 of the (padded) input size, before the final upsampling."""
+        return self.decoder(self.encoder(images))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dim() != 4 or images.shape[1] != self.config.in_channels:
+            raise ValueError(f"expected images of shape (B, {self.config.in_channels}, H, W), "
+                             f"got {tuple(images.shape)}")
+        logits = self.forward_logits(images)
+        return F.interpolate(logits, size=images.shape[2:], mode="bilinear", align_corners=False)
+
+    # --- persistence -------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` into ``directory`` (atomically each)."""
+        from safetensors.torch import save_file
+
+        from ssformer.utils import atomic_write
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = asdict(self.config)
+        with atomic_write(directory / CONFIG_NAME) as tmp:
+            tmp.write_text(json.dumps(config, indent=2) + "\n")
+        tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        with atomic_write(directory / WEIGHTS_NAME) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": "ssformer"})
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, **overrides: Any) -> SSformer:
+        """Rebuild a model written by :meth:`save_pretrained`; ``overrides`` replace config entries."""
+        from ssformer.models.weights import load_weights
+
+        directory = Path(directory)
+        config_path = directory / CONFIG_NAME
+        if not config_path.is_file():
+            raise FileNotFoundError(f"{config_path} not found: not a save_pretrained folder")
+        try:
+            data = json.loads(config_path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{config_path} is not valid JSON: {e}") from e
+        data.update(overrides)
+        model = cls.from_config(SSformerConfig.from_dict(data))
+        load_weights(model, directory / WEIGHTS_NAME, strict=True)
+        return model
+
+    @classmethod
+    def from_config(cls, config: SSformerConfig) -> SSformer:
+        return cls(**asdict(config))
+
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "ssformer_swin_t": dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), drop_path_rate=0.2),
+    "ssformer_swin_s": dict(embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24), drop_path_rate=0.3),
+    "ssformer_swin_b": dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32), drop_path_rate=0.3),
+    "ssformer_swin_l": dict(embed_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48), drop_path_rate=0.3),
+}
+
+
+def list_models() -> list[str]:
+    return sorted(VARIANTS)
+
+
+def create_model(name: str, num_classes: int = 150, pretrained: str | os.PathLike | None = None,
+                 strict: bool = True, **overrides: Any) -> SSformer:
+    """Build a named variant; ``pretrained`` is a checkpoint path in any format the loader reads."""
+    if name not in VARIANTS:
+        raise ValueError(f"unknown model {name!r}; choose one of {list_models()}")
+    model = SSformer(num_classes=num_classes, **{**VARIANTS[name], **overrides})
+    if pretrained is not None:
+        from ssformer.models.weights import load_weights
+
+        load_weights(model, pretrained, strict=strict)
+    return model

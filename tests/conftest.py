@@ -1,0 +1,36 @@
+"""Shared test settings: data paths, small models, deterministic threads."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SHARED = Path(os.environ.get("SSFORMER_SHARED", REPO.parent / "shared"))
+CAMVID = Path(os.environ.get("SSFORMER_CAMVID", SHARED / "data" / "CamVid"))
+ADE_SAMPLE = Path(os.environ.get("SSFORMER_ADE_SAMPLE", SHARED / "data" / "ade20k-sample"))
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def tiny_model_kwargs(num_classes: int = 4) -> dict:
+    """A few-thousand-parameter SSformer for fast tests."""
+    return dict(num_classes=num_classes, embed_dim=8, depths=(2, 2, 2, 2), num_heads=(1, 1, 2, 2),
+                window_size=7, decoder_dim=8, drop_path_rate=0.1)
+
+
+@pytest.fixture
+def tiny_model():
+    import ssformer
+
+    torch.manual_seed(0)
+    return ssformer.SSformer(**tiny_model_kwargs())
+
+
+def requires_dir(path: Path, what: str):
+    """Skip marker for tests that need a shared data folder; the reason names the folder."""
+    return pytest.mark.skipif(not path.is_dir(), reason=f"{what} not found at {path} (set its path variable)")
