@@ -1,0 +1,1 @@
+"""What users run after training: prediction, visualisation, export and a local demo page."""
