@@ -1,0 +1,401 @@
+"""Segmentation datasets in their published folder layouts.
+
+Every dataset is a list of (image file, label file) pairs plus a table that turns the values stored
+in a label file into training ids (``0..K-1``, or ``ignore_index`` for pixels that do not count).
+Stored values that the table does not allow are errors that name the file and the values, so a
+wrong ``num_classes`` or a mislabelled file fails loudly instead of training on garbage.
+
+``dataset[i]`` gives the transformed sample; ``dataset[(i, seed)]`` gives it with the transform's
+randomness drawn from ``numpy.random.default_rng(seed)`` only, which lets a sampler make every
+sample reproducible (bit-exact resume). ``dataset.load(i)`` gives the untouched image and label
+at their original size, for evaluation.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ssformer.data.classes import (
+    ADE20K_CLASSES, ADE20K_PALETTE, CAMVID_CLASSES, CAMVID_PALETTE, CITYSCAPES_CLASSES,
+    CITYSCAPES_LABEL_ID_TO_TRAIN_ID, CITYSCAPES_PALETTE, VOC_CLASSES, VOC_PALETTE, Color,
+    default_palette)
+from ssformer.data.io import DataError, colors_to_indices, read_image, read_label
+from ssformer.data.transforms import Normalize
+
+# (image, label, rng) -> (image tensor, label tensor)
+Transform = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[torch.Tensor, torch.Tensor]]
+
+_MAX_LISTED = 10
+
+
+def label_table(num_classes: int, ignore_index: int = 255, mapping: dict[int, int] | None = None,
+                size: int = 256) -> np.ndarray:
+    """A lookup table from stored label values to training ids; -1 marks values that are errors.
+
+    Without ``mapping`` the ids ``0..num_classes-1`` and ``ignore_index`` map to themselves.
+    """
+    size = max(size, num_classes, ignore_index + 1)
+    table = np.full(size, -1, dtype=np.int64)
+    if mapping is None:
+        table[:num_classes] = np.arange(num_classes)
+    else:
+        for stored, train_id in mapping.items():
+            table[stored] = train_id
+    if 0 <= ignore_index < size:
+        table[ignore_index] = ignore_index
+    return table
+
+
+def apply_label_table(stored: np.ndarray, table: np.ndarray, path: str, rule: str) -> np.ndarray:
+    """Map stored values through ``table``; raise naming ``path`` and every disallowed value."""
+    if stored.dtype.kind not in "iu":
+        raise DataError(f"label {path}: expected integer values, got dtype {stored.dtype}")
+    flat = stored.reshape(-1)
+    if flat.size == 0:
+        raise DataError(f"label {path}: empty label map")
+    if flat.min() < 0 or flat.max() >= len(table):
+        values = np.unique(flat)
+        bad = [int(v) for v in values if v < 0 or v >= len(table) or table[v] < 0]
+    else:
+        counts = np.bincount(flat, minlength=len(table))
+        bad = [int(v) for v in np.flatnonzero((counts > 0) & (table < 0))]
+    if bad:
+        shown = ", ".join(map(str, bad[:20])) + (f" and {len(bad) - 20} more" if len(bad) > 20 else "")
+        raise DataError(f"label {path}: invalid values {shown}; {rule}")
+    return table[stored]
+
+
+def _listing(items: Sequence[str]) -> str:
+    more = f" ... and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else ""
+    return "; ".join(items[:_MAX_LISTED]) + more
+
+
+class SegmentationDataset(Dataset):
+    """(image, label) pairs with class names, a palette and a label-value table.
+
+    Subclasses find the pairs in a layout; this class reads, checks and transforms them.
+    ``missing`` lists pairs that could not be formed (with ``allow_missing=True``; otherwise
+    they raise at construction).
+    """
+
+    def __init__(self, pairs: Sequence[tuple[str, str]], class_names: Sequence[str],
+                 palette: Sequence[Color] | None = None, transform: Transform | None = None,
+                 ignore_index: int = 255, label_values: np.ndarray | None = None,
+                 label_rule: str | None = None, missing: Sequence[str] = (), allow_missing: bool = False,
+                 where: str = "", seed: int = 0) -> None:
+        self.class_names = tuple(class_names)
+        if not self.class_names:
+            raise ValueError("class_names is empty")
+        self.num_classes = len(self.class_names)
+        self.palette = tuple(tuple(int(v) for v in c) for c in palette) if palette else default_palette(self.num_classes)
+        if len(self.palette) < self.num_classes:
+            raise ValueError(f"palette has {len(self.palette)} colours for {self.num_classes} classes")
+        if 0 <= ignore_index < self.num_classes:
+            raise ValueError(f"ignore_index {ignore_index} is a class id (num_classes={self.num_classes})")
+        self.ignore_index = ignore_index
+        self.transform: Transform = transform if transform is not None else Normalize()
+        self.label_values = label_values if label_values is not None else label_table(self.num_classes, ignore_index)
+        self.label_rule = label_rule or (f"expected class ids 0..{self.num_classes - 1} or the ignore "
+                                         f"index {ignore_index}")
+        self.missing = list(missing)
+        if self.missing and not allow_missing:
+            raise DataError(f"{len(self.missing)} incomplete pairs in {where}: {_listing(self.missing)}")
+        if not pairs:
+            raise DataError(f"no image/label pairs found in {where}")
+        self.pairs = [(str(i), str(l)) for i, l in pairs]
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Changes the randomness of plain integer indexing (``dataset[i]``) from epoch to epoch."""
+        self.epoch = epoch
+
+    def label_values_for(self, label_path: str) -> tuple[np.ndarray, str]:
+        """The stored-value table and its description for one label file."""
+        return self.label_values, self.label_rule
+
+    def decode_label(self, stored: np.ndarray, label_path: str) -> np.ndarray:
+        """Stored label values -> int64 training ids, validated."""
+        if stored.ndim == 3:
+            if not (np.array_equal(stored[..., 0], stored[..., 1]) and np.array_equal(stored[..., 0], stored[..., 2])):
+                raise DataError(f"label {label_path}: colour label map, but this dataset expects class ids "
+                                f"in a single-channel PNG")
+            stored = stored[..., 0]
+        table, rule = self.label_values_for(label_path)
+        return apply_label_table(stored, table, label_path, rule)
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The original image (uint8 H x W x 3, RGB) and label (int64 H x W, training ids)."""
+        image_path, label_path = self.pairs[index]
+        image = read_image(image_path)
+        label = self.decode_label(read_label(label_path), label_path)
+        if image.shape[:2] != label.shape[:2]:
+            raise DataError(f"size mismatch: image {image_path} is {image.shape[0]}x{image.shape[1]} but "
+                            f"label {label_path} is {label.shape[0]}x{label.shape[1]} (HxW)")
+        return image, label
+
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any]:
+        if isinstance(index, (tuple, list)):
+            index, seed = int(index[0]), int(index[1])
+            rng = np.random.default_rng(seed)
+        else:
+            index = int(index)
+            rng = np.random.default_rng((self.seed, self.epoch, index))
+        image, label = self.load(index)
+        image_t, label_t = self.transform(image, label, rng)
+        return {"image": image_t, "label": label_t, "path": self.pairs[index][0], "index": index}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self)} pairs, {self.num_classes} classes)"
+
+
+def _require_dir(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        raise DataError(f"{what} folder not found: {path}")
+    return path
+
+
+def _files(folder: Path, suffix: str) -> dict[str, Path]:
+    """Files under ``folder`` (recursively) ending in ``suffix``, keyed by relative path minus suffix."""
+    found = {}
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if name.endswith(suffix) and not name.startswith("."):
+                path = Path(dirpath) / name
+                found[str(path.relative_to(folder))[: -len(suffix)]] = path
+    return found
+
+
+def _match(images: dict[str, Path], labels: dict[str, Path], label_dir: Path) -> tuple[list, list[str]]:
+    pairs, missing = [], []
+    for key, image in images.items():
+        if key in labels:
+            pairs.append((image, labels[key]))
+        else:
+            missing.append(f"no label for {image} in {label_dir}")
+    return pairs, missing
+
+
+def _read_list(path: Path) -> list[str]:
+    if not path.is_file():
+        raise DataError(f"split list not found: {path}")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+class CamVid(SegmentationDataset):
+    """CamVid, 11 classes, SegNet layout: ``{split}/`` + ``{split}annot/`` (+ optional ``{split}.txt``).
+
+    Label 11 (void) becomes the ignore index. With a ``{split}.txt`` list (SegNet's, whose paths start
+    ``/SegNet/CamVid/``) its order and membership are used; otherwise the folder is listed.
+    """
+
+    def __init__(self, root: str | os.PathLike, split: str = "train", transform: Transform | None = None,
+                 allow_missing: bool = False, seed: int = 0) -> None:
+        root = _require_dir(Path(root), "CamVid root")
+        image_dir, label_dir = root / split, root / f"{split}annot"
+        list_file = root / f"{split}.txt"
+        missing: list[str] = []
+        if list_file.is_file():
+            pairs = []
+            for n, line in enumerate(_read_list(list_file), 1):
+                parts = line.split()
+                if len(parts) != 2:
+                    raise DataError(f"{list_file} line {n}: expected 'image label', got {line!r}")
+                image, label = (root / Path(p).parent.name / Path(p).name for p in parts)
+                absent = [str(p) for p in (image, label) if not p.is_file()]
+                if absent:
+                    missing.append(f"{list_file} line {n}: missing {' and '.join(absent)}")
+                else:
+                    pairs.append((image, label))
+            where = str(list_file)
+        else:
+            _require_dir(image_dir, f"CamVid {split} image")
+            _require_dir(label_dir, f"CamVid {split} label")
+            pairs, missing = _match(_files(image_dir, ".png"), _files(label_dir, ".png"), label_dir)
+            where = str(image_dir)
+        table = label_table(len(CAMVID_CLASSES), 255, {**{i: i for i in range(11)}, 11: 255})
+        super().__init__(pairs, CAMVID_CLASSES, CAMVID_PALETTE, transform, 255, table,
+                         "CamVid labels are 0..10 (classes) or 11 (void)", missing, allow_missing, where, seed)
+
+
+class ADE20K(SegmentationDataset):
+    """ADE20K (ADEChallengeData2016): ``images/{training,validation}/*.jpg`` + ``annotations/.../*.png``.
+
+    ``root`` is the ADEChallengeData2016 folder or its parent. With ``reduce_zero_label`` (the
+    official setting) stored 0 ("other") is ignored and 1..150 become 0..149.
+    """
+
+    SPLITS = {"train": "training", "training": "training", "val": "validation", "validation": "validation"}
+
+    def __init__(self, root: str | os.PathLike, split: str = "training", transform: Transform | None = None,
+                 reduce_zero_label: bool = True, allow_missing: bool = False, seed: int = 0) -> None:
+        root = _require_dir(Path(root), "ADE20K root")
+        if (root / "ADEChallengeData2016").is_dir():
+            root = root / "ADEChallengeData2016"
+        if split not in self.SPLITS:
+            raise ValueError(f"ADE20K split must be one of {sorted(self.SPLITS)}, got {split!r}")
+        folder = self.SPLITS[split]
+        image_dir = _require_dir(root / "images" / folder, "ADE20K image")
+        label_dir = _require_dir(root / "annotations" / folder, "ADE20K annotation")
+        pairs, missing = _match(_files(image_dir, ".jpg"), _files(label_dir, ".png"), label_dir)
+        num = len(ADE20K_CLASSES)
+        if reduce_zero_label:
+            table = label_table(num, 255, {0: 255, **{v: v - 1 for v in range(1, num + 1)}})
+            rule = "ADE20K labels are 0 (other, ignored) or 1..150"
+        else:
+            table = label_table(num, 255)
+            rule = "without reduce_zero_label ADE20K labels must be 0..149 or 255"
+        super().__init__(pairs, ADE20K_CLASSES, ADE20K_PALETTE, transform, 255, table, rule, missing,
+                         allow_missing, str(image_dir), seed)
+
+
+class Cityscapes(SegmentationDataset):
+    """Cityscapes fine annotations: ``leftImg8bit/{split}/{city}/*_leftImg8bit.png`` with
+    ``gtFine/{split}/{city}/*_gtFine_labelTrainIds.png``, or, where those were not generated,
+    ``*_gtFine_labelIds.png`` converted with the official labelId -> trainId table.
+    """
+
+    def __init__(self, root: str | os.PathLike, split: str = "train", transform: Transform | None = None,
+                 allow_missing: bool = False, seed: int = 0) -> None:
+        root = _require_dir(Path(root), "Cityscapes root")
+        image_dir = _require_dir(root / "leftImg8bit" / split, "Cityscapes image")
+        label_dir = _require_dir(root / "gtFine" / split, "Cityscapes gtFine")
+        pairs, missing = [], []
+        for key, image in _files(image_dir, "_leftImg8bit.png").items():
+            train_ids = label_dir / f"{key}_gtFine_labelTrainIds.png"
+            label_ids = label_dir / f"{key}_gtFine_labelIds.png"
+            if train_ids.is_file():
+                pairs.append((image, train_ids))
+            elif label_ids.is_file():
+                pairs.append((image, label_ids))
+            else:
+                missing.append(f"no label for {image}: neither {train_ids.name} nor {label_ids.name} "
+                               f"in {train_ids.parent}")
+        num = len(CITYSCAPES_CLASSES)
+        self._label_id_table = label_table(num, 255, CITYSCAPES_LABEL_ID_TO_TRAIN_ID)
+        super().__init__(pairs, CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, transform, 255, None,
+                         "Cityscapes labelTrainIds are 0..18 or 255", missing, allow_missing, str(image_dir),
+                         seed)
+
+    def label_values_for(self, label_path: str) -> tuple[np.ndarray, str]:
+        if label_path.endswith("_labelIds.png"):
+            return self._label_id_table, "Cityscapes labelIds are 0..33 (or 255)"
+        return self.label_values, self.label_rule
+
+
+class PascalVOC(SegmentationDataset):
+    """Pascal VOC 2012: ``JPEGImages/*.jpg``, ``SegmentationClass/*.png`` (palette PNGs, 255 = border,
+    ignored) and ``ImageSets/Segmentation/{split}.txt``.
+
+    ``root`` is VOC2012 (or a folder holding VOCdevkit/VOC2012). For the SBD-augmented set use
+    ``label_dir="SegmentationClassAug"`` and the augmented list, e.g. ``split="trainaug"`` or a path
+    to the list file relative to ``root``.
+    """
+
+    def __init__(self, root: str | os.PathLike, split: str = "train", transform: Transform | None = None,
+                 label_dir: str = "SegmentationClass", allow_missing: bool = False, seed: int = 0) -> None:
+        root = _require_dir(Path(root), "Pascal VOC root")
+        if (root / "VOCdevkit" / "VOC2012").is_dir():
+            root = root / "VOCdevkit" / "VOC2012"
+        list_file = root / split if split.endswith(".txt") else root / "ImageSets" / "Segmentation" / f"{split}.txt"
+        image_dir = _require_dir(root / "JPEGImages", "Pascal VOC image")
+        labels = _require_dir(root / label_dir, "Pascal VOC label")
+        pairs, missing = [], []
+        for name in _read_list(list_file):
+            name = name.split()[0]
+            image, label = image_dir / f"{name}.jpg", labels / f"{name}.png"
+            absent = [str(p) for p in (image, label) if not p.is_file()]
+            if absent:
+                missing.append(f"{list_file}: {name}: missing {' and '.join(absent)}")
+            else:
+                pairs.append((image, label))
+        super().__init__(pairs, VOC_CLASSES, VOC_PALETTE, transform, 255, None,
+                         "VOC labels are 0..20 or 255 (border)", missing, allow_missing, str(list_file), seed)
+
+
+class FolderDataset(SegmentationDataset):
+    """A custom dataset: ``root/img_dir`` and ``root/ann_dir`` with files paired by relative name.
+
+    Image ``a/b.jpg`` pairs with label ``a/b.png`` (suffixes configurable; a suffix may include a
+    name part, e.g. ``_mask.png``). ``split`` optionally names a list file (relative to ``root``)
+    of names without suffix to use instead of every image. Labels hold class ids ``0..K-1`` (and
+    ``ignore_index``), or, with ``color_labels``, RGB colours from ``palette`` (``ignore_colors``
+    map to the ignore index).
+    """
+
+    def __init__(self, root: str | os.PathLike, class_names: Sequence[str], img_dir: str = "images",
+                 ann_dir: str = "labels", img_suffix: str = ".jpg", seg_suffix: str = ".png",
+                 split: str | None = None, palette: Sequence[Sequence[int]] | None = None,
+                 color_labels: bool = False, ignore_colors: Sequence[Sequence[int]] = (),
+                 ignore_index: int = 255, transform: Transform | None = None,
+                 allow_missing: bool = False, seed: int = 0) -> None:
+        root = _require_dir(Path(root), "dataset root")
+        image_dir = _require_dir(root / img_dir, "image")
+        label_dir = _require_dir(root / ann_dir, "label")
+        if color_labels and not palette:
+            raise ValueError("color_labels needs a palette (one RGB colour per class)")
+        if palette is not None and any(len(c) != 3 for c in palette):
+            raise ValueError("palette entries must be [R, G, B]")
+        images, labels = _files(image_dir, img_suffix), _files(label_dir, seg_suffix)
+        if split is not None:
+            list_file = root / split
+            names = [line.split()[0] for line in _read_list(list_file)]
+            unknown = [f"{list_file}: no image {image_dir / (n + img_suffix)}" for n in names if n not in images]
+            images = {n: images[n] for n in names if n in images}
+        else:
+            unknown = []
+        pairs, missing = _match(images, labels, label_dir)
+        self.color_labels = color_labels
+        self.ignore_colors = tuple(tuple(int(v) for v in c) for c in ignore_colors)
+        super().__init__(pairs, class_names, [tuple(c) for c in palette] if palette else None, transform,
+                         ignore_index, None, None, unknown + missing, allow_missing, str(image_dir), seed)
+
+    def decode_label(self, stored: np.ndarray, label_path: str) -> np.ndarray:
+        if self.color_labels:
+            if stored.ndim != 3:
+                raise DataError(f"label {label_path}: color_labels is set but the file is single-channel")
+            return colors_to_indices(stored, self.palette[: self.num_classes], label_path, self.ignore_index,
+                                     self.ignore_colors)
+        return super().decode_label(stored, label_path)
+
+
+DATASETS: dict[str, type[SegmentationDataset]] = {
+    "camvid": CamVid,
+    "ade20k": ADE20K,
+    "cityscapes": Cityscapes,
+    "voc": PascalVOC,
+    "folder": FolderDataset,
+}
+
+
+def build_dataset(config: dict[str, Any], transform: Transform | None = None, **overrides: Any) -> SegmentationDataset:
+    """A dataset from a config's ``data`` section: ``{type: camvid, root: DIR, split: train, ...options}``.
+
+    ``overrides`` (e.g. ``split="val"``) replace config entries. Unknown options are an error that
+    lists the allowed ones.
+    """
+    options = {**config, **overrides}
+    kind = options.pop("type", None)
+    if kind not in DATASETS:
+        raise ValueError(f"data type must be one of {', '.join(DATASETS)}, got {kind!r}")
+    cls = DATASETS[kind]
+    allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "transform")]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown option(s) for data type {kind!r}: {', '.join(unknown)}; "
+                         f"allowed: {', '.join(allowed)}")
+    if "root" not in options:
+        raise ValueError(f"data type {kind!r} needs 'root'")
+    return cls(transform=transform, **options)
