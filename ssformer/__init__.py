@@ -2,8 +2,9 @@
 
 from ssformer.models import SSformer, SSformerConfig, create_model, list_models
 from ssformer.models.weights import LoadReport, load_weights
+from ssformer.inference.segmenter import Segmenter
 
 __version__ = "0.1.0"
 
-__all__ = ["LoadReport", "SSformer", "SSformerConfig", "__version__", "create_model", "list_models",
+__all__ = ["LoadReport", "SSformer", "SSformerConfig", "Segmenter", "__version__", "create_model", "list_models",
            "load_weights"]

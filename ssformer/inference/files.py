@@ -1,0 +1,46 @@
+"""Expanding command-line inputs (files, folders, globs) into images with mirrored output names."""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+
+from ssformer.inference.images import IMAGE_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class InputImage:
+    path: Path
+    relative: PurePath  # output name without suffix, e.g. ``sub/dir/photo``
+
+
+def expand_inputs(inputs: list[str], extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> list[InputImage]:
+    """Files as given (whatever their extension), folders searched recursively for image
+    extensions (paths under the folder kept), globs expanded. A missing path is an error, and so is
+    a folder or glob with no image; two inputs that would write the same output name are too."""
+    found: list[InputImage] = []
+    for text in inputs:
+        path = Path(text)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
+            if not files:
+                raise FileNotFoundError(f"folder {path} holds no image files ({', '.join(extensions)})")
+            found += [InputImage(p, p.relative_to(path).with_suffix("")) for p in files]
+        elif path.exists():
+            found.append(InputImage(path, PurePath(path.stem)))
+        elif glob.has_magic(text):
+            files = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+            if not files:
+                raise FileNotFoundError(f"pattern {text!r} matches no files")
+            found += [InputImage(p, PurePath(p.stem)) for p in files]
+        else:
+            raise FileNotFoundError(f"input {path} does not exist")
+    seen: dict[PurePath, Path] = {}
+    for item in found:
+        if item.relative in seen and seen[item.relative] != item.path:
+            raise ValueError(f"inputs {seen[item.relative]} and {item.path} would both write {item.relative}.png; "
+                             "run them separately or rename one")
+        seen[item.relative] = item.path
+    unique = {item.path.resolve(): item for item in found}  # the same file given twice runs once
+    return list(unique.values())

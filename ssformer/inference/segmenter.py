@@ -1,0 +1,164 @@
+"""``Segmenter``: a trained SSformer as a function from images to class masks at their own size.
+
+Preprocessing is the evaluation's (``ssformer.data.transforms``, the official test pipeline):
+keep-ratio resize so the long side <= max(img_scale) and the short side <= min(img_scale)
+(default (2048, 512), ADE20K's), ImageNet mean/std normalisation in RGB; the logits are resized
+back to the original size (bilinear, align_corners=False) before the argmax / softmax.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ssformer.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize, rescale_size, resize_image
+from ssformer.inference import visualize
+from ssformer.inference.images import ImageInput, load_rgb
+from ssformer.inference.loading import ConfigInput, load_model
+from ssformer.inference.sliding import slide_inference, tta_inference, whole_inference
+from ssformer.models.ssformer import SSformer
+
+DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+          "fp16": torch.float16, "float16": torch.float16}
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """"auto" is the first CUDA GPU when there is one, else the CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device} requested but CUDA is not available")
+    return device
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+    """"auto": float32 on the CPU (exact, and reduced precision is rarely faster there);
+    bfloat16 on GPUs that support it, else float16."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be auto, fp32, bf16 or fp16, got {dtype!r}")
+    return DTYPES[dtype]
+
+
+class Segmenter:
+    """Predict class masks with an SSformer.
+
+    ``model_or_path``: an :class:`SSformer`, a ``save_pretrained`` folder or a checkpoint file in
+    any format :func:`ssformer.load_weights` reads (model settings from ``config`` -- a JSON file,
+    folder, dict, SSformerConfig or variant name -- else from the checkpoint). ``mode`` "whole" or
+    "slide" (``crop``/``stride`` windows on the resized image); ``tta`` averages the softmax over
+    ``scales`` x horizontal flip. ``img_scale=None`` feeds images at their original size.
+    """
+
+    def __init__(self, model_or_path: SSformer | str | os.PathLike, device: str | torch.device = "auto",
+                 dtype: str | torch.dtype = "auto", mode: str | None = None,
+                 crop: int | Sequence[int] | None = None, stride: int | Sequence[int] | None = None,
+                 tta: bool = False, scales: Sequence[float] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75),
+                 img_scale: Sequence[int] | None | str = "auto", config: ConfigInput = None,
+                 class_names: Sequence[str] | None = None, palette: Sequence[Sequence[int]] | None = None):
+        model, found = load_model(model_or_path, config)
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        self.mode = mode or found.get("mode", "whole")
+        if self.mode not in ("whole", "slide"):
+            raise ValueError(f"mode must be 'whole' or 'slide', got {self.mode!r}")
+        self.crop = crop if crop is not None else found.get("crop", (512, 512))
+        self.stride = stride if stride is not None else found.get("stride", (341, 341))
+        self.tta = tta
+        self.scales = tuple(scales)
+        if isinstance(img_scale, str):
+            if img_scale != "auto":
+                raise ValueError(f"img_scale must be 'auto', None or (long, short), got {img_scale!r}")
+            img_scale = found.get("img_scale", (2048, 512))
+        if img_scale is not None and (len(img_scale) != 2 or min(img_scale) < 1):
+            raise ValueError(f"img_scale must be two positive sizes, got {img_scale}")
+        self.img_scale = tuple(int(s) for s in img_scale) if img_scale is not None else None
+        cfg = self.model.config
+        self.num_classes = cfg.num_classes
+        self.class_names = visualize.class_labels(self.num_classes, class_names or cfg.class_names)
+        self.palette = visualize.class_palette(self.num_classes, palette or cfg.palette)
+
+    # --- core -----------------------------------------------------------------------------------
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        """RGB image -> normalised (3, h, w) float32 tensor at the test scale."""
+        array = np.asarray(image)
+        if self.img_scale is not None:
+            array = resize_image(array, rescale_size(array.shape[0], array.shape[1], self.img_scale))
+        return normalize(array, IMAGENET_MEAN, IMAGENET_STD)
+
+    def _scores(self, batch: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
+        """(B, K, H, W) float32 logits (or averaged probabilities with TTA) at ``out_size``."""
+        batch = batch.to(device=self.device, dtype=self.dtype)
+        if self.tta:
+            return tta_inference(self.model, batch, self.scales, flip=True, mode=self.mode,
+                                 num_classes=self.num_classes, crop=self.crop, stride=self.stride, out_size=out_size)
+        if self.mode == "slide":
+            return slide_inference(self.model, batch, self.num_classes, self.crop, self.stride, out_size=out_size)
+        return whole_inference(self.model, batch, out_size=out_size)
+
+    def _run(self, images: Sequence[ImageInput], batch_size: int, proba: bool) -> list[np.ndarray]:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        rgb = [load_rgb(image) for image in images]
+        tensors = [self.preprocess(image) for image in rgb]
+        results: list[np.ndarray | None] = [None] * len(rgb)
+        # Only images of the same original and resized size share a batch: padding would change the result.
+        groups: dict[tuple, list[int]] = {}
+        for i, (image, tensor) in enumerate(zip(rgb, tensors)):
+            groups.setdefault((image.size, tuple(tensor.shape)), []).append(i)
+        for indices in groups.values():
+            out_size = (rgb[indices[0]].height, rgb[indices[0]].width)
+            for first in range(0, len(indices), batch_size):
+                chunk = indices[first:first + batch_size]
+                scores = self._scores(torch.stack([tensors[i] for i in chunk]), out_size)
+                if proba:
+                    values = scores if self.tta else scores.softmax(dim=1)
+                    arrays = values.cpu().numpy().astype(np.float32)
+                else:
+                    arrays = scores.argmax(dim=1).cpu().numpy().astype(np.int64)
+                for i, array in zip(chunk, arrays):
+                    results[i] = array
+        return results  # type: ignore[return-value]
+
+    # --- public API -------------------------------------------------------------------------------
+    def predict(self, image: ImageInput) -> np.ndarray:
+        """(H, W) int64 class indices at the image's original (EXIF-upright) size."""
+        return self._run([image], 1, proba=False)[0]
+
+    def predict_batch(self, images: Sequence[ImageInput], batch_size: int = 8) -> list[np.ndarray]:
+        """Masks for many images; images of equal size run ``batch_size`` at a time."""
+        return self._run(list(images), batch_size, proba=False)
+
+    def predict_proba(self, image: ImageInput) -> np.ndarray:
+        """(K, H, W) float32 class probabilities (softmax) at the original size."""
+        return self._run([image], 1, proba=True)[0]
+
+    def predict_proba_batch(self, images: Sequence[ImageInput], batch_size: int = 8) -> list[np.ndarray]:
+        return self._run(list(images), batch_size, proba=True)
+
+    def overlay(self, image: ImageInput, mask: np.ndarray, alpha: float = 0.5) -> Image.Image:
+        """The image with the mask's class colours blended in (``alpha`` = colour weight)."""
+        return visualize.overlay(load_rgb(image), mask, self.palette, alpha)
+
+    def mask_image(self, mask: np.ndarray) -> Image.Image:
+        """Lossless palette-mode image of the class indices, shown in the class colours."""
+        return visualize.mask_image(mask, self.palette)
+
+    def legend(self, classes: Sequence[int] | None = None) -> Image.Image:
+        return visualize.legend(self.class_names, self.palette, classes)
+
+    def describe(self) -> dict[str, Any]:
+        return dict(num_classes=self.num_classes, device=str(self.device), dtype=str(self.dtype).replace("torch.", ""),
+                    mode=self.mode, img_scale=self.img_scale, tta=self.tta)

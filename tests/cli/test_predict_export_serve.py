@@ -1,0 +1,88 @@
+"""End to end: ``ssformer predict``, ``ssformer export`` and ``ssformer serve`` as users run them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import ssformer
+from ssformer.cli.main import main
+from tests.conftest import ADE_SAMPLE, requires_dir, tiny_model_kwargs
+
+ADE_IMAGES = ADE_SAMPLE / "sampleData" / "images"
+
+
+@pytest.fixture(scope="module")
+def tiny150(tmp_path_factory):
+    """A random 150-class model written with save_pretrained (ADE20K's class count)."""
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("model") / "tiny150"
+    ssformer.SSformer(**tiny_model_kwargs(num_classes=150)).save_pretrained(folder)
+    return folder
+
+
+@requires_dir(ADE_SAMPLE, "ADE20K sample")
+def test_predict_on_the_ade20k_sample(tiny150, tmp_path):
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(tiny150), str(ADE_IMAGES), "--out", str(out)]) == 0
+    sources = sorted(ADE_IMAGES.glob("*.jpg"))
+    assert len(sources) == 3
+    segmenter = ssformer.Segmenter(tiny150)
+    for source in sources:
+        original = Image.open(source)
+        mask = Image.open(out / f"{source.stem}.png")
+        assert mask.mode == "P" and mask.size == original.size
+        values = np.asarray(mask)
+        assert values.max() < 150
+        np.testing.assert_array_equal(values, segmenter.predict(source))  # lossless class indices
+        palette = np.asarray(mask.getpalette()[:450]).reshape(150, 3)
+        np.testing.assert_array_equal(palette, np.asarray(segmenter.palette))
+        overlay = Image.open(out / f"{source.stem}_overlay.jpg")
+        assert overlay.mode == "RGB" and overlay.size == original.size
+    legend = Image.open(out / "legend.png")
+    assert legend.mode == "RGB" and legend.width > 100 and legend.height > 100
+    summary = json.loads((out / "predictions.json").read_text())
+    assert sorted(summary["images"]) == [s.stem for s in sources] and summary["failed"] == {}
+    for entry in summary["images"].values():
+        assert sum(entry["classes"].values()) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_predict_keeps_going_past_a_corrupt_file(tiny150, tmp_path):
+    inputs = tmp_path / "in"
+    (inputs / "nested").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(inputs / "a.png")
+    Image.fromarray(rng.integers(0, 256, (17, 9), dtype=np.uint8)).save(inputs / "nested" / "b.jpg")
+    (inputs / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    out = tmp_path / "out"
+    code = main(["predict", "--checkpoint", str(tiny150), str(inputs), "--out", str(out), "--save-proba",
+                 "--img-scale", "64", "32", "--batch-size", "2"])
+    assert code == 1
+    assert Image.open(out / "a.png").size == (30, 20)
+    assert Image.open(out / "nested" / "b.png").size == (9, 17)  # relative path under the folder kept
+    proba = np.load(out / "nested" / "b_proba.npy")
+    assert proba.shape == (150, 17, 9) and proba.dtype == np.float16
+    np.testing.assert_array_equal(proba.astype(np.float32).argmax(0), np.asarray(Image.open(out / "nested" / "b.png")))
+    assert not (out / "broken.png").exists()
+    failed = json.loads((out / "predictions.json").read_text())["failed"]
+    assert list(failed) == [str(inputs / "broken.jpg")] and "broken.jpg" in failed[str(inputs / "broken.jpg")]
+
+
+def test_predict_rejects_missing_inputs_and_wrong_checkpoints(tiny150, tmp_path, capsys):
+    assert main(["predict", "--checkpoint", str(tiny150), str(tmp_path / "nope.jpg"), "--out", str(tmp_path)]) == 2
+    assert "nope.jpg does not exist" in capsys.readouterr().err
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
+    assert main(["predict", "--checkpoint", str(tmp_path / "nomodel"), str(tmp_path / "x.png"),
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "nomodel does not exist" in capsys.readouterr().err
+    config = tmp_path / "cfg.json"
+    config.write_text(json.dumps(tiny_model_kwargs(num_classes=19)))
+    assert main(["predict", "--checkpoint", str(tiny150 / "model.safetensors"), "--config", str(config),
+                 str(tmp_path / "x.png"), "--out", str(tmp_path / "o")]) == 2
+    assert "150 classes, but the model config asks for 19" in capsys.readouterr().err
+    assert main(["predict", "--checkpoint", str(tiny150), str(tmp_path / "*.nothing"), "--out", str(tmp_path)]) == 2
+    assert "matches no files" in capsys.readouterr().err
