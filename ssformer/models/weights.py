@@ -4,11 +4,22 @@ Formats are recognised by their keys, never by file name:
 
 * this project's own (``encoder.*`` / ``decoder.*``), from ``save_pretrained`` or ``convert``;
 * official SSformer / mmseg checkpoints (``backbone.*`` + ``decode_head.*``, optionally wrapped in
-  ``{'state_dict': ..., 'meta': ...}``) and mmseg-converted Swin backbones (no prefix);
+  ``{'state_dict': ..., 'meta': ...}``) and mmseg-converted Swin backbones (bare ``stages.*`` or
+  with a ``backbone.`` prefix only);
+* Microsoft Swin ImageNet checkpoints (``{'model': ...}``, ``layers.{i}.blocks.{j}.attn.qkv``);
+* Hugging Face ``SwinModel`` / ``SwinBackbone`` state dicts, with the Hub's key names
+  (``attention.self.query``) or those of transformers 5 (``attention.q_proj``), optionally
+  prefixed ``swin.`` (image classification) or ``backbone.`` (UperNet).
+
+Classifier heads and the final norm of ImageNet classifiers are ignored (listed in the report);
+encoder-only formats leave the decoder, and formats without per-stage output norms leave
+``encoder.norms``, as initialised (listed as ``initialised``, not as errors). Relative position bias
+tables trained with another window size are resized bicubically.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -16,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 StateDict = dict[str, torch.Tensor]
@@ -27,7 +39,12 @@ class CheckpointError(ValueError):
 
 @dataclass
 class LoadReport:
-    """What :func:`load_weights` did: keys are in this project's naming."""
+    """What :func:`load_weights` did. Model keys are in this project's naming, ``ignored`` in the file's.
+
+    ``missing`` keys are errors in strict mode; ``initialised`` keys are parts the checkpoint's
+    format cannot hold (the decoder of a backbone checkpoint, the stage norms of a classifier),
+    left as initialised.
+    """
 
     format: str
     loaded: list[str] = field(default_factory=list)
@@ -35,11 +52,22 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
     resized: list[str] = field(default_factory=list)
+    initialised: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is missing, unexpected or wrongly shaped."""
+        return not (self.missing or self.unexpected or self.mismatched)
 
     def __str__(self) -> str:
         lines = [f"format: {self.format}; loaded {len(self.loaded)} tensors"]
         if self.resized:
-            lines.append(f"resized relative position tables: {len(self.resized)}")
+            lines.append(f"resized relative position tables ({len(self.resized)}): " + ", ".join(self.resized))
+        if self.initialised:
+            lines.append(f"left as initialised ({len(self.initialised)}): " + _summarise(self.initialised))
+        if self.ignored:
+            lines.append(f"ignored from the checkpoint ({len(self.ignored)}): " + _summarise(self.ignored))
         if self.missing:
             lines.append(f"missing ({len(self.missing)}): " + ", ".join(self.missing))
         if self.unexpected:
@@ -49,9 +77,15 @@ class LoadReport:
         return "\n".join(lines)
 
 
+def _summarise(keys: list[str], limit: int = 8) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
 # --- reading ----------------------------------------------------------------------------------
 def read_checkpoint(path: str | os.PathLike) -> StateDict:
-    """Load a state dict from ``.safetensors`` or a torch file (``weights_only=True``), unwrapped."""
+    """Load a state dict from ``.safetensors``, a torch file (``weights_only=True``) or a
+    ``save_pretrained`` folder, unwrapped from ``state_dict`` / ``model`` wrappers."""
     path = Path(path)
     if path.is_dir():
         from ssformer.models.ssformer import WEIGHTS_NAME
@@ -82,7 +116,7 @@ def unwrap(obj: object, source: str = "checkpoint") -> StateDict:
             break
     if not isinstance(obj, Mapping) or not obj:
         raise CheckpointError(f"{source} holds no state dict (got {type(obj).__name__})")
-    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
     if not tensors:
         raise CheckpointError(f"{source} holds no tensors")
     if all(k.startswith("module.") for k in tensors):
@@ -90,7 +124,35 @@ def unwrap(obj: object, source: str = "checkpoint") -> StateDict:
     return tensors
 
 
+def save_state_dict(state: Mapping[str, torch.Tensor], path: str | os.PathLike) -> Path:
+    """Write tensors atomically: safetensors for a ``.safetensors`` path, else a torch file."""
+    from ssformer.utils import atomic_write
+
+    path = Path(path)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+    with atomic_write(path) as tmp:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import save_file
+
+            save_file(tensors, str(tmp), metadata={"format": "ssformer"})
+        else:
+            torch.save(tensors, tmp)
+    return path
+
+
 # --- key mapping ------------------------------------------------------------------------------
+@dataclass
+class Mapped:
+    """A checkpoint in this project's naming, plus what its format cannot hold or did not use."""
+
+    state: StateDict
+    unmapped: list[str] = field(default_factory=list)  # keys the format should not contain: errors
+    ignored: list[str] = field(default_factory=list)  # heads and final norms of other tasks
+    has_decoder: bool = True
+    has_stage_norms: bool = True
+
+
+_BUFFERS = re.compile(r"(relative_position_index|attn_mask)$")
 _MMSEG_BACKBONE_RULES: list[tuple[str, str]] = [
     (r"^patch_embed\.projection\.", "patch_embed.proj."),
     (r"^stages\.(\d+)\.blocks\.(\d+)\.attn\.w_msa\.", r"stages.\1.blocks.\2.attn."),
@@ -103,60 +165,242 @@ _MMSEG_HEAD_RULES: list[tuple[str, str]] = [
     (r"^fusion_conv\.", "fuse."),
     (r"^conv_seg\.", "classifier."),
 ]
-_DROPPED = re.compile(r"(relative_position_index|attn_mask)$")
+_MICROSOFT_RULES: list[tuple[str, str]] = [
+    (r"^patch_embed\.proj\.", "patch_embed.proj."),
+    (r"^patch_embed\.norm\.", "patch_embed.norm."),
+    (r"^layers\.(\d+)\.blocks\.(\d+)\.(norm1|norm2|attn\.qkv|attn\.proj|attn\.relative_position_bias_table"
+     r"|mlp\.fc1|mlp\.fc2)(\.|$)", r"stages.\1.blocks.\2.\3\4"),
+    (r"^layers\.(\d+)\.downsample\.(norm|reduction)\.", r"stages.\1.downsample.\2."),
+]
+# Hugging Face block keys: the Hub's names and those of transformers >= 5 map to the same place.
+_HF_BLOCK_RULES: list[tuple[str, str]] = [
+    (r"^layernorm_before\.", "norm1."),
+    (r"^layernorm_after\.", "norm2."),
+    (r"^attention\.(self\.|relative_position_bias\.)relative_position_bias_table$",
+     "attn.relative_position_bias_table"),
+    (r"^attention\.(output\.dense|o_proj)\.", "attn.proj."),
+    (r"^(intermediate\.dense|mlp\.fc1)\.", "mlp.fc1."),
+    (r"^(output\.dense|mlp\.fc2)\.", "mlp.fc2."),
+]
+_HF_QKV = re.compile(r"^attention\.(?:self\.(query|key|value)|(q|k|v)_proj)\.(weight|bias)$")
 
 
-def _apply_rules(key: str, rules: list[tuple[str, str]]) -> str:
+def _apply_rules(key: str, rules: list[tuple[str, str]]) -> tuple[str, bool]:
     for pattern, replacement in rules:
-        key, n = re.subn(pattern, replacement, key)
+        new, n = re.subn(pattern, replacement, key)
         if n:
-            break
-    return key
+            return new, True
+    return key, False
 
 
-def from_mmseg(sd: StateDict) -> StateDict:
+def merge_permutation(dim: int) -> torch.Tensor:
+    """Index that reorders Microsoft's patch-merging channels into ours.
+
+    Microsoft (and Hugging Face) concatenate the 2x2 neighbourhood position-major,
+    ``[x(0,0), x(1,0), x(0,1), x(1,1)]`` with (row, col) offsets, so channel ``c`` of offset
+    (r, s) sits at ``(r + 2 s) * dim + c``. Ours is channel-major, ``4 c + 2 r + s``.
+    ``ours = theirs[..., merge_permutation(dim)]``.
+    """
+    c = torch.arange(dim).view(dim, 1, 1)
+    r = torch.arange(2).view(1, 2, 1)
+    s = torch.arange(2).view(1, 1, 2)
+    return ((r + 2 * s) * dim + c).reshape(-1)
+
+
+def _permute_merge(value: torch.Tensor) -> torch.Tensor:
+    """Reorder a position-major patch-merging tensor (``reduction.weight`` columns, ``norm`` entries)."""
+    perm = merge_permutation(value.shape[-1] // 4)
+    return value[..., perm].contiguous()
+
+
+def from_ssformer(sd: StateDict) -> Mapped:
+    return Mapped({k: v for k, v in sd.items() if not _BUFFERS.search(k)},
+                  has_decoder=any(k.startswith("decoder.") for k in sd))
+
+
+def from_mmseg(sd: StateDict) -> Mapped:
     """Official SSformer / mmseg keys (``backbone.*``, ``decode_head.*`` or a bare backbone)."""
-    out: StateDict = {}
+    out = Mapped({})
     for key, value in sd.items():
-        if _DROPPED.search(key):
+        if _BUFFERS.search(key):
             continue
-        if key.startswith("backbone."):
-            out["encoder." + _apply_rules(key[len("backbone."):], _MMSEG_BACKBONE_RULES)] = value
-        elif key.startswith("decode_head."):
-            out["decoder." + _apply_rules(key[len("decode_head."):], _MMSEG_HEAD_RULES)] = value
+        if key.startswith("decode_head."):
+            new, _ = _apply_rules(key[len("decode_head."):], _MMSEG_HEAD_RULES)
+            out.state["decoder." + new] = value
         elif key.startswith("auxiliary_head."):
-            continue
+            out.ignored.append(key)
         else:
-            out["encoder." + _apply_rules(key, _MMSEG_BACKBONE_RULES)] = value
+            new, _ = _apply_rules(key.removeprefix("backbone."), _MMSEG_BACKBONE_RULES)
+            out.state["encoder." + new] = value
+    out.has_decoder = any(k.startswith("decoder.") for k in out.state)
     return out
 
 
-def from_ssformer(sd: StateDict) -> StateDict:
-    return {k: v for k, v in sd.items() if not _DROPPED.search(k)}
+def from_microsoft(sd: StateDict) -> Mapped:
+    """Microsoft Swin (ImageNet classifier) keys; the classifier's head and final norm are ignored."""
+    out = Mapped({}, has_decoder=False, has_stage_norms=False)
+    for key, value in sd.items():
+        if _BUFFERS.search(key):
+            continue
+        if key.startswith(("head.", "norm.")):
+            out.ignored.append(key)
+            continue
+        new, ok = _apply_rules(key, _MICROSOFT_RULES)
+        if not ok:
+            out.unmapped.append(key)
+            continue
+        if ".downsample." in new:
+            value = _permute_merge(value)
+        out.state["encoder." + new] = value
+    return out
+
+
+def _strip_hf_prefix(key: str) -> str:
+    for prefix in ("backbone.", "swin."):
+        key = key.removeprefix(prefix)
+    return key
+
+
+def from_huggingface(sd: StateDict) -> Mapped:
+    """Hugging Face ``SwinModel`` / ``SwinBackbone`` keys; separate q/k/v are concatenated."""
+    out = Mapped({}, has_decoder=False)
+    qkv: dict[tuple[str, str], dict[str, torch.Tensor]] = {}  # (block prefix, weight|bias) -> {q,k,v}
+    qkv_sources: dict[tuple[str, str], list[str]] = {}
+    for key, value in sd.items():
+        if _BUFFERS.search(key):
+            continue
+        name = _strip_hf_prefix(key)
+        block = re.match(r"^encoder\.layers\.(\d+)\.blocks\.(\d+)\.(.*)$", name)
+        if block:
+            prefix = f"encoder.stages.{block[1]}.blocks.{block[2]}."
+            rest = block[3]
+            part = _HF_QKV.match(rest)
+            if part:
+                which = (part[1] or part[2])[0]  # q / k / v
+                qkv.setdefault((prefix, part[3]), {})[which] = value
+                qkv_sources.setdefault((prefix, part[3]), []).append(key)
+                continue
+            new, ok = _apply_rules(rest, _HF_BLOCK_RULES)
+            if ok:
+                out.state[prefix + new] = value
+            else:
+                out.unmapped.append(key)
+            continue
+        down = re.match(r"^encoder\.layers\.(\d+)\.downsample\.(reduction|norm)\.(weight|bias)$", name)
+        stage_norm = re.match(r"^hidden_states_norms\.stage(\d+)\.(weight|bias)$", name)
+        if down:
+            out.state[f"encoder.stages.{down[1]}.downsample.{down[2]}.{down[3]}"] = _permute_merge(value)
+        elif stage_norm:
+            out.state[f"encoder.norms.{int(stage_norm[1]) - 1}.{stage_norm[2]}"] = value
+        elif name.startswith("embeddings.patch_embeddings.projection."):
+            out.state["encoder.patch_embed.proj." + name.rsplit(".", 1)[1]] = value
+        elif name.startswith("embeddings.norm."):
+            out.state["encoder.patch_embed.norm." + name.rsplit(".", 1)[1]] = value
+        elif name.startswith(("embeddings.", "encoder.")):
+            out.unmapped.append(key)  # e.g. absolute position embeddings, which this model has not
+        else:
+            out.ignored.append(key)  # final layernorm, classifier, UperNet heads
+    for (prefix, kind), parts in qkv.items():
+        if set(parts) == {"q", "k", "v"}:
+            out.state[f"{prefix}attn.qkv.{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
+        else:
+            out.unmapped.extend(qkv_sources[(prefix, kind)])
+    out.has_stage_norms = any(k.startswith("encoder.norms.") for k in out.state)
+    return out
 
 
 def detect_format(sd: Mapping[str, torch.Tensor]) -> str:
+    """Name the checkpoint format from its keys."""
     keys = list(sd)
-    if any(k.startswith(("encoder.patch_embed.", "decoder.")) for k in keys):
+    if any(_strip_hf_prefix(k).startswith("embeddings.patch_embeddings.") for k in keys):
+        return "huggingface"
+    if any(k.startswith(("encoder.patch_embed.", "encoder.stages.", "decoder.")) for k in keys):
         return "ssformer"
-    if any(k.startswith(("backbone.", "decode_head.")) for k in keys):
+    if any(k.startswith("decode_head.") for k in keys):
         return "mmseg"
-    if any(k.startswith("stages.") and ".w_msa." in k for k in keys):
+    if any(k.startswith("layers.") and ".blocks." in k for k in keys) or "patch_embed.proj.weight" in sd:
+        return "microsoft"
+    if any(k.removeprefix("backbone.").startswith(("stages.", "patch_embed.projection.")) for k in keys):
         return "mmseg-backbone"
-    raise CheckpointError("unrecognised checkpoint format; first keys: " + ", ".join(keys[:5]))
+    raise CheckpointError("unrecognised checkpoint format (not SSformer, mmseg, Microsoft Swin or Hugging Face "
+                          "Swin); first keys: " + ", ".join(keys[:5]))
 
 
-CONVERTERS: dict[str, Callable[[StateDict], StateDict]] = {
+CONVERTERS: dict[str, Callable[[StateDict], Mapped]] = {
     "ssformer": from_ssformer,
     "mmseg": from_mmseg,
     "mmseg-backbone": from_mmseg,
+    "microsoft": from_microsoft,
+    "huggingface": from_huggingface,
 }
 
 
-def to_ssformer_state_dict(sd: StateDict) -> tuple[str, StateDict]:
+def to_ssformer_state_dict(sd: StateDict) -> tuple[str, Mapped]:
     """Detect the format of ``sd`` and return it with keys in this project's naming."""
     fmt = detect_format(sd)
     return fmt, CONVERTERS[fmt](sd)
+
+
+def infer_config(state: Mapping[str, torch.Tensor]) -> dict[str, object]:
+    """Model settings read off the shapes of a state dict in this project's naming.
+
+    Returns ``embed_dim``, ``depths``, ``num_heads`` (from the bias tables' columns),
+    ``window_size`` (from their rows), ``mlp_ratio``, ``in_channels`` and, when the decoder is
+    present, ``num_classes`` and ``decoder_dim``.
+    """
+    try:
+        proj = state["encoder.patch_embed.proj.weight"]
+    except KeyError:
+        raise CheckpointError("cannot infer the model: no patch embedding (encoder.patch_embed.proj.weight)") from None
+    if proj.shape[2:] != (4, 4):
+        raise CheckpointError(f"patch size {tuple(proj.shape[2:])} is not supported (4x4 only)")
+    blocks: dict[int, set[int]] = {}
+    for key in state:
+        m = re.match(r"^encoder\.stages\.(\d+)\.blocks\.(\d+)\.", key)
+        if m:
+            blocks.setdefault(int(m[1]), set()).add(int(m[2]))
+    if not blocks or sorted(blocks) != list(range(len(blocks))):
+        raise CheckpointError(f"cannot infer the model: stages found {sorted(blocks)}")
+    depths = tuple(max(blocks[i]) + 1 for i in range(len(blocks)))
+    try:
+        tables = [state[f"encoder.stages.{i}.blocks.0.attn.relative_position_bias_table"]
+                  for i in range(len(depths))]
+        hidden = state["encoder.stages.0.blocks.0.mlp.fc1.weight"].shape[0]
+    except KeyError as e:
+        raise CheckpointError(f"cannot infer the model: {e.args[0]} is absent") from None
+    side = math.isqrt(tables[0].shape[0])
+    if side * side != tables[0].shape[0] or side % 2 == 0:
+        raise CheckpointError(f"relative position table with {tables[0].shape[0]} rows is not (2w-1)^2")
+    embed_dim = proj.shape[0]
+    config: dict[str, object] = dict(
+        embed_dim=embed_dim, depths=depths, num_heads=tuple(t.shape[1] for t in tables),
+        window_size=(side + 1) // 2, in_channels=proj.shape[1],
+        mlp_ratio=hidden / embed_dim)
+    if "decoder.classifier.weight" in state:
+        classifier = state["decoder.classifier.weight"]
+        config.update(num_classes=classifier.shape[0], decoder_dim=classifier.shape[1])
+    return config
+
+
+# --- relative position tables -------------------------------------------------------------------
+def resize_bias_table(table: torch.Tensor, window_size: int) -> torch.Tensor:
+    """Bicubically resample a ((2w'-1)^2, heads) relative position table to window ``window_size``."""
+    side = math.isqrt(table.shape[0])
+    if side * side != table.shape[0]:
+        raise CheckpointError(f"relative position table of {table.shape[0]} rows is not square")
+    new_side = 2 * window_size - 1
+    if side == new_side:
+        return table
+    heads = table.shape[1]
+    grid = table.float().T.reshape(1, heads, side, side)
+    grid = F.interpolate(grid, size=(new_side, new_side), mode="bicubic", align_corners=False)
+    return grid.reshape(heads, new_side * new_side).T.contiguous().to(table.dtype)
+
+
+def _is_resizable(key: str, want: torch.Size, got: torch.Size) -> bool:
+    if not key.endswith("relative_position_bias_table") or len(want) != 2 or len(got) != 2:
+        return False
+    return want[1] == got[1] and math.isqrt(got[0]) ** 2 == got[0] and math.isqrt(want[0]) % 2 == 1
 
 
 # --- loading ----------------------------------------------------------------------------------
@@ -165,29 +409,37 @@ def load_weights(model: nn.Module, checkpoint: str | os.PathLike | Mapping[str, 
     """Copy a checkpoint's tensors into ``model``, whatever the supported format.
 
     ``strict=True`` raises :class:`CheckpointError` listing every missing, unexpected and wrongly
-    shaped key. An encoder-only checkpoint always fills the encoder and leaves the decoder as
-    initialised; the report names what stayed initialised.
+    shaped key, before anything is copied. Parts the format cannot hold (the decoder of a backbone
+    checkpoint, the stage norms of an ImageNet classifier) are left as initialised and listed in
+    ``report.initialised``; that is not an error.
     """
     sd = read_checkpoint(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else unwrap(checkpoint)
     fmt, mapped = to_ssformer_state_dict(sd)
     own = model.state_dict()
-    report = LoadReport(format=fmt)
-    encoder_only = not any(k.startswith("decoder.") for k in mapped)
+    report = LoadReport(format=fmt, ignored=sorted(mapped.ignored), unexpected=list(mapped.unmapped))
     to_load: StateDict = {}
-    for key, value in mapped.items():
+    for key, value in mapped.state.items():
         if key not in own:
             report.unexpected.append(key)
-        elif own[key].shape != value.shape:
-            report.mismatched.append((key, tuple(own[key].shape), tuple(value.shape)))
-        else:
+        elif own[key].shape == value.shape:
             to_load[key] = value
-    report.missing = [k for k in own if k not in mapped and not (encoder_only and k.startswith("decoder."))]
-    initialised_decoder = [k for k in own if encoder_only and k.startswith("decoder.")]
-    if strict and (report.missing or report.unexpected or report.mismatched):
+        elif _is_resizable(key, own[key].shape, value.shape):
+            to_load[key] = resize_bias_table(value, (math.isqrt(own[key].shape[0]) + 1) // 2)
+            report.resized.append(key)
+        else:
+            report.mismatched.append((key, tuple(own[key].shape), tuple(value.shape)))
+
+    def cannot_hold(key: str) -> bool:
+        return ((not mapped.has_decoder and key.startswith("decoder."))
+                or (not mapped.has_stage_norms and key.startswith("encoder.norms.")))
+
+    absent = [k for k in own if k not in mapped.state]
+    report.initialised = [k for k in absent if cannot_hold(k)]
+    report.missing = [k for k in absent if not cannot_hold(k)]
+    if strict and not report.ok:
         raise CheckpointError(f"checkpoint does not fit the model (strict):\n{report}")
     with torch.no_grad():
         for key, value in to_load.items():
             own[key].copy_(value)
     report.loaded = sorted(to_load)
-    report.missing += initialised_decoder
     return report

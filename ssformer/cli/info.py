@@ -1,0 +1,66 @@
+"""``ssformer info``: parameters and compute of a named model or of a checkpoint's model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+
+from ssformer.models.size import format_size, measure
+from ssformer.models.ssformer import VARIANTS, SSformerConfig, list_models
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "info", help="parameters, MACs and FLOPs of a model",
+        description="Print the parameter count (total / encoder / decoder), the MACs in the official "
+                    "SSformer convention (mmcv's counter: attention products not counted) and, "
+                    "unless --no-flops, the FLOPs this implementation executes (FlopCounterMode).")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("name", nargs="?", choices=list_models(), help="a model variant")
+    source.add_argument("--checkpoint", metavar="PATH",
+                        help="any checkpoint the loader reads; the model is inferred from its shapes")
+    parser.add_argument("--size", nargs=2, type=int, default=(512, 512), metavar=("H", "W"),
+                        help="input height and width (default 512 512)")
+    parser.add_argument("--classes", type=int, metavar="K",
+                        help="number of classes (default: the checkpoint's, or 150)")
+    parser.add_argument("--no-flops", action="store_true",
+                        help="skip the FlopCounterMode count (it runs one forward pass on the CPU)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(func=run)
+
+
+def config_from_checkpoint(path: str) -> tuple[str, SSformerConfig]:
+    """The checkpoint's format and the model configuration its tensor shapes imply."""
+    from ssformer.models.weights import infer_config, read_checkpoint, to_ssformer_state_dict
+
+    fmt, mapped = to_ssformer_state_dict(read_checkpoint(path))
+    return fmt, SSformerConfig(**infer_config(mapped.state))
+
+
+def run(args: argparse.Namespace) -> int:
+    height, width = args.size
+    if height < 1 or width < 1:
+        raise ValueError(f"--size must be positive, got {height} {width}")
+    if args.classes is not None and args.classes < 1:
+        raise ValueError(f"--classes must be >= 1, got {args.classes}")
+    if args.checkpoint:
+        fmt, config = config_from_checkpoint(args.checkpoint)
+        label = f"{args.checkpoint} ({fmt})"
+    else:
+        fmt, config = None, SSformerConfig(**VARIANTS[args.name])
+        label = args.name
+    if args.classes is not None:
+        config = replace(config, num_classes=args.classes, class_names=None, palette=None)
+    size = measure(config, height, width, flops=not args.no_flops)
+    if args.json:
+        print(json.dumps({"model": label, "format": fmt, "num_classes": config.num_classes,
+                          "embed_dim": config.embed_dim, "depths": list(config.depths),
+                          "num_heads": list(config.num_heads), "window_size": config.window_size,
+                          "decoder_dim": config.decoder_dim, **size.as_dict()}))
+    else:
+        print(f"model: {label}: embed_dim {config.embed_dim}, depths {list(config.depths)}, "
+              f"heads {list(config.num_heads)}, window {config.window_size}, decoder {config.decoder_dim}, "
+              f"{config.num_classes} classes")
+        print(format_size(size))
+    return 0
