@@ -11,7 +11,9 @@ import colorsys
 Color = tuple[int, int, int]
 
 # ADE20K (SceneParsing150): the first name of each row of objectInfo150.csv, in id order (id 1 ->
-# index 0, since id 0 "other" becomes the ignore index). Colours: the colour table published with
+# index 0, since id 0 "other" becomes the ignore index). That file separates both names and words
+# with ';'; the multi-word first names are the usual ones (mmseg's list), except row 90, whose
+# first name in the file is "television" (mmseg: "television receiver"). Colours: the colour table published with
 # the MIT CSAIL scene-parsing benchmark (color150), which the common toolkits use for ADE20K.
 ADE20K_CLASSES = (
     "wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed", "windowpane", "grass",
@@ -24,7 +26,7 @@ ADE20K_CLASSES = (
     "coffee table", "toilet", "flower", "book", "hill", "bench", "countertop", "stove", "palm",
     "kitchen island", "computer", "swivel chair", "boat", "bar", "arcade machine", "hovel", "bus",
     "towel", "light", "truck", "tower", "chandelier", "awning", "streetlight", "booth",
-    "television receiver", "airplane", "dirt track", "apparel", "pole", "land", "bannister",
+    "television", "airplane", "dirt track", "apparel", "pole", "land", "bannister",
     "escalator", "ottoman", "bottle", "buffet", "poster", "stage", "van", "ship", "fountain",
     "conveyer belt", "canopy", "washer", "plaything", "swimming pool", "stool", "barrel", "basket",
     "waterfall", "tent", "bag", "minibike", "cradle", "oven", "ball", "food", "step", "tank",

@@ -12,8 +12,8 @@ official pipeline draws them; there is no global random state.
 Differences from mmseg, all by at most a grey level or a pixel: images are resized with Pillow's
 bilinear filter, which averages over the whole footprint when shrinking (OpenCV's samples 2x2
 pixels); the crop is resized straight from the source region (Pillow's ``box``) instead of
-resizing the whole image and then cutting, which gives the same pixels up to rounding and is far
-cheaper for big scales; labels use nearest neighbour at pixel centres (OpenCV uses the top-left
+resizing the whole image and then cutting, which gives the same pixels up to rounding (at most 2
+grey levels, as Pillow rounds after each of its two passes) and is far cheaper for big scales; labels use nearest neighbour at pixel centres (OpenCV uses the top-left
 corner convention); saturation and hue are changed in floating-point HSV instead of OpenCV's
 8-bit HSV image.
 """
