@@ -1,0 +1,46 @@
+"""``ssformer train CONFIG``: iteration-based training from a YAML recipe (shipped name or path)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ssformer.engine.config import load_config
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("train", help="train a model from a config",
+                                   description="Train SSformer from a YAML config (a path or a shipped recipe "
+                                               "name such as camvid_cpu). Run it under torchrun for DDP.")
+    parser.add_argument("config", help="YAML config file or shipped recipe name")
+    parser.add_argument("--data-root", help="dataset folder (sets data.root)")
+    parser.add_argument("--work-dir", help="output folder for checkpoints and logs (sets work_dir)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config entry, e.g. --set train.iters=1000 (repeatable)")
+    parser.add_argument("--resume", action="store_true", help="continue exactly from WORK_DIR/latest.pt")
+    parser.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace) -> dict:
+    overrides = list(args.overrides)
+    if args.data_root is not None:
+        overrides.append(f"data.root={args.data_root}")
+    if args.work_dir is not None:
+        overrides.append(f"work_dir={args.work_dir}")
+    return load_config(args.config, overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ssformer.engine.trainer import TrainingDiverged, train
+
+    config = config_from_args(args)
+    try:
+        summary = train(config, resume=args.resume)
+    except TrainingDiverged as e:
+        print(f"ssformer train: error: {e}", file=sys.stderr)
+        return 1
+    if summary["rank"] == 0:
+        best = summary["best"]
+        print(f"done: {summary['iterations']} iterations; best mIoU {100 * best['mIoU']:.2f} at iteration "
+              f"{best['iter']}; checkpoints in {summary['work_dir']}")
+    return 0

@@ -1,0 +1,1 @@
+"""Training and evaluation engine: configs, optimiser and schedule, loss, checkpoints, DDP, loops."""

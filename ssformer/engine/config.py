@@ -1,0 +1,221 @@
+"""Experiment configs: YAML files merged over built-in defaults, ``--set a.b=c`` overrides, validation.
+
+A config has five sections: ``model``, ``data``, ``train``, ``eval`` and ``work_dir``. Every key of
+``model``, ``train`` and ``eval`` must be known (a typo is an error naming it); the ``data`` section's
+dataset options are checked by :func:`ssformer.data.build_dataset`, which the trainer calls before
+any other work.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULTS: dict[str, Any] = {
+    "model": {
+        "variant": None,          # a create_model name, or None to use the explicit sizes below
+        "embed_dim": 96, "depths": [2, 2, 6, 2], "num_heads": [3, 6, 12, 24], "window_size": 7,
+        "decoder_dim": 256, "drop_path_rate": 0.2, "dropout": 0.1, "mlp_ratio": 4.0,
+        "num_classes": None,      # None: the training dataset's number of classes
+        "pretrained": None,       # encoder (or whole-model) weights, loaded with strict=False
+    },
+    "data": {
+        "type": None, "root": None,
+        "train_split": "train",   # a split name or a list of split names (concatenated)
+        "val_split": "val",       # evaluated during training and by default by `ssformer eval`
+        "train_transform": {"img_scale": [2048, 512], "ratio_range": [0.5, 2.0], "crop_size": [512, 512],
+                            "cat_max_ratio": 0.75, "flip_prob": 0.5, "photometric": True},
+        "test_transform": {"img_scale": [2048, 512]},
+        "options": {},            # extra keyword options of the dataset class (e.g. class_names)
+    },
+    "train": {
+        "iters": 160000, "batch_size": 8, "grad_accum": 1, "num_workers": 2,
+        "lr": 6.0e-5, "weight_decay": 0.01, "betas": [0.9, 0.999], "eps": 1.0e-8,
+        "no_decay_keys": ["absolute_pos_embed", "relative_position_bias_table", "norm"],
+        "warmup_iters": 1500, "warmup_ratio": 1.0e-6, "power": 1.0, "min_lr": 0.0,
+        "avg_non_ignore": False, "clip_grad": None, "amp": "none", "sync_bn": False, "bn_eval": False,
+        "gradient_checkpointing": False, "seed": 0, "device": "auto",
+        "log_interval": 50, "eval_interval": 16000, "checkpoint_interval": 16000, "keep_checkpoints": 3,
+        "progress": True,
+    },
+    "eval": {
+        "split": None,            # None: data.val_split
+        "mode": "whole", "crop_size": [512, 512], "stride": [341, 341],
+        "tta": False, "scales": [0.5, 0.75, 1.0, 1.25, 1.5, 1.75], "flip": True,
+        "num_workers": 2,
+    },
+    "work_dir": None,
+}
+
+AMP_MODES = ("none", "bf16", "fp16")
+EVAL_MODES = ("whole", "slide")
+
+
+def config_dir() -> Path:
+    """The folder of the shipped recipes (package data ``ssformer/configs``)."""
+    return Path(str(resources.files("ssformer") / "configs"))
+
+
+def resolve_config_path(name: str | os.PathLike) -> Path:
+    """A YAML path, or the name of a shipped recipe (``camvid_cpu`` or ``camvid_cpu.yaml``)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    shipped = config_dir() / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
+    if shipped.is_file() and len(path.parts) == 1:
+        return shipped
+    names = sorted(p.stem for p in config_dir().glob("*.yaml"))
+    raise FileNotFoundError(f"config {str(name)!r} is neither a file nor a shipped recipe ({', '.join(names)})")
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any], where: str, open_keys: bool) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        path = f"{where}.{key}" if where else key
+        if key not in out and not open_keys:
+            raise ValueError(f"unknown config key {path!r}; known keys here: {', '.join(sorted(out))}")
+        if isinstance(out.get(key), dict) and key not in ("options",) and value is not None:
+            if not isinstance(value, dict):
+                raise ValueError(f"config key {path!r} must be a mapping, got {value!r}")
+            out[key] = _merge(out[key], value, path, open_keys=False)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b=c`` -> (["a", "b"], YAML value of c)."""
+    if "=" not in text:
+        raise ValueError(f"--set expects key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    if not key or any(not part for part in key.split(".")):
+        raise ValueError(f"--set: bad key {key!r} in {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        raise ValueError(f"--set {key}: value {raw!r} is not valid YAML: {e}") from e
+    return key.split("."), value
+
+
+def _nest(keys: list[str], value: Any) -> dict[str, Any]:
+    for key in reversed(keys):
+        value = {key: value}
+    return value
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] = (),
+                **section_updates: Any) -> dict[str, Any]:
+    """Defaults <- YAML file <- ``--set`` overrides <- keyword sections; then validated."""
+    config = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        file = resolve_config_path(path)
+        try:
+            loaded = yaml.safe_load(file.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"config {file} is not valid YAML: {e}") from e
+        if not isinstance(loaded, dict):
+            raise ValueError(f"config {file} must be a mapping of sections, got {type(loaded).__name__}")
+        config = _merge(config, loaded, "", open_keys=False)
+    for text in overrides:
+        keys, value = parse_override(text)
+        config = _merge(config, _nest(keys, value), "", open_keys=False)
+    for section, value in section_updates.items():
+        config = _merge(config, {section: value}, "", open_keys=False)
+    validate_config(config)
+    return config
+
+
+def _positive_int(section: dict, key: str, where: str, allow_zero: bool = False) -> None:
+    value = section[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < (0 if allow_zero else 1):
+        raise ValueError(f"{where}.{key} must be an integer >= {0 if allow_zero else 1}, got {value!r}")
+
+
+def _pair(section: dict, key: str, where: str) -> None:
+    value = section[key]
+    if isinstance(value, int) and not isinstance(value, bool):
+        section[key] = value = [value, value]
+    if not (isinstance(value, (list, tuple)) and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+        raise ValueError(f"{where}.{key} must be a positive int or two positive ints, got {value!r}")
+
+
+def _number(section: dict, key: str, where: str, low: float = 0.0, strict: bool = False) -> None:
+    value = section[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low or (strict and value == low):
+        raise ValueError(f"{where}.{key} must be a number {'>' if strict else '>='} {low}, got {value!r}")
+
+
+def validate_config(config: dict[str, Any]) -> None:
+    """Raise ValueError naming the key for impossible settings (before any work is done)."""
+    model, data, train, ev = config["model"], config["data"], config["train"], config["eval"]
+    for key in ("embed_dim", "window_size", "decoder_dim"):
+        _positive_int(model, key, "model")
+    if model["num_classes"] is not None:
+        _positive_int(model, "num_classes", "model")
+    if len(model["depths"]) != len(model["num_heads"]):
+        raise ValueError(f"model.depths {model['depths']} and model.num_heads {model['num_heads']} differ in length")
+    for key in ("drop_path_rate", "dropout"):
+        if not 0 <= model[key] < 1:
+            raise ValueError(f"model.{key} must be in [0, 1), got {model[key]!r}")
+    if model["pretrained"] is not None and not Path(model["pretrained"]).exists():
+        raise FileNotFoundError(f"model.pretrained: {model['pretrained']} does not exist")
+
+    if data["type"] is None:
+        raise ValueError("data.type is not set (camvid, ade20k, cityscapes, voc or folder)")
+    if data["root"] is None:
+        raise ValueError("data.root is not set: give --data-root DIR or --set data.root=DIR")
+    if not Path(data["root"]).is_dir():
+        raise FileNotFoundError(f"data.root: {data['root']} is not a directory")
+    tt = data["train_transform"]
+    unknown = set(tt) - set(DEFAULTS["data"]["train_transform"])
+    if unknown:
+        raise ValueError(f"unknown config key(s) data.train_transform.{', '.join(sorted(unknown))}")
+    _pair(tt, "crop_size", "data.train_transform")
+    _pair(tt, "img_scale", "data.train_transform")
+    if tt["ratio_range"] is not None and not (len(tt["ratio_range"]) == 2 and 0 < tt["ratio_range"][0] <= tt["ratio_range"][1]):
+        raise ValueError(f"data.train_transform.ratio_range must be [low, high] with 0 < low <= high, "
+                         f"got {tt['ratio_range']!r}")
+    largest = max(tt["img_scale"]) * (tt["ratio_range"][1] if tt["ratio_range"] else 1.0)
+    if min(tt["crop_size"]) > largest:
+        raise ValueError(f"data.train_transform.crop_size {tt['crop_size']} is larger than any rescaled image "
+                         f"(img_scale {tt['img_scale']} x ratio up to {tt['ratio_range']})")
+    if tt["img_scale"] is not None:
+        pass
+    te = data["test_transform"]
+    if te.get("img_scale") is not None:
+        _pair(te, "img_scale", "data.test_transform")
+
+    for key in ("iters", "batch_size", "grad_accum", "log_interval", "eval_interval", "checkpoint_interval"):
+        _positive_int(train, key, "train")
+    for key in ("num_workers", "warmup_iters", "keep_checkpoints"):
+        _positive_int(train, key, "train", allow_zero=True)
+    _number(train, "lr", "train", strict=True)
+    _number(train, "weight_decay", "train")
+    _number(train, "min_lr", "train")
+    _number(train, "power", "train")
+    if not 0 < train["warmup_ratio"] <= 1:
+        raise ValueError(f"train.warmup_ratio must be in (0, 1], got {train['warmup_ratio']!r}")
+    if train["min_lr"] > train["lr"]:
+        raise ValueError(f"train.min_lr {train['min_lr']} is larger than train.lr {train['lr']}")
+    if train["clip_grad"] is not None:
+        _number(train, "clip_grad", "train", strict=True)
+    if train["amp"] not in AMP_MODES:
+        raise ValueError(f"train.amp must be one of {', '.join(AMP_MODES)}, got {train['amp']!r}")
+    if train["device"] not in ("auto", "cpu", "cuda") and not str(train["device"]).startswith("cuda:"):
+        raise ValueError(f"train.device must be auto, cpu or cuda[:N], got {train['device']!r}")
+    if len(train["betas"]) != 2 or not all(0 <= b < 1 for b in train["betas"]):
+        raise ValueError(f"train.betas must be two numbers in [0, 1), got {train['betas']!r}")
+
+    if ev["mode"] not in EVAL_MODES:
+        raise ValueError(f"eval.mode must be whole or slide, got {ev['mode']!r}")
+    _pair(ev, "crop_size", "eval")
+    _pair(ev, "stride", "eval")
+    if not ev["scales"] or any(not isinstance(s, (int, float)) or s <= 0 for s in ev["scales"]):
+        raise ValueError(f"eval.scales must be positive factors, got {ev['scales']!r}")
+    _positive_int(ev, "num_workers", "eval", allow_zero=True)

@@ -1,0 +1,69 @@
+"""Evaluation over a dataset: whole / sliding-window / TTA inference, mIoU from confusion counts.
+
+Each image arrives resized by the test transform (keep-ratio to ``img_scale``) with its label at the
+original size; the logits are resized back to the label size before the argmax, as mmseg does.
+In distributed runs every process evaluates a strided share of the images and the counts are summed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from ssformer.engine.distributed import DistInfo
+from ssformer.inference.sliding import slide_inference, tta_inference, whole_inference
+from ssformer.metrics import IoUMetric
+
+
+def autocast_context(device: torch.device, amp: str):
+    """bf16/fp16 autocast for ``amp`` in {"bf16", "fp16"}, nothing for "none"."""
+    if amp == "none":
+        return contextlib.nullcontext()
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError("train.amp=fp16 needs a CUDA device; use bf16 on CPU")
+    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+def predict_logits(model: nn.Module, image: torch.Tensor, out_size: tuple[int, int], num_classes: int,
+                   mode: str = "whole", crop_size=(512, 512), stride=(341, 341), tta: bool = False,
+                   scales=(1.0,), flip: bool = True) -> torch.Tensor:
+    """Scores (logits, or averaged probabilities with TTA) at ``out_size`` for a (B, 3, H, W) batch."""
+    if tta:
+        return tta_inference(model, image, scales=scales, flip=flip, mode=mode, num_classes=num_classes,
+                             crop=crop_size, stride=stride, out_size=out_size)
+    if mode == "slide":
+        return slide_inference(model, image, num_classes, crop_size, stride, out_size=out_size)
+    return whole_inference(model, image, out_size=out_size)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset, num_classes: int, ignore_index: int = 255, mode: str = "whole",
+             crop_size=(512, 512), stride=(341, 341), tta: bool = False, scales=(1.0,), flip: bool = True,
+             device: torch.device | str = "cpu", amp: str = "none", num_workers: int = 0,
+             dist_info: DistInfo | None = None, progress: bool = False) -> dict[str, Any]:
+    """mmseg metrics (fractions) of ``model`` on ``dataset`` (items: dict with image, label)."""
+    device = torch.device(device)
+    dist_info = dist_info or DistInfo()
+    was_training = model.training
+    model.eval()
+    indices = list(range(dist_info.rank, len(dataset), dist_info.world_size))
+    loader = DataLoader(Subset(dataset, indices), batch_size=1, shuffle=False, num_workers=num_workers,
+                        generator=torch.Generator())
+    metric = IoUMetric(num_classes, ignore_index)
+    bar = tqdm(loader, desc="eval", leave=False, disable=not (progress and dist_info.is_main), dynamic_ncols=True)
+    for batch in bar:
+        image = batch["image"].to(device)
+        label = batch["label"]
+        with autocast_context(device, amp):
+            scores = predict_logits(model, image, tuple(label.shape[1:]), num_classes, mode, tuple(crop_size),
+                                    tuple(stride), tta, tuple(scales), flip)
+        metric.update(scores.float().argmax(dim=1).cpu(), label)
+    metric.all_reduce()
+    if was_training:
+        model.train()
+    return metric.compute()

@@ -1,0 +1,314 @@
+"""Iteration-based training: AdamW + poly/warmup, AMP, accumulation, clipping, DDP, exact resume.
+
+Work-directory layout: ``latest.pt`` (every ``checkpoint_interval`` iterations and at the end),
+``best.pt`` (best mIoU so far), ``iter_N.pt`` (the newest ``keep_checkpoints``), ``log.jsonl`` (one
+JSON object per log/eval event), ``config.yaml`` (the resolved config), ``model/`` (the final weights
+as ``save_pretrained``) and TensorBoard events when ``tensorboard`` is installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+import ssformer
+from ssformer.data import TestTransform, TrainTransform, build_dataset
+from ssformer.engine.checkpoint import (capture_rng, load_checkpoint, restore_rng, rotate_checkpoints,
+                                        save_checkpoint)
+from ssformer.engine.distributed import DistInfo, all_reduce_sum, barrier, init_distributed
+from ssformer.engine.evaluator import autocast_context, evaluate
+from ssformer.engine.loss import segmentation_loss
+from ssformer.engine.optim import build_optimizer, poly_warmup_lr, set_lr
+from ssformer.engine.sampling import ConcatSeeded, StreamBatchSampler
+from ssformer.models.ssformer import SSformerConfig, VARIANTS
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the run stopped without saving the bad state."""
+
+
+# --- building blocks ----------------------------------------------------------------------------
+def _splits(value) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def build_train_dataset(config: dict[str, Any]):
+    data = config["data"]
+    tt = data["train_transform"]
+    transform = TrainTransform(img_scale=tt["img_scale"], ratio_range=tt["ratio_range"], crop_size=tt["crop_size"],
+                               cat_max_ratio=tt["cat_max_ratio"], flip_prob=tt["flip_prob"],
+                               photometric=tt["photometric"])
+    parts = [build_dataset({"type": data["type"], "root": data["root"], **data["options"]}, transform, split=s)
+             for s in _splits(data["train_split"])]
+    return parts[0] if len(parts) == 1 else ConcatSeeded(parts), parts[0]
+
+
+def build_eval_dataset(config: dict[str, Any], split: str | None = None):
+    data = config["data"]
+    split = split or config["eval"]["split"] or data["val_split"]
+    transform = TestTransform(img_scale=data["test_transform"]["img_scale"])
+    return build_dataset({"type": data["type"], "root": data["root"], **data["options"]}, transform, split=split)
+
+
+def model_config(config: dict[str, Any], num_classes: int, class_names=None, palette=None) -> SSformerConfig:
+    m = config["model"]
+    sizes = dict(embed_dim=m["embed_dim"], depths=m["depths"], num_heads=m["num_heads"])
+    if m["variant"] is not None:
+        if m["variant"] not in VARIANTS:
+            raise ValueError(f"model.variant must be one of {sorted(VARIANTS)}, got {m['variant']!r}")
+        sizes = {k: VARIANTS[m["variant"]][k] for k in ("embed_dim", "depths", "num_heads")}
+    if m["num_classes"] is not None and m["num_classes"] != num_classes:
+        raise ValueError(f"model.num_classes={m['num_classes']} but the dataset has {num_classes} classes")
+    return SSformerConfig(num_classes=num_classes, window_size=m["window_size"], mlp_ratio=m["mlp_ratio"],
+                          decoder_dim=m["decoder_dim"], drop_path_rate=m["drop_path_rate"], dropout=m["dropout"],
+                          class_names=list(class_names) if class_names else None,
+                          palette=[list(c) for c in palette[:num_classes]] if palette else None, **sizes)
+
+
+class LogitsAtQuarter(nn.Module):
+    """``forward`` = the model's 1/4-resolution logits, so DDP hooks see the training computation."""
+
+    def __init__(self, model: ssformer.SSformer):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_logits(images)
+
+
+def resolve_device(name: str, dist_info_local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"train.device={name} but CUDA is not available")
+    if name == "cuda":
+        return torch.device("cuda", dist_info_local_rank)
+    return torch.device(name)
+
+
+def _set_bn_eval(model: nn.Module) -> None:
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+
+
+def _to_primitive(value):
+    """YAML/JSON-safe copy (tuples -> lists) for storing configs in weights_only checkpoints."""
+    if isinstance(value, dict):
+        return {str(k): _to_primitive(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_primitive(v) for v in value]
+    return value
+
+
+class JsonLog:
+    """Appends one JSON object per line (and mirrors scalars to TensorBoard when installed)."""
+
+    def __init__(self, path: Path, enabled: bool):
+        self.path, self.enabled, self.tb = path, enabled, None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self.tb = SummaryWriter(str(path.parent / "tensorboard"))
+            except Exception:  # tensorboard is optional
+                self.tb = None
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key != "iter" and math.isfinite(value):
+                    self.tb.add_scalar(f"{record.get('event', 'train')}/{key}", value, record["iter"])
+            self.tb.flush()
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+# --- the loop -----------------------------------------------------------------------------------
+def train(config: dict[str, Any], resume: bool = False, echo=print) -> dict[str, Any]:
+    """Run (or resume) the training described by a validated config; returns a summary dict."""
+    tc, ec = config["train"], config["eval"]
+    if config["work_dir"] is None:
+        raise ValueError("work_dir is not set: give --work-dir DIR")
+    work_dir = Path(config["work_dir"])
+    device_name = tc["device"]
+    if device_name == "auto":
+        device_name = "cuda" if torch.cuda.is_available() else "cpu"
+    dist_info = init_distributed("cuda" if device_name.startswith("cuda") else "cpu")
+    device = resolve_device(device_name, dist_info.local_rank)
+    if tc["amp"] == "fp16" and device.type != "cuda":
+        raise ValueError("train.amp=fp16 needs a CUDA device; use train.amp=bf16 on CPU")
+
+    # Data first: a wrong root or option fails before the model is built.
+    train_set, first_part = build_train_dataset(config)
+    eval_set = build_eval_dataset(config)
+    num_classes, ignore_index = first_part.num_classes, first_part.ignore_index
+
+    torch.manual_seed(tc["seed"])  # identical initial weights on every rank
+    model = ssformer.SSformer.from_config(model_config(config, num_classes, first_part.class_names,
+                                                       first_part.palette))
+    if config["model"]["pretrained"] is not None:
+        report = ssformer.load_weights(model, config["model"]["pretrained"], strict=False)
+        if dist_info.is_main:
+            echo(f"pretrained weights {config['model']['pretrained']}: {report}")
+    if tc["gradient_checkpointing"]:
+        model.set_gradient_checkpointing(True)
+    if tc["sync_bn"] and dist_info.enabled:
+        if device.type != "cuda":
+            raise ValueError("train.sync_bn needs CUDA devices (torch's SyncBatchNorm does not run on CPU)")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(device)
+    optimizer = build_optimizer(model, tc["lr"], tc["weight_decay"], tc["betas"], tc["eps"], tc["no_decay_keys"])
+    scaler = torch.amp.GradScaler("cuda", enabled=tc["amp"] == "fp16")
+
+    start_iter, best = 0, {"mIoU": -1.0, "iter": 0}
+    latest = work_dir / "latest.pt"
+    if resume:
+        if not latest.is_file():
+            raise FileNotFoundError(f"--resume: {latest} not found")
+        state = load_checkpoint(latest)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        start_iter, best = int(state["iteration"]), dict(state["best"])
+        if dist_info.world_size != state.get("world_size", 1):
+            raise ValueError(f"{latest} was written by {state.get('world_size', 1)} processes, "
+                             f"this run has {dist_info.world_size}; exact resume needs the same number")
+        restore_rng(state["rng"][dist_info.rank] if isinstance(state["rng"], list) else state["rng"])
+        if dist_info.is_main:
+            echo(f"resumed from {latest} at iteration {start_iter}")
+    else:
+        torch.manual_seed(tc["seed"] + dist_info.rank)  # per-rank dropout / drop-path streams
+        if dist_info.is_main and latest.exists():
+            echo(f"warning: {latest} exists and will be overwritten (use --resume to continue it)")
+
+    net: nn.Module = LogitsAtQuarter(model)
+    if dist_info.enabled:
+        net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+
+    if dist_info.is_main:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        (work_dir / "config.yaml").write_text(yaml.safe_dump(_to_primitive(config), sort_keys=False))
+    log = JsonLog(work_dir / "log.jsonl", dist_info.is_main)
+
+    accum, batch = tc["grad_accum"], tc["batch_size"]
+    sampler = StreamBatchSampler(len(train_set), batch, tc["seed"], start=start_iter * accum * batch *
+                                 dist_info.world_size, rank=dist_info.rank, world_size=dist_info.world_size)
+    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=tc["num_workers"],
+                        pin_memory=device.type == "cuda", generator=torch.Generator(),
+                        persistent_workers=False)
+    stream = iter(loader)
+    params = [p for p in model.parameters() if p.requires_grad]
+    iters = tc["iters"]
+
+    def state_dict(iteration: int) -> dict[str, Any]:
+        rng = capture_rng()
+        if dist_info.enabled:
+            gathered: list = [None] * dist_info.world_size
+            torch.distributed.all_gather_object(gathered, rng)
+            rng = gathered
+        return {"model": model.state_dict(), "model_config": _to_primitive(asdict(model.config)),
+                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "iteration": iteration,
+                "rng": rng, "best": best, "world_size": dist_info.world_size, "config": _to_primitive(config)}
+
+    bar = tqdm(total=iters, initial=start_iter, disable=not (tc["progress"] and dist_info.is_main),
+               dynamic_ncols=True, desc="train")
+    window_loss, window_count, window_start = 0.0, 0, time.time()
+    run_start, it = time.time(), start_iter
+    last_eval: dict[str, Any] | None = None
+    model.train()
+    if tc["bn_eval"]:
+        _set_bn_eval(model)
+    while it < iters:
+        lr = poly_warmup_lr(it, tc["lr"], iters, tc["power"], tc["min_lr"], tc["warmup_iters"], tc["warmup_ratio"])
+        set_lr(optimizer, lr)
+        optimizer.zero_grad(set_to_none=True)
+        loss_total = torch.zeros((), device=device)
+        for micro in range(accum):
+            sample = next(stream)
+            images = sample["image"].to(device, non_blocking=True)
+            labels = sample["label"].to(device, non_blocking=True)
+            sync = contextlib.nullcontext() if not dist_info.enabled or micro == accum - 1 else net.no_sync()
+            with sync:
+                with autocast_context(device, tc["amp"]):
+                    logits = net(images)
+                loss = segmentation_loss(logits, labels, ignore_index, tc["avg_non_ignore"])
+                scaler.scale(loss / accum).backward()
+            loss_total += loss.detach() / accum
+        status = torch.stack([loss_total.float(), (~torch.isfinite(loss_total)).float()]).cpu()
+        all_reduce_sum(status)
+        if status[1] > 0:
+            bar.close()
+            good = load_checkpoint(latest)["iteration"] if latest.is_file() else None
+            where = (f"the last good checkpoint {latest} (iteration {good}) was kept" if good is not None
+                     else "no checkpoint had been written yet")
+            message = (f"loss is {loss_total.item()} at iteration {it + 1}: training stopped without saving; "
+                       f"{where}. Lower train.lr, enable train.clip_grad or check the data.")
+            log.write({"event": "diverged", "iter": it + 1, "message": message})
+            log.close()
+            raise TrainingDiverged(message)
+        if tc["clip_grad"] is not None:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, tc["clip_grad"])
+        scaler.step(optimizer)
+        scaler.update()
+        it += 1
+        window_loss += status[0].item() / dist_info.world_size
+        window_count += 1
+        bar.update(1)
+        if it % tc["log_interval"] == 0 or it == iters:
+            elapsed = time.time() - window_start
+            sec_per_iter = elapsed / window_count
+            record = {"event": "train", "iter": it, "lr": lr, "loss": window_loss / window_count,
+                      "sec_per_iter": sec_per_iter, "eta_s": sec_per_iter * (iters - it),
+                      "elapsed_s": time.time() - run_start}
+            log.write(record)
+            bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}", s_it=f"{sec_per_iter:.2f}")
+            window_loss, window_count, window_start = 0.0, 0, time.time()
+        if it % tc["eval_interval"] == 0 or it == iters:
+            results = evaluate(model, eval_set, num_classes, ignore_index, ec["mode"], ec["crop_size"],
+                               ec["stride"], device=device, amp=tc["amp"], num_workers=ec["num_workers"],
+                               dist_info=dist_info, progress=tc["progress"])
+            if tc["bn_eval"]:
+                _set_bn_eval(model)
+            last_eval = {"event": "eval", "iter": it, **{k: v for k, v in results.items()}}
+            log.write(last_eval)
+            if dist_info.is_main:
+                bar.write(f"iter {it}: mIoU {100 * results['mIoU']:.2f}  aAcc {100 * results['aAcc']:.2f}  "
+                          f"mAcc {100 * results['mAcc']:.2f}")
+            if results["mIoU"] > best["mIoU"]:
+                best = {"mIoU": float(results["mIoU"]), "iter": it}
+                state = state_dict(it)
+                if dist_info.is_main:
+                    save_checkpoint(state, work_dir / "best.pt")
+        if it % tc["checkpoint_interval"] == 0 or it == iters:
+            state = state_dict(it)
+            if dist_info.is_main:
+                save_checkpoint(state, latest)
+                if tc["keep_checkpoints"] > 0:
+                    save_checkpoint(state, work_dir / f"iter_{it}.pt")
+                rotate_checkpoints(work_dir, tc["keep_checkpoints"])
+            barrier()
+    bar.close()
+    if dist_info.is_main:
+        model.save_pretrained(work_dir / "model")
+    log.close()
+    return {"iterations": it, "best": best, "last_eval": last_eval, "work_dir": str(work_dir),
+            "rank": dist_info.rank, "world_size": dist_info.world_size}
