@@ -4,11 +4,24 @@ The window grid follows the official (mmseg 0.24.1) semantics exactly:
 the normalised tokens are zero-padded bottom/right to a multiple of the window size, the shift is
 applied even when the map is no larger than one window, and masked scores get -100 (not -inf).
 
-All of the attention's additive terms (relative bias and shift mask) are folded into one mask and
-handed to ``F.scaled_dot_product_attention``, so the fused kernels do the softmax.
+How it is made fast (each step is exact, it only removes copies or wasted work):
+
+* ``qkv`` runs on the real tokens only. A zero (padding) token's q/k/v is just the qkv bias, so
+  the padded map is one extra row holding that bias, and *padding, cyclic shift and window
+  partition are a single row gather* with a precomputed index (:func:`window_geometry`).
+* Attention is one fused ``F.scaled_dot_product_attention`` call on 4-D (windows, heads, N, d)
+  tensors; the relative bias and the shift mask are one additive mask. (With 5-D inputs or a 3-D
+  mask PyTorch's CPU backend falls back to the slow unfused path.)
+* The inverse gather takes each real token back from its window slot (un-shift, un-partition and
+  crop in one copy), and ``proj`` then runs on the real tokens only.
+* Index tensors, shift masks and (in inference) the finished attention mask are cached per
+  feature-map size and device; the mask cache is keyed on the bias table's version, so changing
+  the weights in place invalidates it.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +36,13 @@ def relative_position_index(window_size: int) -> torch.Tensor:
     coords = coords.flatten(1)  # (2, N)
     delta = coords[:, :, None] - coords[:, None, :] + (window_size - 1)  # (2, N, N), each in [0, 2w-2]
     return delta[0] * (2 * window_size - 1) + delta[1]
+
+
+def window_partition(x: torch.Tensor, window_size: int) -> torch.Tensor:
+    """(B, H, W, C) -> (B * num_windows, window_size**2, C); H and W must be multiples of the window."""
+    b, h, w, c = x.shape
+    x = x.view(b, h // window_size, window_size, w // window_size, window_size, c)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window_size * window_size, c)
 
 
 def shift_window_mask(padded_h: int, padded_w: int, window_size: int, shift: int,
@@ -40,18 +60,45 @@ def shift_window_mask(padded_h: int, padded_w: int, window_size: int, shift: int
     return torch.zeros(different.shape, device=device).masked_fill(different, SHIFT_MASK_VALUE)
 
 
-def window_partition(x: torch.Tensor, window_size: int) -> torch.Tensor:
-    """(B, H, W, C) -> (B * num_windows, window_size**2, C); H and W must be multiples of the window."""
-    b, h, w, c = x.shape
-    x = x.view(b, h // window_size, window_size, w // window_size, window_size, c)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window_size * window_size, c)
+def _window_geometry(batch: int, h: int, w: int, window_size: int, shift: int,
+                     device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    ws = window_size
+    hp, wp = h + (-h) % ws, w + (-w) % ws
+    tokens = h * w
+    # Source token of every slot of the padded map after rolling it by (-shift, -shift).
+    rows = (torch.arange(hp, device=device) + shift) % hp
+    cols = (torch.arange(wp, device=device) + shift) % wp
+    source = rows[:, None] * w + cols[None, :]
+    source = source.masked_fill((rows[:, None] >= h) | (cols[None, :] >= w), tokens)  # padding slots
+    slots = source.view(hp // ws, ws, wp // ws, ws).transpose(1, 2).reshape(-1)  # window-major order
+    real = slots < tokens
+    inverse = torch.empty(tokens, dtype=torch.long, device=device)
+    inverse[slots[real]] = torch.arange(slots.numel(), device=device)[real]
+    # Batched: sample b's token t is row b * tokens + t; every padding slot reads the one extra row.
+    offsets = torch.arange(batch, device=device)[:, None]
+    gather = torch.where(real, slots + offsets * tokens, batch * tokens).reshape(-1)
+    scatter = (inverse + offsets * slots.numel()).reshape(-1)
+    shift_mask = None
+    if shift:
+        shift_mask = shift_window_mask(hp, wp, ws, shift, device).repeat(batch, 1, 1).unsqueeze(1)
+    return gather, scatter, shift_mask
 
 
-def window_reverse(windows: torch.Tensor, window_size: int, h: int, w: int) -> torch.Tensor:
-    """Inverse of :func:`window_partition`: (B * num_windows, N, C) -> (B, H, W, C)."""
-    c = windows.shape[-1]
-    x = windows.view(-1, h // window_size, w // window_size, window_size, window_size, c)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, h, w, c)
+_cached_window_geometry = functools.lru_cache(maxsize=16)(_window_geometry)
+
+
+def window_geometry(batch: int, h: int, w: int, window_size: int, shift: int,
+                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Index tensors that window a (batch * h * w + 1)-row token table and put it back.
+
+    Returns ``gather`` (B * nW * N,): for each window slot of the zero-padded, rolled map, the row
+    to read (``batch * h * w`` = the extra padding row); ``scatter`` (B * h * w,): for each real
+    token, its window slot; and for shifted windows the (B * nW, 1, N, N) shift mask, else None.
+    Cached per size and device (they hold no parameters).
+    """
+    if torch.compiler.is_compiling():  # traced into the graph instead of a Python-side cache
+        return _window_geometry(batch, h, w, window_size, shift, device)
+    return _cached_window_geometry(batch, h, w, window_size, shift, device)
 
 
 class ShiftedWindowAttention(nn.Module):
@@ -76,48 +123,37 @@ class ShiftedWindowAttention(nn.Module):
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
         return bias.view(n, n, self.num_heads).permute(2, 0, 1)
 
-    def attention_mask(self, padded_h: int, padded_w: int, dtype: torch.dtype) -> torch.Tensor:
-        """Bias plus shift mask, (heads, N, N) or (num_windows, heads, N, N).
+    def attention_mask(self, batch: int, h: int, w: int, shift_mask: torch.Tensor | None,
+                       dtype: torch.dtype) -> torch.Tensor:
+        """Bias plus shift mask: (1, heads, N, N), or (B * nW, heads, N, N) for shifted windows.
 
-        Cached per size, device and dtype when no gradient can flow into the bias table
-        (inference); the cache is dropped whenever the table is changed in place.
+        Cached (one entry) when no gradient can flow into the bias table (inference); the key holds
+        the table's version, so an in-place weight change recomputes it.
         """
         table = self.relative_position_bias_table
-        cacheable = not (torch.is_grad_enabled() and table.requires_grad)
-        key = (padded_h, padded_w, table.device, dtype, table._version, table.data_ptr())
+        cacheable = not (torch.is_grad_enabled() and table.requires_grad) and not torch.compiler.is_compiling()
+        key = ((batch, h, w) if self.shift else None, table.device, dtype, table._version, table.data_ptr())
         if cacheable and key in self._mask_cache:
             return self._mask_cache[key]
-        mask = self.relative_position_bias().to(dtype)
-        if self.shift:
-            shift_mask = shift_window_mask(padded_h, padded_w, self.window_size, self.shift, table.device)
-            mask = mask.unsqueeze(0) + shift_mask.to(dtype).unsqueeze(1)
+        mask = self.relative_position_bias().unsqueeze(0)
+        if shift_mask is not None:
+            mask = mask + shift_mask
+        mask = mask.to(dtype)
         if cacheable:
             self._mask_cache.clear()
             self._mask_cache[key] = mask
         return mask
 
     def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        b, _, c = x.shape
-        ws, s = self.window_size, self.shift
-        x = x.view(b, h, w, c)
-        pad_b, pad_r = (-h) % ws, (-w) % ws
-        if pad_b or pad_r:
-            x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
-        hp, wp = h + pad_b, w + pad_r
-        if s:
-            x = torch.roll(x, shifts=(-s, -s), dims=(1, 2))
-        windows = window_partition(x, ws)  # (B*nW, N, C)
-        num_windows = (hp // ws) * (wp // ws)
-        n = ws * ws
+        b, tokens, c = x.shape
+        heads, n = self.num_heads, self.window_size ** 2
+        gather, scatter, shift_mask = window_geometry(b, h, w, self.window_size, self.shift, x.device)
 
-        qkv = self.qkv(windows).view(b, num_windows, n, 3, self.num_heads, c // self.num_heads)
-        q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)  # each (B, nW, heads, N, d)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=self.attention_mask(hp, wp, q.dtype))
-        out = self.proj(out.transpose(2, 3).reshape(b * num_windows, n, c))
-
-        x = window_reverse(out, ws, hp, wp)
-        if s:
-            x = torch.roll(x, shifts=(s, s), dims=(1, 2))
-        if pad_b or pad_r:
-            x = x[:, :h, :w, :]
-        return x.reshape(b, h * w, c)
+        qkv = self.qkv(x).reshape(b * tokens, 3 * c)
+        padding = self.qkv.bias if self.qkv.bias is not None else qkv.new_zeros(3 * c)
+        qkv = torch.cat([qkv, padding.to(qkv.dtype)[None]])  # + the q/k/v of a zero padding token
+        windows = qkv.index_select(0, gather).view(-1, n, 3, heads, c // heads)
+        q, k, v = windows.permute(2, 0, 3, 1, 4).unbind(0)  # each (B * nW, heads, N, d)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=self.attention_mask(b, h, w, shift_mask, q.dtype))
+        out = out.transpose(1, 2).reshape(-1, c).index_select(0, scatter)  # real tokens, in map order
+        return self.proj(out).view(b, tokens, c)

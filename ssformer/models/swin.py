@@ -50,7 +50,7 @@ class PatchEmbed(nn.Module):
         pad_b, pad_r = (-x.shape[2]) % p, (-x.shape[3]) % p
         if pad_b or pad_r:
             x = F.pad(x, (0, pad_r, 0, pad_b))
-        x = self.proj(x)
+        x = self.proj(x.contiguous(memory_format=torch.channels_last))  # channels-last out: tokens need no copy
         h, w = x.shape[2:]
         return self.norm(x.flatten(2).transpose(1, 2)), h, w
 
@@ -156,7 +156,8 @@ class SwinEncoder(nn.Module):
         features = []
         for stage, norm in zip(self.stages, self.norms):
             x = stage(x, h, w)
-            features.append(norm(x).transpose(1, 2).reshape(x.shape[0], -1, h, w))
+            # (B, H*W, C) viewed as NCHW without a copy: the feature is channels-last in memory.
+            features.append(norm(x).view(x.shape[0], h, w, -1).permute(0, 3, 1, 2))
             if stage.downsample is not None:
                 x, h, w = stage.downsample(x, h, w)
         return features
