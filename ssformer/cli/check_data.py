@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ssformer.data.check import check_dataset, format_report
 from ssformer.data.datasets import DATASETS, build_dataset
+from ssformer.engine.config import resolve_config_path
 
 # Keys of a training config's ``data`` section that describe splits and transforms, not the dataset.
 _NOT_DATASET_OPTIONS = ("split", "train_split", "val_split", "train_transform", "test_transform", "options")
@@ -21,7 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Read every image and label of a dataset split and report all problems (missing, "
                     "unreadable or corrupt files, size mismatches, label values outside the classes) and "
                     "per-class pixel counts. Exits 1 if there is any problem.")
-    parser.add_argument("config", nargs="?", help="YAML file with a 'data:' section")
+    parser.add_argument("config", nargs="?", help="YAML file with a 'data:' section, or a shipped recipe name")
     parser.add_argument("--type", choices=sorted(DATASETS), help="dataset type (instead of a config)")
     parser.add_argument("--root", help="dataset root folder (overrides the config's)")
     parser.add_argument("--split", action="append",
@@ -31,9 +31,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _data_section(path: str) -> dict[str, Any]:
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"config file not found: {file}")
+    """The raw ``data`` section of a YAML file or of a shipped recipe name (e.g. ``camvid_cpu``)."""
+    file = resolve_config_path(path)
     try:
         loaded = yaml.safe_load(file.read_text())
     except yaml.YAMLError as e:

@@ -98,7 +98,9 @@ class SegmentationDataset(Dataset):
         self.palette = tuple(tuple(int(v) for v in c) for c in palette) if palette else default_palette(self.num_classes)
         if len(self.palette) < self.num_classes:
             raise ValueError(f"palette has {len(self.palette)} colours for {self.num_classes} classes")
-        if 0 <= ignore_index < self.num_classes:
+        if not 0 <= ignore_index <= 65535:
+            raise ValueError(f"ignore_index must be in 0..65535 (a value a label PNG can hold), got {ignore_index}")
+        if ignore_index < self.num_classes:
             raise ValueError(f"ignore_index {ignore_index} is a class id (num_classes={self.num_classes})")
         self.ignore_index = ignore_index
         self.transform: Transform = transform if transform is not None else Normalize()
@@ -329,8 +331,9 @@ class FolderDataset(SegmentationDataset):
     """A custom dataset: ``root/img_dir`` and ``root/ann_dir`` with files paired by relative name.
 
     Image ``a/b.jpg`` pairs with label ``a/b.png`` (suffixes configurable; a suffix may include a
-    name part, e.g. ``_mask.png``). ``split`` optionally names a list file (relative to ``root``)
-    of names without suffix to use instead of every image. Labels hold class ids ``0..K-1`` (and
+    name part, e.g. ``_mask.png``). ``split`` is optional: a list file (relative to ``root``) of
+    names without suffix, or a sub-folder present in both ``img_dir`` and ``ann_dir`` (e.g.
+    ``images/train`` + ``labels/train``); without it every image is used. Labels hold class ids ``0..K-1`` (and
     ``ignore_index``), or, with ``color_labels``, RGB colours from ``palette`` (``ignore_colors``
     map to the ignore index).
     """
@@ -348,14 +351,19 @@ class FolderDataset(SegmentationDataset):
             raise ValueError("color_labels needs a palette (one RGB colour per class)")
         if palette is not None and any(len(c) != 3 for c in palette):
             raise ValueError("palette entries must be [R, G, B]")
+        unknown: list[str] = []
+        if split is not None and not (root / split).is_file():
+            if not (image_dir / split).is_dir():
+                raise DataError(f"split {split!r}: neither a list file {root / split} nor a folder {image_dir / split}")
+            image_dir = image_dir / split
+            label_dir = _require_dir(label_dir / split, "label")
+            split = None
         images, labels = _files(image_dir, img_suffix), _files(label_dir, seg_suffix)
         if split is not None:
             list_file = root / split
             names = [line.split()[0] for line in _read_list(list_file)]
             unknown = [f"{list_file}: no image {image_dir / (n + img_suffix)}" for n in names if n not in images]
             images = {n: images[n] for n in names if n in images}
-        else:
-            unknown = []
         pairs, missing = _match(images, labels, label_dir)
         self.color_labels = color_labels
         self.ignore_colors = tuple(tuple(int(v) for v in c) for c in ignore_colors)

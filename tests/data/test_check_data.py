@@ -87,7 +87,7 @@ def test_cli_direct_arguments_ok(tmp_path, capsys):
 def test_cli_usage_errors(tmp_path):
     with pytest.raises(ValueError, match="give a CONFIG with a data section, or --type and --root"):
         run_cli([])
-    with pytest.raises(FileNotFoundError, match="config file not found"):
+    with pytest.raises(FileNotFoundError, match="nope.yaml' is neither a file nor a shipped recipe"):
         run_cli([str(tmp_path / "nope.yaml")])
     (tmp_path / "x.yaml").write_text("model: {}\n")
     with pytest.raises(ValueError, match="has no 'data:' section"):
@@ -104,6 +104,14 @@ def test_cli_folder_dataset_options(tmp_path, capsys):
                                                "options": {"class_names": ["a", "b"]}}}))
     assert run_cli([str(config)]) == 1
     assert "invalid values 5" in capsys.readouterr().out
+
+
+def test_cli_shipped_recipe_with_root(tmp_path, capsys):
+    """The camvid_cpu recipe trains on train+val and evaluates on test: all three are checked."""
+    make_camvid(tmp_path, splits=(("train", 2), ("val", 1), ("test", 1)))
+    assert run_cli(["camvid_cpu", "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert all(f"== camvid {split}" in out for split in ("train", "val", "test"))
 
 
 @requires_dir(CAMVID, "CamVid")

@@ -206,6 +206,29 @@ def test_folder_index_labels_nested_and_suffixes(tmp_path):
         two.load(0)
 
 
+def test_folder_split_subfolders(tmp_path):
+    for split, count in (("train", 2), ("val", 1)):
+        for i in range(count):
+            write_image(tmp_path / "images" / split / f"{i}.jpg", seed=i, suffix_format="JPEG")
+            write_label(tmp_path / "labels" / split / f"{i}.png", label_values(values=(0, 1), seed=i))
+    assert len(FolderDataset(tmp_path, ["a", "b"], split="train")) == 2
+    assert len(FolderDataset(tmp_path, ["a", "b"], split="val")) == 1
+    assert len(FolderDataset(tmp_path, ["a", "b"])) == 3  # everything, recursively
+    with pytest.raises(DataError, match=r"split 'test': neither a list file .*test nor a folder .*images/test"):
+        FolderDataset(tmp_path, ["a", "b"], split="test")
+
+
+def test_ignore_index_checks(tmp_path):
+    write_image(tmp_path / "images" / "0.jpg", suffix_format="JPEG")
+    write_label(tmp_path / "labels" / "0.png", label_values(values=(0, 1, 3)))
+    dataset = FolderDataset(tmp_path, ["a", "b"], ignore_index=3)
+    assert set(np.unique(dataset.load(0)[1])) == {0, 1, 3}
+    with pytest.raises(ValueError, match="ignore_index 1 is a class id"):
+        FolderDataset(tmp_path, ["a", "b"], ignore_index=1)
+    with pytest.raises(ValueError, match="ignore_index must be in 0..65535"):
+        FolderDataset(tmp_path, ["a", "b"], ignore_index=-1)
+
+
 def test_folder_colour_labels(tmp_path):
     palette = [(0, 0, 0), (200, 10, 10), (10, 200, 10)]
     indices = label_values(values=(0, 1, 2, 3))
