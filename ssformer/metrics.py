@@ -41,13 +41,14 @@ class IoUMetric:
         tensor = values if isinstance(values, torch.Tensor) else torch.from_numpy(np.asarray(values))
         if tensor.dtype.is_floating_point or tensor.dtype == torch.bool or tensor.is_complex():
             raise ValueError(f"{name} must hold integer class ids, got dtype {tensor.dtype}")
-        return tensor.detach().reshape(-1).to("cpu", torch.int64)
+        return tensor.detach().reshape(-1).to(torch.int64)
 
     def update(self, pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray) -> None:
         """Add one prediction/label pair (any shape, the same for both; e.g. (H, W) or (B, H, W))."""
         if tuple(pred.shape) != tuple(target.shape):
             raise ValueError(f"prediction shape {tuple(pred.shape)} differs from label shape {tuple(target.shape)}")
-        pred_t, target_t = self._as_tensor(pred, "prediction"), self._as_tensor(target, "label")
+        pred_t = self._as_tensor(pred, "prediction")  # counted where the prediction is (GPU stays GPU)
+        target_t = self._as_tensor(target, "label").to(pred_t.device)
         keep = target_t != self.ignore_index
         pred_t, target_t = pred_t[keep], target_t[keep]
         k = self.num_classes
@@ -59,7 +60,8 @@ class IoUMetric:
         area_intersect = torch.bincount(target_t[pred_t == target_t], minlength=k)
         area_pred = torch.bincount(pred_t, minlength=k)
         area_label = torch.bincount(target_t, minlength=k)
-        self.counts += torch.stack([area_intersect, area_pred + area_label - area_intersect, area_pred, area_label])
+        batch = torch.stack([area_intersect, area_pred + area_label - area_intersect, area_pred, area_label])
+        self.counts += batch.cpu()
 
     def all_reduce(self) -> None:
         """Sum the counts over all processes (no-op unless torch.distributed is initialised)."""

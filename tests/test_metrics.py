@@ -96,3 +96,27 @@ def test_format_table():
     assert lines[4].split()[1] == "nan"  # sky: no label, no valid prediction
     with pytest.raises(ValueError, match="2 class names for 3 classes"):
         format_table(metric.compute(), ["a", "b"])
+
+
+def _reduce_worker(rank: int, world_size: int, init_file: str, out_file: str) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        data = np.load(FIXTURES / "metrics_random19.npz")
+        metric = IoUMetric(19)
+        for i in range(rank, 3, world_size):  # each rank sees a different subset of the images
+            metric.update(data[f"pred_{i}"], data[f"label_{i}"])
+        metric.all_reduce()
+        if rank == 0:
+            torch.save(metric.counts, out_file)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_all_reduce_sums_counts_over_processes(tmp_path):
+    out = tmp_path / "counts.pt"
+    torch.multiprocessing.spawn(_reduce_worker, args=(2, str(tmp_path / "init"), str(out)), nprocs=2)
+    data = np.load(FIXTURES / "metrics_random19.npz")
+    single = IoUMetric(19)
+    for i in range(3):
+        single.update(data[f"pred_{i}"], data[f"label_{i}"])
+    assert torch.equal(torch.load(out, weights_only=True), single.counts)
