@@ -80,7 +80,8 @@ def main() -> None:
         T.np.random, saved_np, saved_random = recorder, T.np.random, T.random  # wrap the globals mmseg uses
         T.random = recorder
         try:
-            results = {"img": image[..., ::-1].copy(), "gt_semantic_seg": label.copy(), "seg_fields": ["gt_semantic_seg"]}
+            results = {"img": image[..., ::-1].copy(), "gt_semantic_seg": label.copy(),
+                       "seg_fields": ["gt_semantic_seg"]}
             for step in (resize, crop, flip, photo):
                 results = step(results)
         finally:

@@ -95,7 +95,8 @@ class SegmentationDataset(Dataset):
         if not self.class_names:
             raise ValueError("class_names is empty")
         self.num_classes = len(self.class_names)
-        self.palette = tuple(tuple(int(v) for v in c) for c in palette) if palette else default_palette(self.num_classes)
+        self.palette = (tuple(tuple(int(v) for v in c) for c in palette) if palette
+                        else default_palette(self.num_classes))
         if len(self.palette) < self.num_classes:
             raise ValueError(f"palette has {len(self.palette)} colours for {self.num_classes} classes")
         if not 0 <= ignore_index <= 65535:

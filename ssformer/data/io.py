@@ -28,7 +28,10 @@ def _open(path: str | os.PathLike, what: str) -> Image.Image:
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """The image as a uint8 (H, W, 3) RGB array; grey, palette, RGBA and CMYK files are converted."""
+    """The image as a uint8 (H, W, 3) RGB array; grey, palette, RGBA and CMYK files are converted.
+
+    EXIF orientation is deliberately not applied: label maps are stored in the file's pixel order.
+    """
     image = _open(path, "image")
     if image.mode != "RGB":
         image = image.convert("RGB")
