@@ -3,18 +3,20 @@
 ``DST`` ending in ``.safetensors`` gets a safetensors file, ``.pt`` / ``.pth`` a torch file (both
 hold the state dict in this project's naming; a backbone-only source gives an encoder-only
 file), anything else a ``save_pretrained`` folder (``config.json`` + ``model.safetensors``) whose
-configuration is inferred from the checkpoint's shapes. Every file is written atomically.
+configuration is inferred from the checkpoint's shapes (class names and palette come from an
+mmseg checkpoint's ``meta``, when present). Every file is written atomically.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
-from ssformer.models.ssformer import SSformer
-from ssformer.models.weights import (CheckpointError, LoadReport, infer_config, load_weights, read_checkpoint,
-                                     save_state_dict, to_ssformer_state_dict)
+from ssformer.models.ssformer import CONFIG_NAME, SSformer
+from ssformer.models.weights import (CheckpointError, LoadReport, class_info, infer_config, load_weights,
+                                     read_checkpoint_with_meta, save_state_dict, to_ssformer_state_dict)
 
 FILE_SUFFIXES = {".safetensors", ".pt", ".pth"}
 
@@ -43,7 +45,7 @@ def convert(src: str | Path, dst: str | Path, num_classes: int | None = None, wi
                         ("--decoder-dim", decoder_dim)):
         if value is not None and value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
-    state = read_checkpoint(src)
+    state, meta = read_checkpoint_with_meta(src)
     fmt, mapped = to_ssformer_state_dict(state)
     config = infer_config(mapped.state)
     has_decoder = "num_classes" in config
@@ -61,6 +63,8 @@ def convert(src: str | Path, dst: str | Path, num_classes: int | None = None, wi
     config.setdefault("num_classes", 1)  # encoder-only file: the decoder is not written
     if window_size is not None:
         config["window_size"] = window_size
+    if has_decoder and not classifier_replaced:
+        config["class_names"], config["palette"] = _class_names_and_palette(Path(src), meta, int(config["num_classes"]))
     model = SSformer(**config)
     report = load_weights(model, state, strict=False)
     mismatched = [key for key, _, _ in report.mismatched]
@@ -75,6 +79,18 @@ def convert(src: str | Path, dst: str | Path, num_classes: int | None = None, wi
         out = {k: v for k, v in model.state_dict().items() if has_decoder or not k.startswith("decoder.")}
         save_state_dict(out, dst)
     return report
+
+
+def _class_names_and_palette(src: Path, meta: dict, num_classes: int) -> tuple:
+    """From an mmseg checkpoint's ``meta`` (``CLASSES``, ``PALETTE``) or a save_pretrained folder's config."""
+    config_path = src / CONFIG_NAME
+    if src.is_dir() and config_path.is_file():
+        try:
+            saved = json.loads(config_path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{config_path} is not valid JSON: {e}") from e
+        meta = {"CLASSES": saved.get("class_names"), "PALETTE": saved.get("palette")}
+    return class_info(meta, num_classes)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -86,6 +86,11 @@ def _summarise(keys: list[str], limit: int = 8) -> str:
 def read_checkpoint(path: str | os.PathLike) -> StateDict:
     """Load a state dict from ``.safetensors``, a torch file (``weights_only=True``) or a
     ``save_pretrained`` folder, unwrapped from ``state_dict`` / ``model`` wrappers."""
+    return read_checkpoint_with_meta(path)[0]
+
+
+def read_checkpoint_with_meta(path: str | os.PathLike) -> tuple[StateDict, dict]:
+    """:func:`read_checkpoint` plus the file's ``meta`` dict (mmseg keeps ``CLASSES`` and ``PALETTE`` there)."""
     path = Path(path)
     if path.is_dir():
         from ssformer.models.ssformer import WEIGHTS_NAME
@@ -98,14 +103,24 @@ def read_checkpoint(path: str | os.PathLike) -> StateDict:
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(path))
+            return load_file(str(path)), {}
         except (SafetensorError, OSError, ValueError) as e:
             raise CheckpointError(f"{path} is not a readable safetensors file: {e}") from e
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types here (pickle, zip, EOF, runtime)
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from e
-    return unwrap(obj, source=str(path))
+    meta = obj.get("meta") if isinstance(obj, Mapping) else None
+    return unwrap(obj, source=str(path)), dict(meta) if isinstance(meta, Mapping) else {}
+
+
+def class_info(meta: Mapping[str, object], num_classes: int) -> tuple[list[str] | None, list[list[int]] | None]:
+    """Class names and palette from an mmseg ``meta`` dict, when they fit ``num_classes``."""
+    names, palette = meta.get("CLASSES"), meta.get("PALETTE")
+    names = [str(n) for n in names] if isinstance(names, (list, tuple)) and len(names) == num_classes else None
+    ok = (names is not None and isinstance(palette, (list, tuple)) and len(palette) == num_classes
+          and all(isinstance(c, (list, tuple)) and len(c) == 3 for c in palette))
+    return names, [[int(v) for v in c] for c in palette] if ok else None
 
 
 def unwrap(obj: object, source: str = "checkpoint") -> StateDict:

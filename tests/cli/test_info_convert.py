@@ -72,6 +72,21 @@ def test_convert_official_to_folder_gives_same_logits(capsys, tmp_path):
             torch.testing.assert_close(model(case["input"]), case["logits"], rtol=0, atol=1e-4)
 
 
+def test_convert_keeps_mmseg_class_names_and_palette(capsys, tmp_path):
+    checkpoint = torch.load(W7, weights_only=True)
+    names = ["sky", "road", "car", "tree", "person"]
+    palette = [[10 * i, 20 * i, 30 * i] for i in range(5)]
+    checkpoint["meta"].update(CLASSES=tuple(names), PALETTE=palette)
+    torch.save(checkpoint, tmp_path / "named.pth")
+    assert run_cli(capsys, "convert", tmp_path / "named.pth", tmp_path / "a")[0] == 0
+    model = ssformer.SSformer.from_pretrained(tmp_path / "a")
+    assert model.config.class_names == names and model.config.palette == palette
+    assert run_cli(capsys, "convert", tmp_path / "a", tmp_path / "b")[0] == 0  # folder -> folder keeps them
+    assert ssformer.SSformer.from_pretrained(tmp_path / "b").config.class_names == names
+    assert run_cli(capsys, "convert", tmp_path / "named.pth", tmp_path / "c", "--num-classes", 3)[0] == 0
+    assert ssformer.SSformer.from_pretrained(tmp_path / "c").config.class_names is None  # 3 classes: unnamed
+
+
 @pytest.mark.parametrize("suffix", [".safetensors", ".pt", ".pth"])
 def test_convert_to_file(capsys, tmp_path, suffix):
     dst = tmp_path / f"w7{suffix}"

@@ -35,8 +35,11 @@ def model_for(io: dict, **overrides) -> ssformer.SSformer:
 
 
 def assert_features_match(model: ssformer.SSformer, io: dict) -> None:
+    """Encoder outputs equal the official ones; two of the fixture's inputs (batch 2 at 64x96, and
+    45x37, odd and below one window at the last stages) keep it quick: the model's exactness at
+    every fixture input is test_exactness.py's job, the mapping's is this file's."""
     with torch.no_grad():
-        for case in io["cases"]:
+        for case in (io["cases"][0], io["cases"][2]):
             for ours, theirs in zip(model.encoder(case["input"]), case["features"]):
                 torch.testing.assert_close(ours, theirs, rtol=0, atol=ATOL)
 
