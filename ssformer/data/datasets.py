@@ -104,6 +104,10 @@ class SegmentationDataset(Dataset):
         if ignore_index < self.num_classes:
             raise ValueError(f"ignore_index {ignore_index} is a class id (num_classes={self.num_classes})")
         self.ignore_index = ignore_index
+        transform_ignore = getattr(transform, "ignore_index", ignore_index)
+        if transform_ignore != ignore_index:
+            raise ValueError(f"the transform pads labels with {transform_ignore} but this dataset's ignore index is "
+                             f"{ignore_index}; pass ignore_index={ignore_index} to the transform")
         self.transform: Transform = transform if transform is not None else Normalize()
         self.label_values = label_values if label_values is not None else label_table(self.num_classes, ignore_index)
         self.label_rule = label_rule or (f"expected class ids 0..{self.num_classes - 1} or the ignore "

@@ -229,6 +229,24 @@ def test_ignore_index_checks(tmp_path):
         FolderDataset(tmp_path, ["a", "b"], ignore_index=-1)
 
 
+def test_many_classes_in_16_bit_labels(tmp_path):
+    names = [f"c{i}" for i in range(300)]
+    write_image(tmp_path / "images" / "0.jpg", height=12, width=16, suffix_format="JPEG")
+    values = np.random.default_rng(0).choice([0, 255, 299, 65535], size=(12, 16)).astype(np.uint16)
+    (tmp_path / "labels").mkdir()
+    Image.fromarray(values).save(tmp_path / "labels" / "0.png")  # mode I;16
+    with pytest.raises(ValueError, match="ignore_index 255 is a class id"):
+        FolderDataset(tmp_path, names)
+    with pytest.raises(ValueError, match="transform pads labels with 255 but this dataset's ignore index is 65535"):
+        FolderDataset(tmp_path, names, ignore_index=65535, transform=TrainTransform(crop_size=(8, 8)))
+    dataset = FolderDataset(tmp_path, names, ignore_index=65535,
+                            transform=TrainTransform(img_scale=(16, 12), ratio_range=None, crop_size=(16, 16),
+                                                     ignore_index=65535))
+    assert np.array_equal(dataset.load(0)[1], values.astype(np.int64))
+    label = dataset[0]["label"]
+    assert set(label.unique().tolist()) <= {0, 255, 299, 65535} and (label[12:] == 65535).all()
+
+
 def test_folder_colour_labels(tmp_path):
     palette = [(0, 0, 0), (200, 10, 10), (10, 200, 10)]
     indices = label_values(values=(0, 1, 2, 3))
