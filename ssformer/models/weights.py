@@ -242,12 +242,13 @@ def from_mmseg(sd: StateDict) -> Mapped:
         if key.startswith("decode_head."):
             new, _ = _apply_rules(key[len("decode_head."):], _MMSEG_HEAD_RULES)
             out.state["decoder." + new] = value
-        elif key.startswith("auxiliary_head."):
-            out.ignored.append(key)
+        elif key.startswith("auxiliary_head.") or re.match(r"^(backbone\.)?(norm|head)\.", key):
+            out.ignored.append(key)  # swin2mmseg keeps the ImageNet classifier's final norm
         else:
             new, _ = _apply_rules(key.removeprefix("backbone."), _MMSEG_BACKBONE_RULES)
             out.state["encoder." + new] = value
     out.has_decoder = any(k.startswith("decoder.") for k in out.state)
+    out.has_stage_norms = any(k.startswith("encoder.norms.") for k in out.state)
     return out
 
 

@@ -117,6 +117,19 @@ def test_microsoft_merge_tensors_are_permuted_not_copied(tmp_path):
 
 
 # --- mmseg backbones --------------------------------------------------------------------------------
+def test_swin2mmseg_style_backbone_ignores_the_classifier_norm():
+    """mmseg's swin2mmseg converter keeps the classifier's ``norm`` and has no ``norm0..3``."""
+    state, io = official("w7")
+    backbone = {k[len("backbone."):]: v for k, v in state.items()
+                if k.startswith("backbone.") and not re.match(r"backbone\.norm\d\.", k)}
+    backbone["norm.weight"], backbone["norm.bias"] = torch.ones(128), torch.zeros(128)
+    model = model_for(io)
+    report = ssformer.load_weights(model, backbone, strict=True)
+    assert report.format == "mmseg-backbone" and report.missing == []
+    assert report.ignored == ["norm.bias", "norm.weight"]
+    assert {f"encoder.norms.{i}.weight" for i in range(4)} <= set(report.initialised)
+
+
 @pytest.mark.parametrize("prefix", ["", "backbone."])
 def test_mmseg_backbone_only(prefix):
     state, io = official("w7")
