@@ -98,7 +98,8 @@ def window_geometry(batch: int, h: int, w: int, window_size: int, shift: int,
     """
     if torch.compiler.is_compiling():  # traced into the graph instead of a Python-side cache
         return _window_geometry(batch, h, w, window_size, shift, device)
-    return _cached_window_geometry(batch, h, w, window_size, shift, device)
+    with torch.inference_mode(False), torch.no_grad():  # cached: must stay usable outside inference mode
+        return _cached_window_geometry(batch, h, w, window_size, shift, device)
 
 
 class ShiftedWindowAttention(nn.Module):
@@ -133,16 +134,19 @@ class ShiftedWindowAttention(nn.Module):
         table = self.relative_position_bias_table
         cacheable = not (torch.is_grad_enabled() and table.requires_grad) and not torch.compiler.is_compiling()
         key = ((batch, h, w) if self.shift else None, table.device, dtype, table._version, table.data_ptr())
-        if cacheable and key in self._mask_cache:
-            return self._mask_cache[key]
+        if not cacheable:
+            return self._attention_mask(shift_mask, dtype)
+        if key not in self._mask_cache:
+            self._mask_cache.clear()
+            with torch.inference_mode(False), torch.no_grad():  # usable outside inference mode too
+                self._mask_cache[key] = self._attention_mask(shift_mask, dtype)
+        return self._mask_cache[key]
+
+    def _attention_mask(self, shift_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
         mask = self.relative_position_bias().unsqueeze(0)
         if shift_mask is not None:
             mask = mask + shift_mask
-        mask = mask.to(dtype)
-        if cacheable:
-            self._mask_cache.clear()
-            self._mask_cache[key] = mask
-        return mask
+        return mask.to(dtype)
 
     def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
         b, tokens, c = x.shape

@@ -46,7 +46,8 @@ class ConvBNReLU(nn.Module):
             return self._fold()
         key = tuple((t._version, t.data_ptr(), t.dtype) for t in tensors)
         if self._folded is None or self._folded[0] != key:
-            self._folded = (key, *self._fold())
+            with torch.inference_mode(False), torch.no_grad():  # cached: usable outside inference mode too
+                self._folded = (key, *self._fold())
         return self._folded[1], self._folded[2]
 
     def _fold(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,298 @@
+"""``ssformer benchmark``: latency, throughput and peak memory of inference or of a training step.
+
+Times ``--runs`` calls after ``--warmup`` untimed ones and reports the median and 90th-percentile
+latency, images per second (batch / median), parameters, FLOPs (FlopCounterMode, see
+``ssformer.models.size``) and the peak memory of the timed part: on CPU the process's peak
+resident set (``VmHWM`` from /proc/self/status, reset through /proc/self/clear_refs before the
+timed runs, so the model's own weights are in it but earlier activity is not), on CUDA the caching
+allocator's peak.
+
+Inference runs the plain ``model.eval()`` / ``model(x)`` call under ``torch.inference_mode()``;
+``--dtype bf16`` / ``fp16`` converts the model and the input (``model.to(dtype)``).
+``--train`` times one full training step (forward, cross-entropy on random labels, backward,
+AdamW step); there ``bf16`` / ``fp16`` means autocast with fp32 weights, as training would use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ssformer.models.ssformer import SSformer, create_model, list_models
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class BenchmarkResult:
+    model: str
+    mode: str  # "inference" or "train"
+    height: int
+    width: int
+    batch: int
+    dtype: str
+    device: str
+    threads: int
+    compiled: bool
+    params: int
+    flops: int | None  # per call (the whole batch), as executed
+    latency_median_s: float
+    latency_p90_s: float
+    images_per_s: float
+    peak_memory_bytes: int | None
+    peak_memory_kind: str  # "rss" (CPU, whole process) or "cuda-allocated"
+    first_call_s: float  # includes torch.compile's compilation when --compile
+    latencies_s: list[float] = field(default_factory=list)
+    machine: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+# --- measuring ---------------------------------------------------------------------------------
+def percentile(values: list[float], q: float) -> float:
+    """Linear-interpolated ``q``-quantile (0..1) of ``values``."""
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(fn: Callable[[], object], device: torch.device) -> float:
+    """Wall-clock seconds of one call, the device synchronised on both sides."""
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def _proc_status_kib(field_name: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_memory(device: torch.device) -> bool:
+    """Start a new peak-memory window; False where the platform cannot reset it."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return True
+    try:  # Linux: writing 5 resets the peak resident set size (VmHWM) to the current one
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_memory_bytes(device: torch.device) -> int | None:
+    """Peak since :func:`reset_peak_memory`: allocator peak on CUDA, process peak RSS on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    kib = _proc_status_kib("VmHWM")
+    if kib is None:  # not Linux: lifetime peak from getrusage (kilobytes on Linux, bytes on macOS)
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+    return kib * 1024
+
+
+def current_rss_bytes() -> int | None:
+    kib = _proc_status_kib("VmRSS")
+    return None if kib is None else kib * 1024
+
+
+def machine_info(device: torch.device) -> dict[str, str]:
+    info = {"torch": torch.__version__, "python": platform.python_version(), "cpu": platform.processor()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info["cpu_count"] = str(os.cpu_count())
+    try:
+        info["load_average"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        pass
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+# --- what is timed -----------------------------------------------------------------------------
+def inference_step(model: torch.nn.Module, images: torch.Tensor) -> Callable[[], object]:
+    def step() -> object:
+        with torch.inference_mode():
+            return model(images)
+
+    return step
+
+
+def training_step(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                  optimizer: torch.optim.Optimizer, autocast_dtype: torch.dtype | None) -> Callable[[], object]:
+    """Forward, cross-entropy (ignore index 255), backward and one optimiser step."""
+    device_type = images.device.type
+
+    def step() -> object:
+        with torch.autocast(device_type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+            logits = model(images)
+            loss = F.cross_entropy(logits.float(), labels, ignore_index=255)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss
+
+    return step
+
+
+def benchmark(model: SSformer, height: int, width: int, batch: int = 1, dtype: str = "fp32",
+              device: str = "cpu", compile: bool = False, train: bool = False, runs: int = 10,
+              warmup: int = 2, count_flops: bool = True, name: str = "model", seed: int = 0) -> BenchmarkResult:
+    """Measure ``model`` (moved to ``device``; converted to ``dtype`` for inference) on random input."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    if min(height, width, batch) < 1 or runs < 1 or warmup < 0:
+        raise ValueError(f"size, batch and runs must be >= 1 and warmup >= 0 "
+                         f"(got {height}x{width}, batch {batch}, runs {runs}, warmup {warmup})")
+    target = torch.device(device)
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available")
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randn(batch, model.config.in_channels, height, width, generator=generator).to(target)
+    model = model.to(target)
+    torch_dtype = DTYPES[dtype]
+    if train:
+        model.train()
+        labels = torch.randint(0, model.num_classes, (batch, height, width), generator=generator).to(target)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=6e-5, weight_decay=0.01)
+        runner: torch.nn.Module = torch.compile(model) if compile else model
+        step = training_step(runner, images, labels, optimizer,
+                             None if torch_dtype == torch.float32 else torch_dtype)
+    else:
+        model.eval().to(torch_dtype)
+        images = images.to(torch_dtype)
+        runner = torch.compile(model) if compile else model
+        step = inference_step(runner, images)
+    flops = None
+    if count_flops:
+        from ssformer.models.size import count_flops as count
+
+        flops = count(model.eval() if not train else model, images)
+        if train:
+            model.train()
+    first_call = time_call(step, target)
+    for _ in range(max(warmup - 1, 0)):
+        time_call(step, target)
+    reset_peak_memory(target)
+    latencies = [time_call(step, target) for _ in range(runs)]
+    median = statistics.median(latencies)
+    return BenchmarkResult(
+        model=name, mode="train" if train else "inference", height=height, width=width, batch=batch,
+        dtype=dtype, device=str(target), threads=torch.get_num_threads(), compiled=compile,
+        params=sum(p.numel() for p in model.parameters()), flops=flops, latency_median_s=median,
+        latency_p90_s=percentile(latencies, 0.9), images_per_s=batch / median,
+        peak_memory_bytes=peak_memory_bytes(target),
+        peak_memory_kind="cuda-allocated" if target.type == "cuda" else "rss",
+        first_call_s=first_call, latencies_s=latencies, machine=machine_info(target))
+
+
+def format_result(r: BenchmarkResult) -> str:
+    flops = "n/a" if r.flops is None else f"{r.flops / 1e9:.2f} GFLOPs"
+    memory = "n/a" if r.peak_memory_bytes is None else f"{r.peak_memory_bytes / 2 ** 20:.0f} MiB ({r.peak_memory_kind})"
+    return "\n".join([
+        f"{r.model}: {r.mode}, {r.batch}x{r.height}x{r.width}, {r.dtype}, {r.device}, {r.threads} threads"
+        + (", compiled" if r.compiled else ""),
+        f"params {r.params:,}; {flops} per call",
+        f"latency median {r.latency_median_s * 1e3:.1f} ms, p90 {r.latency_p90_s * 1e3:.1f} ms "
+        f"({len(r.latencies_s)} runs); {r.images_per_s:.2f} images/s",
+        f"peak memory {memory}; first call {r.first_call_s:.2f} s",
+        f"machine: {r.machine.get('cpu', '?')}, torch {r.machine.get('torch')}, "
+        f"load average {r.machine.get('load_average', '?')}",
+    ])
+
+
+# --- command line ------------------------------------------------------------------------------
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("benchmark", help="latency, throughput and peak memory of a model",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", nargs="?", choices=list_models(), help="a model variant (random weights)")
+    parser.add_argument("--checkpoint", metavar="PATH",
+                        help="a checkpoint or save_pretrained folder; the model is inferred from its shapes")
+    parser.add_argument("--num-classes", type=int, default=150, metavar="K",
+                        help="classes of a named variant (default 150)")
+    parser.add_argument("--size", nargs=2, type=int, default=(512, 512), metavar=("H", "W"))
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--compile", action="store_true", help="wrap the model in torch.compile")
+    parser.add_argument("--train", action="store_true", help="time a training step instead of inference")
+    parser.add_argument("--gradient-checkpointing", action="store_true",
+                        help="with --train: recompute encoder blocks in the backward pass")
+    parser.add_argument("--runs", type=int, default=10, help="timed runs (default 10)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs first (default 2)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--no-flops", action="store_true", help="skip the FLOP count (one extra forward)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(func=run)
+
+
+def build_model(name: str | None, checkpoint: str | None, num_classes: int) -> tuple[SSformer, str]:
+    if (name is None) == (checkpoint is None):
+        raise ValueError("give either a model name or --checkpoint (not both)")
+    if name is not None:
+        if num_classes < 1:
+            raise ValueError(f"--num-classes must be >= 1, got {num_classes}")
+        return create_model(name, num_classes=num_classes), name
+    from ssformer.models.weights import infer_config, load_weights, read_checkpoint, to_ssformer_state_dict
+
+    state = read_checkpoint(checkpoint)
+    _, mapped = to_ssformer_state_dict(state)
+    config = infer_config(mapped.state)
+    if "num_classes" not in config:
+        raise ValueError(f"{checkpoint} holds no decoder (a backbone checkpoint): benchmark a full model")
+    model = SSformer(**config)
+    load_weights(model, state, strict=True)
+    return model, str(checkpoint)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    if args.gradient_checkpointing and not args.train:
+        raise ValueError("--gradient-checkpointing only applies with --train")
+    model, label = build_model(args.name, args.checkpoint, args.num_classes)
+    model.set_gradient_checkpointing(args.gradient_checkpointing)
+    result = benchmark(model, *args.size, batch=args.batch, dtype=args.dtype, device=args.device,
+                       compile=args.compile, train=args.train, runs=args.runs, warmup=args.warmup,
+                       count_flops=not args.no_flops, name=label)
+    if args.json:
+        print(json.dumps(result.as_dict()))
+    else:
+        print(format_result(result))
+    return 0
