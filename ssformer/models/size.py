@@ -155,7 +155,11 @@ def model_flops(config: SSformerConfig, height: int, width: int) -> int:
 
 def measure(model_or_config: SSformer | SSformerConfig, height: int = 512, width: int = 512,
             flops: bool = True) -> ModelSize:
-    """Parameters (total, encoder, decoder), official-convention MACs and, if ``flops``, executed FLOPs."""
+    """Parameters (total, encoder, decoder), official-convention MACs and, if ``flops``, executed FLOPs.
+
+    Everything is computed from the configuration (a model's own weights, device and dtype play no
+    part), on a meta-device copy for the parameters and a zero-weight CPU copy for the FLOPs.
+    """
     config = model_or_config.config if isinstance(model_or_config, SSformer) else model_or_config
     shapes = meta_model(config)
     macs, attention = official_macs(config, height, width)
