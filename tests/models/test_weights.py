@@ -226,6 +226,19 @@ def test_hf_swin_backbone_matches_hf_feature_maps(naming):
         torch.testing.assert_close(a, b, rtol=0, atol=ATOL)
 
 
+def test_hf_save_pretrained_folder_loads(tmp_path):
+    """A folder written by transformers' save_pretrained (model.safetensors, its own key names)."""
+    hf = hf_backbone()
+    hf.save_pretrained(tmp_path / "hf")
+    ours = ours_for_hf()
+    report = ssformer.load_weights(ours, tmp_path / "hf", strict=True)
+    assert report.format == "huggingface" and report.ok
+    x = torch.randn(1, 3, HF_SIZE, HF_SIZE)
+    with torch.no_grad():
+        for mine, theirs in zip(ours.encoder(x), hf(pixel_values=x).feature_maps):
+            torch.testing.assert_close(mine, theirs, rtol=0, atol=ATOL)
+
+
 def test_hf_swin_model_without_stage_norms():
     hf = hf_backbone()
     # A SwinModel state dict: the backbone's tensors without its stage norms, plus the final norm.
