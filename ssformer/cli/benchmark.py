@@ -188,7 +188,7 @@ def benchmark(model: SSformer, height: int, width: int, batch: int = 1, dtype: s
     if train:
         model.train()
         labels = torch.randint(0, model.num_classes, (batch, height, width), generator=generator).to(target)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=6e-5, weight_decay=0.01)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=6e-5, weight_decay=0.01, fused=True)
         runner: torch.nn.Module = torch.compile(model) if compile else model
         step = training_step(runner, images, labels, optimizer,
                              None if torch_dtype == torch.float32 else torch_dtype)

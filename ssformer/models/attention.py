@@ -11,7 +11,9 @@ How it is made fast (each step is exact, it only removes copies or wasted work):
   partition are a single row gather* with a precomputed index (:func:`window_geometry`).
 * Attention is one fused ``F.scaled_dot_product_attention`` call on 4-D (windows, heads, N, d)
   tensors; the relative bias and the shift mask are one additive mask. (With 5-D inputs or a 3-D
-  mask PyTorch's CPU backend falls back to the slow unfused path.)
+  mask PyTorch's CPU backend falls back to the slow unfused path.) When the bias table is being
+  trained the mask needs a gradient, which the fused kernels do not give (PyTorch then takes a
+  slower generic path), so training spells the three steps out.
 * The inverse gather takes each real token back from its window slot (un-shift, un-partition and
   crop in one copy), and ``proj`` then runs on the real tokens only.
 * Index tensors, shift masks and (in inference) the finished attention mask are cached per
@@ -22,6 +24,7 @@ How it is made fast (each step is exact, it only removes copies or wasted work):
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -60,8 +63,17 @@ def shift_window_mask(padded_h: int, padded_w: int, window_size: int, shift: int
     return torch.zeros(different.shape, device=device).masked_fill(different, SHIFT_MASK_VALUE)
 
 
+class WindowGeometry(NamedTuple):
+    """Index tensors that move a (B * H * W, C) token table into windows and back (see window_geometry)."""
+
+    gather: torch.Tensor  # (B * nW * N,) token row of every window slot (0 for padding slots)
+    scatter: torch.Tensor  # (B * H * W,) window slot of every token
+    padding: torch.Tensor  # window slots that hold padding
+    shift_mask: torch.Tensor | None  # (B * nW, 1, N, N) for shifted windows
+
+
 def _window_geometry(batch: int, h: int, w: int, window_size: int, shift: int,
-                     device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+                     device: torch.device) -> WindowGeometry:
     ws = window_size
     hp, wp = h + (-h) % ws, w + (-w) % ws
     tokens = h * w
@@ -69,37 +81,75 @@ def _window_geometry(batch: int, h: int, w: int, window_size: int, shift: int,
     rows = (torch.arange(hp, device=device) + shift) % hp
     cols = (torch.arange(wp, device=device) + shift) % wp
     source = rows[:, None] * w + cols[None, :]
-    source = source.masked_fill((rows[:, None] >= h) | (cols[None, :] >= w), tokens)  # padding slots
-    slots = source.view(hp // ws, ws, wp // ws, ws).transpose(1, 2).reshape(-1)  # window-major order
-    real = slots < tokens
+    is_padding = (rows[:, None] >= h) | (cols[None, :] >= w)
+    slots = source.masked_fill(is_padding, -1).view(hp // ws, ws, wp // ws, ws).transpose(1, 2).reshape(-1)
+    real = slots >= 0
     inverse = torch.empty(tokens, dtype=torch.long, device=device)
     inverse[slots[real]] = torch.arange(slots.numel(), device=device)[real]
-    # Batched: sample b's token t is row b * tokens + t; every padding slot reads the one extra row.
+    # Batched: sample b's token t is row b * tokens + t, its window slots follow sample b - 1's.
     offsets = torch.arange(batch, device=device)[:, None]
-    gather = torch.where(real, slots + offsets * tokens, batch * tokens).reshape(-1)
+    gather = torch.where(real, slots + offsets * tokens, 0).reshape(-1)
     scatter = (inverse + offsets * slots.numel()).reshape(-1)
+    padding = torch.nonzero(~real.expand(batch, -1).reshape(-1)).flatten()
     shift_mask = None
     if shift:
         shift_mask = shift_window_mask(hp, wp, ws, shift, device).repeat(batch, 1, 1).unsqueeze(1)
-    return gather, scatter, shift_mask
+    return WindowGeometry(gather, scatter, padding, shift_mask)
 
 
 _cached_window_geometry = functools.lru_cache(maxsize=16)(_window_geometry)
 
 
 def window_geometry(batch: int, h: int, w: int, window_size: int, shift: int,
-                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Index tensors that window a (batch * h * w + 1)-row token table and put it back.
+                    device: torch.device) -> WindowGeometry:
+    """Indices for zero-padding, cyclically shifting and partitioning a (B, H, W) token map in one gather.
 
-    Returns ``gather`` (B * nW * N,): for each window slot of the zero-padded, rolled map, the row
-    to read (``batch * h * w`` = the extra padding row); ``scatter`` (B * h * w,): for each real
-    token, its window slot; and for shifted windows the (B * nW, 1, N, N) shift mask, else None.
-    Cached per size and device (they hold no parameters).
+    Slots are ordered (sample, window row, window column, row in window, column in window) over the
+    map padded bottom/right to a multiple of the window and rolled by (-shift, -shift), exactly
+    the official layout. Cached per size and device (they hold no parameters).
     """
     if torch.compiler.is_compiling():  # traced into the graph instead of a Python-side cache
         return _window_geometry(batch, h, w, window_size, shift, device)
     with torch.inference_mode(False), torch.no_grad():  # cached: must stay usable outside inference mode
         return _cached_window_geometry(batch, h, w, window_size, shift, device)
+
+
+class _ToWindows(torch.autograd.Function):
+    """Token rows -> window slots, padding slots set to ``padding_row``.
+
+    A custom backward because ``index_select``'s own (a scatter-add) is slow on CPU; here every
+    real token sits in exactly one slot, so the gradient is just the inverse gather.
+    """
+
+    @staticmethod
+    def forward(ctx, rows: torch.Tensor, padding_row: torch.Tensor, geometry: WindowGeometry) -> torch.Tensor:
+        ctx.geometry = geometry
+        out = rows.index_select(0, geometry.gather)
+        out[geometry.padding] = padding_row.to(out.dtype)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        geometry = ctx.geometry
+        grad_rows = grad.index_select(0, geometry.scatter) if ctx.needs_input_grad[0] else None
+        grad_padding = grad.index_select(0, geometry.padding).sum(0) if ctx.needs_input_grad[1] else None
+        return grad_rows, grad_padding, None
+
+
+class _FromWindows(torch.autograd.Function):
+    """Window slots -> token rows (un-shift, un-partition and crop); the inverse of :class:`_ToWindows`."""
+
+    @staticmethod
+    def forward(ctx, windows: torch.Tensor, geometry: WindowGeometry) -> torch.Tensor:
+        ctx.geometry = geometry
+        return windows.index_select(0, geometry.scatter)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        geometry = ctx.geometry
+        grad_windows = grad.index_select(0, geometry.gather)
+        grad_windows[geometry.padding] = 0
+        return grad_windows, None
 
 
 class ShiftedWindowAttention(nn.Module):
@@ -151,13 +201,17 @@ class ShiftedWindowAttention(nn.Module):
     def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
         b, tokens, c = x.shape
         heads, n = self.num_heads, self.window_size ** 2
-        gather, scatter, shift_mask = window_geometry(b, h, w, self.window_size, self.shift, x.device)
+        geometry = window_geometry(b, h, w, self.window_size, self.shift, x.device)
 
         qkv = self.qkv(x).reshape(b * tokens, 3 * c)
-        padding = self.qkv.bias if self.qkv.bias is not None else qkv.new_zeros(3 * c)
-        qkv = torch.cat([qkv, padding.to(qkv.dtype)[None]])  # + the q/k/v of a zero padding token
-        windows = qkv.index_select(0, gather).view(-1, n, 3, heads, c // heads)
+        padding = self.qkv.bias if self.qkv.bias is not None else qkv.new_zeros(3 * c)  # q/k/v of a zero token
+        windows = _ToWindows.apply(qkv, padding, geometry).view(-1, n, 3, heads, c // heads)
         q, k, v = windows.permute(2, 0, 3, 1, 4).unbind(0)  # each (B * nW, heads, N, d)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=self.attention_mask(b, h, w, shift_mask, q.dtype))
-        out = out.transpose(1, 2).reshape(-1, c).index_select(0, scatter)  # real tokens, in map order
+        mask = self.attention_mask(b, h, w, geometry.shift_mask, q.dtype)
+        if mask.requires_grad:  # training the bias table: the fused CPU kernel gives no mask gradient
+            scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-2, -1)) + mask
+            out = torch.matmul(scores.softmax(-1), v)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        out = _FromWindows.apply(out.transpose(1, 2).reshape(-1, c), geometry)  # real tokens, map order
         return self.proj(out).view(b, tokens, c)

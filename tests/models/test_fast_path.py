@@ -1,0 +1,218 @@
+"""The fast path equals the plain formulation: windowing by gather, fused attention, BN folding,
+the distributed fuse conv, caches that follow weight changes, bf16 end to end, torch.compile."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import ssformer
+from ssformer.models.attention import ShiftedWindowAttention, shift_window_mask, window_partition
+from ssformer.models.decoder import AllMLPDecoder, ConvBNReLU
+from tests.conftest import FIXTURES, tiny_model_kwargs
+
+
+def reference_window_attention(attn: ShiftedWindowAttention, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """The textbook (official) order: pad, roll, partition, attention with bias + mask, reverse, roll, crop."""
+    b, _, c = x.shape
+    ws, s, heads = attn.window_size, attn.shift, attn.num_heads
+    x = x.view(b, h, w, c)
+    pad_b, pad_r = (-h) % ws, (-w) % ws
+    x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
+    hp, wp = h + pad_b, w + pad_r
+    if s:
+        x = torch.roll(x, (-s, -s), (1, 2))
+    windows = window_partition(x, ws)
+    n = ws * ws
+    q, k, v = attn.qkv(windows).view(-1, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
+    scores = (q * (c // heads) ** -0.5) @ k.transpose(-2, -1) + attn.relative_position_bias()[None]
+    if s:
+        scores = scores.view(b, -1, heads, n, n) + shift_window_mask(hp, wp, ws, s).to(x.dtype)[None, :, None]
+        scores = scores.view(-1, heads, n, n)
+    out = attn.proj((scores.softmax(-1) @ v).transpose(1, 2).reshape(-1, n, c))
+    out = out.view(b, hp // ws, wp // ws, ws, ws, c).permute(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, c)
+    if s:
+        out = torch.roll(out, (s, s), (1, 2))
+    return out[:, :h, :w].reshape(b, h * w, c)
+
+
+def randomised_attention(window: int, shift: int, dim: int = 12, heads: int = 3) -> ShiftedWindowAttention:
+    torch.manual_seed(window * 10 + shift)
+    attn = ShiftedWindowAttention(dim, heads, window, shift).double()
+    with torch.no_grad():
+        for p in attn.parameters():
+            p.copy_(torch.randn_like(p) * 0.5)
+    return attn
+
+
+@pytest.mark.parametrize("window,shift", [(7, 0), (7, 3), (4, 2), (5, 2)])
+@pytest.mark.parametrize("h,w", [(9, 13), (7, 7), (3, 2), (16, 12)])
+def test_attention_and_gradients_equal_reference(window, shift, h, w):
+    attn = randomised_attention(window, shift)
+    x = torch.randn(2, h * w, 12, dtype=torch.float64, requires_grad=True)
+    ours = attn(x, h, w)
+    expected = reference_window_attention(attn, x, h, w)
+    torch.testing.assert_close(ours, expected, rtol=0, atol=1e-10)
+    g = torch.randn_like(ours)
+    grads = torch.autograd.grad(ours, [x, *attn.parameters()], g)
+    expected_grads = torch.autograd.grad(expected, [x, *attn.parameters()], g)
+    for name, a, e in zip(["x"] + [n for n, _ in attn.named_parameters()], grads, expected_grads):
+        torch.testing.assert_close(a, e, rtol=0, atol=1e-9, msg=f"gradient of {name}")
+
+
+@pytest.mark.parametrize("shift", [0, 3])
+def test_fused_inference_path_equals_reference(shift):
+    attn = randomised_attention(7, shift).float()
+    x = torch.randn(2, 10 * 15, 12)
+    with torch.inference_mode():
+        torch.testing.assert_close(attn(x, 10, 15), reference_window_attention(attn, x, 10, 15),
+                                   rtol=0, atol=1e-5)
+
+
+def test_eval_call_takes_fused_attention_kernel(tiny_model):
+    tiny_model.eval()
+    with torch.inference_mode(), torch.profiler.profile() as prof:
+        tiny_model(torch.randn(1, 3, 64, 64))
+    names = {e.key for e in prof.key_averages()}
+    assert any("flash_attention" in n for n in names), sorted(names)
+    assert "aten::_softmax" not in names and "aten::native_batch_norm" not in names
+
+
+def test_attention_mask_cache_follows_weight_changes():
+    attn = randomised_attention(7, 3).float().eval()
+    x = torch.randn(1, 10 * 10, 12)
+    with torch.no_grad():
+        before = attn(x, 10, 10)
+        attn.relative_position_bias_table.mul_(-1.0)  # in place: same storage, new version
+        after = attn(x, 10, 10)
+        expected = reference_window_attention(attn, x, 10, 10)
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, expected, rtol=0, atol=1e-5)
+
+
+def test_model_cache_follows_load_state_dict(tiny_model):
+    other = ssformer.SSformer(**tiny_model_kwargs())
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+        for name, buffer in other.named_buffers():
+            if name.endswith("running_mean"):
+                buffer.normal_()
+    x = torch.randn(1, 3, 40, 56)
+    tiny_model.eval()
+    other.eval()
+    with torch.inference_mode():
+        tiny_model(x)  # fills the caches with the old weights
+        tiny_model.load_state_dict(other.state_dict())
+        torch.testing.assert_close(tiny_model(x), other(x), rtol=0, atol=0)
+
+
+def test_batchnorm_folding_equals_conv_bn_relu():
+    torch.manual_seed(0)
+    block = ConvBNReLU(6, 5)
+    with torch.no_grad():
+        block.bn.weight.uniform_(0.5, 1.5)
+        block.bn.bias.normal_()
+        block.bn.running_mean.normal_()
+        block.bn.running_var.uniform_(0.5, 2.0)
+    block.eval()
+    x = torch.randn(2, 6, 7, 9)
+    expected = F.relu(F.batch_norm(F.conv2d(x, block.conv.weight), block.bn.running_mean, block.bn.running_var,
+                                   block.bn.weight, block.bn.bias, False, 0.0, block.bn.eps))
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), expected, rtol=1e-5, atol=1e-5)
+        block.bn.running_var.mul_(4.0)  # statistics changed in place: the folded cache must follow
+        expected = F.relu(F.batch_norm(F.conv2d(x, block.conv.weight), block.bn.running_mean,
+                                       block.bn.running_var, block.bn.weight, block.bn.bias, False, 0.0, block.bn.eps))
+        torch.testing.assert_close(block(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_folded_batchnorm_passes_gradients_in_eval():
+    """Fine-tuning with frozen BatchNorm statistics (eval mode) still trains the conv and BN affine."""
+    torch.manual_seed(0)
+    block = ConvBNReLU(4, 3).eval()
+    x = torch.randn(1, 4, 5, 5)
+    block(x).sum().backward()
+    plain = copy.deepcopy(block)
+    plain.zero_grad()
+    plain.act(plain.bn(plain.conv(x))).sum().backward()
+    for (name, p), q in zip(block.named_parameters(), plain.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_decoder_equals_concat_then_fuse():
+    torch.manual_seed(0)
+    decoder = AllMLPDecoder([4, 8, 16, 32], num_classes=5, dim=6)
+    for m in decoder.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            with torch.no_grad():
+                m.running_mean.normal_()
+                m.running_var.uniform_(0.5, 2)
+    decoder.eval()
+    features = [torch.randn(2, c, 20 // 2 ** i + 1, 28 // 2 ** i + 1) for i, c in enumerate([4, 8, 16, 32])]
+
+    def plain(block: ConvBNReLU, x: torch.Tensor) -> torch.Tensor:
+        return block.act(block.bn(block.conv(x)))
+
+    size = features[0].shape[2:]
+    unified = [F.interpolate(plain(p, f), size=size, mode="bilinear", align_corners=False)
+               for p, f in zip(decoder.projections, features)]
+    expected = decoder.classifier(plain(decoder.fuse, torch.cat(unified, 1)))
+    with torch.no_grad():
+        torch.testing.assert_close(decoder(features), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_training_after_inference_mode(tiny_model):
+    """Cached indices and masks made under inference_mode must not break a later training step."""
+    x = torch.randn(2, 3, 48, 48)
+    tiny_model.eval()
+    with torch.inference_mode():
+        tiny_model(x)
+    tiny_model.train()
+    tiny_model(x).square().mean().backward()
+    assert all(p.grad is not None for p in tiny_model.parameters())
+
+
+def fixture_model(name: str = "w7") -> tuple[ssformer.SSformer, dict]:
+    io = torch.load(FIXTURES / f"official_{name}_io.pt", weights_only=True)
+    c = io["config"]
+    model = ssformer.SSformer(num_classes=c["num_classes"], embed_dim=c["embed_dims"], depths=c["depths"],
+                              num_heads=c["num_heads"], window_size=c["window_size"], decoder_dim=c["channels"])
+    ssformer.load_weights(model, FIXTURES / f"official_{name}.pth")
+    return model.eval(), io
+
+
+def test_bf16_end_to_end_agrees_with_official_fp32():
+    """``model.to(torch.bfloat16)``, ``model(x.bfloat16())``: bf16 logits, argmax like the official fp32.
+
+    Official-format fixture weights (random but non-trivial); the threshold is for this tiny model on
+    random inputs, where many pixels are near ties. Real-image agreement of SSformer-B is measured by
+    benchmarks/compare.py (docs/benchmarks.md).
+    """
+    model, io = fixture_model("w7")
+    model.to(torch.bfloat16)
+    agree, total = 0, 0
+    with torch.inference_mode():
+        for case in io["cases"]:
+            logits = model(case["input"].bfloat16())
+            assert logits.dtype == torch.bfloat16 and logits.shape == case["logits"].shape
+            assert torch.isfinite(logits).all()
+            assert (logits.float() - case["logits"]).abs().max() < 0.1 * case["logits"].abs().max()
+            agree += (logits.float().argmax(1) == case["logits"].argmax(1)).sum().item()
+            total += case["logits"][:, 0].numel()
+    assert agree / total > 0.95
+
+
+def test_compile_traces_without_graph_breaks(tiny_model):
+    tiny_model.eval()
+    x = torch.randn(1, 3, 45, 61)
+    compiled = torch.compile(tiny_model, backend="aot_eager", fullgraph=True)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), tiny_model(x), rtol=1e-5, atol=1e-5)
+    tiny_model.train()
+    torch.compile(tiny_model, backend="aot_eager", fullgraph=True)(x).mean().backward()
+    assert all(p.grad is not None for p in tiny_model.parameters())
