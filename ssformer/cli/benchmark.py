@@ -169,18 +169,28 @@ def training_step(model: torch.nn.Module, images: torch.Tensor, labels: torch.Te
     return step
 
 
-def benchmark(model: SSformer, height: int, width: int, batch: int = 1, dtype: str = "fp32",
-              device: str = "cpu", compile: bool = False, train: bool = False, runs: int = 10,
-              warmup: int = 2, count_flops: bool = True, name: str = "model", seed: int = 0) -> BenchmarkResult:
-    """Measure ``model`` (moved to ``device``; converted to ``dtype`` for inference) on random input."""
+def check_settings(height: int, width: int, batch: int, dtype: str, device: str, runs: int,
+                   warmup: int) -> torch.device:
+    """Refuse impossible settings before any model is built; returns the device."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     if min(height, width, batch) < 1 or runs < 1 or warmup < 0:
         raise ValueError(f"size, batch and runs must be >= 1 and warmup >= 0 "
                          f"(got {height}x{width}, batch {batch}, runs {runs}, warmup {warmup})")
-    target = torch.device(device)
+    try:
+        target = torch.device(device)
+    except RuntimeError as e:
+        raise ValueError(f"--device {device!r} is not a device: {e}") from None
     if target.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA device is available")
+    return target
+
+
+def benchmark(model: SSformer, height: int, width: int, batch: int = 1, dtype: str = "fp32",
+              device: str = "cpu", compile: bool = False, train: bool = False, runs: int = 10,
+              warmup: int = 2, count_flops: bool = True, name: str = "model", seed: int = 0) -> BenchmarkResult:
+    """Measure ``model`` (moved to ``device``; converted to ``dtype`` for inference) on random input."""
+    target = check_settings(height, width, batch, dtype, device, runs, warmup)
     generator = torch.Generator().manual_seed(seed)
     images = torch.randn(batch, model.config.in_channels, height, width, generator=generator).to(target)
     model = model.to(target)
@@ -286,6 +296,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.gradient_checkpointing and not args.train:
         raise ValueError("--gradient-checkpointing only applies with --train")
+    check_settings(*args.size, args.batch, args.dtype, args.device, args.runs, args.warmup)
     model, label = build_model(args.name, args.checkpoint, args.num_classes)
     model.set_gradient_checkpointing(args.gradient_checkpointing)
     result = benchmark(model, *args.size, batch=args.batch, dtype=args.dtype, device=args.device,

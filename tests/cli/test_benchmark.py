@@ -1,0 +1,89 @@
+"""``ssformer benchmark``: the JSON it prints is consistent, both modes run, bad input is refused early."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import ssformer
+from ssformer.cli.benchmark import percentile
+from ssformer.cli.main import main
+from tests.conftest import tiny_model_kwargs
+
+
+@pytest.fixture
+def tiny_dir(tmp_path):
+    torch.manual_seed(0)
+    model = ssformer.SSformer(**tiny_model_kwargs(num_classes=3))
+    model.save_pretrained(tmp_path / "tiny")
+    return tmp_path / "tiny", model
+
+
+def run_json(capsys, *argv) -> dict:
+    code = main(["benchmark", *map(str, argv), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_inference_report_is_consistent(capsys, tiny_dir):
+    path, model = tiny_dir
+    r = run_json(capsys, "--checkpoint", path, "--size", 40, 56, "--batch", 2, "--runs", 3, "--warmup", 1)
+    assert (r["mode"], r["height"], r["width"], r["batch"], r["dtype"], r["device"]) == \
+           ("inference", 40, 56, 2, "fp32", "cpu")
+    assert r["params"] == sum(p.numel() for p in model.parameters())
+    assert len(r["latencies_s"]) == 3 and all(t > 0 for t in r["latencies_s"])
+    assert r["latency_median_s"] == sorted(r["latencies_s"])[1]
+    assert r["latency_p90_s"] == pytest.approx(np.percentile(r["latencies_s"], 90))
+    assert r["images_per_s"] == pytest.approx(2 / r["latency_median_s"])
+    assert r["flops"] > 0 and r["peak_memory_kind"] == "rss" and r["peak_memory_bytes"] > 10 * 2 ** 20
+
+
+def test_train_bf16_and_checkpointing(capsys, tiny_dir):
+    path, _ = tiny_dir
+    r = run_json(capsys, "--checkpoint", path, "--size", 32, 32, "--batch", 2, "--runs", 2, "--warmup", 1,
+                 "--train", "--dtype", "bf16", "--gradient-checkpointing", "--no-flops")
+    assert r["mode"] == "train" and r["dtype"] == "bf16" and r["flops"] is None
+    assert len(r["latencies_s"]) == 2
+
+
+def test_bf16_inference_of_named_model_text_output(capsys):
+    code = main(["benchmark", "ssformer_swin_t", "--num-classes", "2", "--size", "32", "32", "--runs", "1",
+                 "--warmup", "0", "--dtype", "bf16", "--no-flops", "--threads", "1"])
+    out, _ = capsys.readouterr()
+    assert code == 0
+    assert "ssformer_swin_t: inference, 1x32x32, bf16, cpu, 1 threads" in out and "images/s" in out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["ssformer_swin_t", "--checkpoint", "x"], "either a model name or --checkpoint"),
+    ([], "either a model name or --checkpoint"),
+    (["ssformer_swin_t", "--gradient-checkpointing"], "only applies with --train"),
+    (["ssformer_swin_t", "--runs", "0"], "runs must be >= 1"),
+    (["ssformer_swin_t", "--threads", "0"], "--threads must be >= 1"),
+    (["ssformer_swin_t", "--device", "cuda"] if not torch.cuda.is_available() else
+     ["ssformer_swin_t", "--batch", "0"], "cuda" if not torch.cuda.is_available() else "batch"),
+])
+def test_bad_arguments_are_refused(capsys, argv, message):
+    threads = torch.get_num_threads()
+    try:
+        code = main(["benchmark", *argv, "--size", "32", "32", "--no-flops"])
+    finally:
+        torch.set_num_threads(threads)
+    _, err = capsys.readouterr()
+    assert code == 2 and message in err and err.startswith("ssformer benchmark: error:")
+
+
+def test_missing_checkpoint_names_the_file(capsys, tmp_path):
+    code = main(["benchmark", "--checkpoint", str(tmp_path / "nope.pth")])
+    _, err = capsys.readouterr()
+    assert code == 2 and "nope.pth" in err
+
+
+def test_percentile_matches_numpy():
+    values = [0.5, 0.1, 0.9, 0.3, 0.7, 0.2]
+    for q in (0.0, 0.5, 0.9, 1.0):
+        assert percentile(values, q) == pytest.approx(np.percentile(values, 100 * q))
