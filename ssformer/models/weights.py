@@ -6,7 +6,10 @@ Formats are recognised by their keys, never by file name:
 * official SSformer / mmseg checkpoints (``backbone.*`` + ``decode_head.*``, optionally wrapped in
   ``{'state_dict': ..., 'meta': ...}``) and mmseg-converted Swin backbones (bare ``stages.*`` or
   with a ``backbone.`` prefix only);
-* Microsoft Swin ImageNet checkpoints (``{'model': ...}``, ``layers.{i}.blocks.{j}.attn.qkv``);
+* Microsoft Swin ImageNet checkpoints (``{'model': ...}``, ``layers.{i}.blocks.{j}.attn.qkv``), and
+  timm < 0.9, which used the same keys;
+* timm >= 0.9 ``SwinTransformer`` state dicts (patch merging at the start of the next stage,
+  ``head.fc``), also from ``features_only`` models (``layers_{i}.``);
 * Hugging Face ``SwinModel`` / ``SwinBackbone`` state dicts, with the Hub's key names
   (``attention.self.query``) or those of transformers 5 (``attention.q_proj``), optionally
   prefixed ``swin.`` (image classification) or ``backbone.`` (UperNet).
@@ -180,13 +183,16 @@ _MMSEG_HEAD_RULES: list[tuple[str, str]] = [
     (r"^fusion_conv\.", "fuse."),
     (r"^conv_seg\.", "classifier."),
 ]
-_MICROSOFT_RULES: list[tuple[str, str]] = [
+# Microsoft and timm Swin classifiers name everything alike except where patch merging sits.
+_SWIN_CLASSIFIER_RULES: list[tuple[str, str]] = [
     (r"^patch_embed\.proj\.", "patch_embed.proj."),
     (r"^patch_embed\.norm\.", "patch_embed.norm."),
     (r"^layers\.(\d+)\.blocks\.(\d+)\.(norm1|norm2|attn\.qkv|attn\.proj|attn\.relative_position_bias_table"
      r"|mlp\.fc1|mlp\.fc2)(\.|$)", r"stages.\1.blocks.\2.\3\4"),
-    (r"^layers\.(\d+)\.downsample\.(norm|reduction)\.", r"stages.\1.downsample.\2."),
 ]
+_SWIN_DOWNSAMPLE = re.compile(r"^layers\.(\d+)\.downsample\.(norm|reduction)\.(weight|bias)$")
+_TIMM_FEATURES_LAYER = re.compile(r"^layers_(\d+)\.")  # timm features_only flattens ``layers.{i}``
+_SWIN_V2 = re.compile(r"(logit_scale|cpb_mlp\.|continuous_position_bias_mlp\.)")
 # Hugging Face block keys: the Hub's names and those of transformers >= 5 map to the same place.
 _HF_BLOCK_RULES: list[tuple[str, str]] = [
     (r"^layernorm_before\.", "norm1."),
@@ -213,8 +219,10 @@ def merge_permutation(dim: int) -> torch.Tensor:
 
     Microsoft (and Hugging Face) concatenate the 2x2 neighbourhood position-major,
     ``[x(0,0), x(1,0), x(0,1), x(1,1)]`` with (row, col) offsets, so channel ``c`` of offset
-    (r, s) sits at ``(r + 2 s) * dim + c``. Ours is channel-major, ``4 c + 2 r + s``.
-    ``ours = theirs[..., merge_permutation(dim)]``.
+    (r, s) sits at ``(r + 2 s) * dim + c``. timm >= 0.9 gathers by reshaping to
+    (row, col) pairs and permuting them to (col, row, C) before flattening, which is the same
+    order (its checkpoint filter moves Microsoft's merge tensors to the next stage unchanged).
+    Ours is channel-major, ``4 c + 2 r + s``. ``ours = theirs[..., merge_permutation(dim)]``.
     """
     c = torch.arange(dim).view(dim, 1, 1)
     r = torch.arange(2).view(1, 2, 1)
@@ -252,8 +260,13 @@ def from_mmseg(sd: StateDict) -> Mapped:
     return out
 
 
-def from_microsoft(sd: StateDict) -> Mapped:
-    """Microsoft Swin (ImageNet classifier) keys; the classifier's head and final norm are ignored."""
+def _from_swin_classifier(sd: StateDict, merge_offset: int) -> Mapped:
+    """Microsoft / timm Swin (ImageNet classifier) keys; the head and final norm are ignored.
+
+    ``layers.{i}.downsample`` merges the output of stage ``i - merge_offset``: 0 for Microsoft
+    (merging ends a stage), 1 for timm >= 0.9 (merging starts the next one). timm's
+    ``features_only`` names (``layers_{i}.``) are read as ``layers.{i}.``.
+    """
     out = Mapped({}, has_decoder=False, has_stage_norms=False)
     for key, value in sd.items():
         if _BUFFERS.search(key):
@@ -261,14 +274,28 @@ def from_microsoft(sd: StateDict) -> Mapped:
         if key.startswith(("head.", "norm.")):
             out.ignored.append(key)
             continue
-        new, ok = _apply_rules(key, _MICROSOFT_RULES)
-        if not ok:
-            out.unmapped.append(key)
+        name = _TIMM_FEATURES_LAYER.sub(r"layers.\1.", key)
+        down = _SWIN_DOWNSAMPLE.match(name)
+        if down and int(down[1]) >= merge_offset:
+            stage = int(down[1]) - merge_offset
+            out.state[f"encoder.stages.{stage}.downsample.{down[2]}.{down[3]}"] = _permute_merge(value)
             continue
-        if ".downsample." in new:
-            value = _permute_merge(value)
-        out.state["encoder." + new] = value
+        new, ok = _apply_rules(name, _SWIN_CLASSIFIER_RULES)
+        if ok:
+            out.state["encoder." + new] = value
+        else:
+            out.unmapped.append(key)
     return out
+
+
+def from_microsoft(sd: StateDict) -> Mapped:
+    """Microsoft Swin keys (and timm < 0.9's): ``layers.{i}.downsample`` ends stage ``i``."""
+    return _from_swin_classifier(sd, merge_offset=0)
+
+
+def from_timm(sd: StateDict) -> Mapped:
+    """timm >= 0.9 Swin keys: ``layers.{i}.downsample`` starts stage ``i`` (merges stage ``i - 1``)."""
+    return _from_swin_classifier(sd, merge_offset=1)
 
 
 def _strip_hf_prefix(key: str) -> str:
@@ -325,20 +352,32 @@ def from_huggingface(sd: StateDict) -> Mapped:
     return out
 
 
+def _is_timm(keys: list[str]) -> bool:
+    """timm >= 0.9: a ``head.fc`` classifier, ``features_only`` names, or patch merging never in stage 0."""
+    if "head.fc.weight" in keys or any(_TIMM_FEATURES_LAYER.match(k) for k in keys):
+        return True
+    merging = {int(m[1]) for m in map(_SWIN_DOWNSAMPLE.match, keys) if m}
+    return bool(merging) and 0 not in merging
+
+
 def detect_format(sd: Mapping[str, torch.Tensor]) -> str:
     """Name the checkpoint format from its keys."""
     keys = list(sd)
+    v2 = next((k for k in keys if _SWIN_V2.search(k)), None)
+    if v2 is not None:
+        raise CheckpointError(f"Swin Transformer V2 checkpoints are not supported (this model is Swin V1); "
+                              f"found {v2}")
     if any(_strip_hf_prefix(k).startswith("embeddings.patch_embeddings.") for k in keys):
         return "huggingface"
     if any(k.startswith(("encoder.patch_embed.", "encoder.stages.", "decoder.")) for k in keys):
         return "ssformer"
     if any(k.startswith("decode_head.") for k in keys):
         return "mmseg"
-    if any(k.startswith("layers.") and ".blocks." in k for k in keys) or "patch_embed.proj.weight" in sd:
-        return "microsoft"
+    if any(re.match(r"^layers[._]\d+\.blocks\.", k) for k in keys) or "patch_embed.proj.weight" in sd:
+        return "timm" if _is_timm(keys) else "microsoft"
     if any(k.removeprefix("backbone.").startswith(("stages.", "patch_embed.projection.")) for k in keys):
         return "mmseg-backbone"
-    raise CheckpointError("unrecognised checkpoint format (not SSformer, mmseg, Microsoft Swin or Hugging Face "
+    raise CheckpointError("unrecognised checkpoint format (not SSformer, mmseg, Microsoft, timm or Hugging Face "
                           "Swin); first keys: " + ", ".join(keys[:5]))
 
 
@@ -347,6 +386,7 @@ CONVERTERS: dict[str, Callable[[StateDict], Mapped]] = {
     "mmseg": from_mmseg,
     "mmseg-backbone": from_mmseg,
     "microsoft": from_microsoft,
+    "timm": from_timm,
     "huggingface": from_huggingface,
 }
 

@@ -1,9 +1,10 @@
 """The checkpoint loader: every format, the patch-merging permutation, table resizing, every error path.
 
-The Microsoft- and Hugging Face-format checkpoints are made here by inverse mappings written in this
-file (from the formats' own definitions, not by calling the package's mapping in reverse):
-Microsoft's from the official fixtures (undoing mmseg's swin2mmseg conversion), Hugging Face's from a
-tiny random ``transformers`` Swin whose own forward pass gives the expected outputs.
+The Microsoft-, timm- and Hugging Face-format checkpoints are made here by inverse mappings written in
+this file (from the formats' own definitions, not by calling the package's mapping in reverse):
+Microsoft's and timm's from the official fixtures (undoing mmseg's swin2mmseg conversion; timm's merge
+order replayed from its PatchMerging gather), Hugging Face's from a tiny random ``transformers`` Swin
+whose own forward pass gives the expected outputs.
 """
 
 from __future__ import annotations
@@ -114,6 +115,121 @@ def test_microsoft_merge_tensors_are_permuted_not_copied(tmp_path):
     ours = model.encoder.stages[0].downsample.reduction.weight
     assert not torch.equal(ours, ms["layers.0.downsample.reduction.weight"])
     torch.testing.assert_close(ours, state["backbone.stages.0.downsample.reduction.weight"], rtol=0, atol=0)
+
+
+# --- timm -------------------------------------------------------------------------------------------
+def timm_merge_order(dim: int) -> torch.Tensor:
+    """For each of timm's 4C patch-merging channels, the index (4c + 2row + col) it has in ours.
+
+    Replays timm >= 0.9's gather on one 2x2 neighbourhood labelled with our indices: the (B, H, W, C)
+    map is reshaped to (B, H/2, row, W/2, col, C), permuted to (B, H/2, W/2, col, row, C) and flattened.
+    """
+    labels = torch.empty(2, 2, dim, dtype=torch.long)  # (row, col, c)
+    for row in range(2):
+        for col in range(2):
+            labels[row, col] = 4 * torch.arange(dim) + 2 * row + col
+    return labels.reshape(1, 1, 2, 1, 2, dim).permute(0, 1, 3, 4, 2, 5).flatten(3).reshape(-1)
+
+
+def to_timm_merge(t: torch.Tensor) -> torch.Tensor:
+    return t[..., timm_merge_order(t.shape[-1] // 4)]
+
+
+def make_timm_checkpoint(official_state: dict, variant: str = "classifier", classes: int = 10) -> dict:
+    """A timm >= 0.9 SwinTransformer state dict holding the official fixture's backbone.
+
+    timm merges patches at the start of the next stage (``layers.{i+1}.downsample``), names the
+    classifier ``head.fc`` and keeps no ``relative_position_index`` / ``attn_mask`` buffers.
+    ``variant``: ``classifier``; ``headless`` (``num_classes=0``: no ``head.fc``); ``features_only``
+    (timm's feature extractor: ``layers_{i}.``, no final norm or head).
+    """
+    out = {}
+    for key, value in official_state.items():
+        if not key.startswith("backbone.") or re.match(r"backbone\.norm\d\.", key) or key.endswith("_index"):
+            continue
+        key = key[len("backbone."):].replace("patch_embed.projection.", "patch_embed.proj.")
+        key = key.replace("attn.w_msa.", "attn.")
+        key = key.replace("ffn.layers.0.0.", "mlp.fc1.").replace("ffn.layers.1.", "mlp.fc2.")
+        stage = re.match(r"^stages\.(\d+)\.(.*)$", key)
+        if stage and stage[2].startswith("downsample."):
+            key, value = f"layers.{int(stage[1]) + 1}.{stage[2]}", to_timm_merge(value)
+        elif stage:
+            key = f"layers.{stage[1]}.{stage[2]}"
+        out[key] = value
+    dim = out["layers.3.blocks.0.norm1.weight"].shape[0]
+    if variant == "features_only":
+        return {re.sub(r"^layers\.(\d+)\.", r"layers_\1.", k): v for k, v in out.items()}
+    out["norm.weight"], out["norm.bias"] = torch.rand(dim) + 0.5, torch.randn(dim)
+    if variant == "classifier":
+        out["head.fc.weight"], out["head.fc.bias"] = torch.randn(classes, dim), torch.randn(classes)
+    return out
+
+
+def test_timm_merge_order_is_microsofts():
+    # timm's checkpoint filter moves Microsoft's merge tensors to the next stage without permuting them.
+    c = 5
+    ours = torch.arange(4 * c)
+    assert torch.equal(to_timm_merge(ours), to_microsoft_merge(ours))
+    assert not torch.equal(to_timm_merge(ours), ours)
+
+
+def test_timm_checkpoint_reproduces_official_encoder(tmp_path):
+    state, io = official("w7")
+    timm_state = make_timm_checkpoint(state)
+    assert "layers.0.downsample.reduction.weight" not in timm_state and "layers.3.downsample.norm.weight" in timm_state
+    path = save_state_dict(timm_state, tmp_path / "model.safetensors")  # the layout of timm's Hub files
+    model = model_for(io)
+    report = ssformer.load_weights(model, path, strict=True)
+    assert report.format == "timm"
+    assert report.missing == [] and report.unexpected == [] and report.mismatched == []
+    assert set(report.ignored) == {"norm.weight", "norm.bias", "head.fc.weight", "head.fc.bias"}
+    norms = sorted(k for k in model.state_dict() if k.startswith("encoder.norms."))
+    assert len(norms) == 8 and set(norms) <= set(report.initialised)
+    assert any(k.startswith("decoder.") for k in report.initialised)
+    for i in range(3):  # stage i's merging comes from timm's layers.{i+1}, back in channel-major order
+        for name in ("reduction.weight", "norm.weight", "norm.bias"):
+            ours = model.state_dict()[f"encoder.stages.{i}.downsample.{name}"]
+            torch.testing.assert_close(ours, state[f"backbone.stages.{i}.downsample.{name}"], rtol=0, atol=0)
+    with torch.no_grad():
+        for i in range(4):
+            model.encoder.norms[i].weight.copy_(state[f"backbone.norm{i}.weight"])
+            model.encoder.norms[i].bias.copy_(state[f"backbone.norm{i}.bias"])
+    assert_features_match(model, io)
+
+
+@pytest.mark.parametrize("variant", ["headless", "features_only"])
+def test_timm_without_classifier_loads_the_same_encoder(variant):
+    """No ``head.fc`` to recognise timm by: patch merging absent from stage 0 (or ``layers_{i}``) tells."""
+    state, io = official("w7")
+    model = model_for(io)
+    report = ssformer.load_weights(model, make_timm_checkpoint(state, variant), strict=True)
+    assert report.format == "timm" and report.ok
+    expected = model_for(io)
+    ssformer.load_weights(expected, FIXTURES / "official_w7.pth", strict=True)
+    for key, value in expected.state_dict().items():
+        if key.startswith("encoder.") and not key.startswith("encoder.norms."):
+            assert torch.equal(model.state_dict()[key], value), key
+
+
+def test_timm_layout_with_merging_in_stage_0_names_the_key():
+    state, io = official("w7")
+    timm_state = make_timm_checkpoint(state)
+    timm_state["layers.0.downsample.norm.weight"] = torch.ones(4 * 128)  # no timm model has this
+    with pytest.raises(CheckpointError, match=r"unexpected \(1\): layers\.0\.downsample\.norm\.weight"):
+        ssformer.load_weights(model_for(io), timm_state, strict=True)
+
+
+def test_swin_v2_checkpoint_is_refused_clearly():
+    """Swin V2 (cosine attention, continuous position bias) in timm's layout is not this model."""
+    state, io = official("w7")
+    v2 = make_timm_checkpoint(state)
+    for key in [k for k in v2 if k.endswith("attn.relative_position_bias_table")]:
+        prefix = key[: -len("relative_position_bias_table")]
+        heads = v2.pop(key).shape[1]
+        v2[prefix + "logit_scale"] = torch.zeros(heads, 1, 1)
+        v2[prefix + "cpb_mlp.0.weight"] = torch.zeros(512, 2)
+    with pytest.raises(CheckpointError, match="Swin Transformer V2 checkpoints are not supported.*logit_scale"):
+        ssformer.load_weights(model_for(io), v2, strict=True)
 
 
 # --- mmseg backbones --------------------------------------------------------------------------------
@@ -360,6 +476,11 @@ def test_pickled_code_is_refused(tmp_path, tiny_model):
     torch.save({"state_dict": tiny_model.state_dict(), "obj": CheckpointError("x")}, path)
     with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
         ssformer.load_weights(tiny_model, path)
+
+
+def test_checkpoint_error_is_exported():
+    assert ssformer.CheckpointError is CheckpointError and issubclass(CheckpointError, ValueError)
+    assert "CheckpointError" in ssformer.__all__
 
 
 def test_unknown_keys_are_an_unrecognised_format(tiny_model):
