@@ -5,6 +5,6 @@ from types import ModuleType
 
 def commands() -> list[ModuleType]:
     """The sub-command modules, in the order ``ssformer --help`` lists them."""
-    from ssformer.cli import benchmark, check_data, convert, eval as eval_cmd, info, predict, train
+    from ssformer.cli import benchmark, check_data, convert, eval as eval_cmd, export, info, predict, serve, train
 
-    return [train, eval_cmd, check_data, predict, info, convert, benchmark]
+    return [train, eval_cmd, check_data, predict, export, serve, info, convert, benchmark]

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import urllib.parse
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -86,3 +95,60 @@ def test_predict_rejects_missing_inputs_and_wrong_checkpoints(tiny150, tmp_path,
     assert "150 classes, but the model config asks for 19" in capsys.readouterr().err
     assert main(["predict", "--checkpoint", str(tiny150), str(tmp_path / "*.nothing"), "--out", str(tmp_path)]) == 2
     assert "matches no files" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_export_cli_prints_the_onnx_check(tiny150, tmp_path, capsys):
+    pytest.importorskip("onnxruntime", reason="onnxruntime is in the dev extra")
+    out = tmp_path / "model.onnx"
+    assert main(["export", "--checkpoint", str(tiny150), "--format", "onnx", "--size", "40", "60",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "onnx at 40x60: max |logit difference| to PyTorch = " in printed and out.is_file()
+    diff = float(printed.split("to PyTorch = ")[1].split()[0])
+    assert diff < 1e-3
+    assert main(["export", "--checkpoint", str(tmp_path / "absent"), "--format", "onnx", "--size", "40", "60",
+                 "--out", str(out)]) == 2
+    assert "absent does not exist" in capsys.readouterr().err
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"headless browser test needs {CHROMIUM} (Debian package chromium)")
+def test_demo_page_in_a_headless_browser(tiny150, tmp_path):
+    """``ssformer serve`` in a subprocess; Chromium opens the page, which uploads an image through the
+    same code path as the file box (``#upload=<data URL>``), and the DOM and a screenshot are checked."""
+    server = subprocess.Popen([sys.executable, "-m", "ssformer.cli.main", "serve", "--checkpoint", str(tiny150),
+                               "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()
+        assert line.startswith("ssformer serve: http://127.0.0.1:"), line + server.stderr.read()
+        base = line.split()[2]
+        image = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="PNG")
+        data_url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+        url = base + "#upload=" + urllib.parse.quote(data_url)
+        browser = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                   f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=60000"]
+        dom = subprocess.run(browser + ["--dump-dom", url], capture_output=True, text=True, timeout=180).stdout
+        status = re.search(r'<p id="status"[^>]*>([^<]*)</p>', dom)
+        assert status is not None, dom[-2000:]
+        expected_classes = len(np.unique(ssformer.Segmenter(tiny150).predict(image)))
+        assert status.group(1) == f"Done: 64x48, {expected_classes} classes."
+        assert dom.count('class="class-row"') == expected_classes
+        assert 'id="overlay" alt="segmentation overlay" src="data:image/png;base64,' in dom
+        screenshot = tmp_path / "demo_page.png"
+        subprocess.run(browser + ["--window-size=900,700", f"--screenshot={screenshot}", url],
+                       capture_output=True, text=True, timeout=180)
+        shot = np.asarray(Image.open(screenshot).convert("RGB"))
+        assert shot.shape == (700, 900, 3)
+        assert len(np.unique(shot.reshape(-1, 3), axis=0)) > 50  # the overlay and swatches were drawn
+        artifacts = os.environ.get("SSFORMER_TEST_ARTIFACTS")
+        if artifacts:
+            Path(artifacts).mkdir(parents=True, exist_ok=True)
+            shutil.copy(screenshot, Path(artifacts) / "demo_page.png")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

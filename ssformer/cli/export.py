@@ -1,0 +1,40 @@
+"""``ssformer export``: ONNX, TorchScript or torch.export program, checked against PyTorch on the spot."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("export", help="export a model to ONNX, TorchScript or a torch.export program",
+                              description="Exports with a (1, 3, H, W) input named 'images' and (1, K, H, W) "
+                                          "logits, then runs the written file once and prints the largest "
+                                          "absolute logit difference to PyTorch (ONNX: via onnxruntime).")
+    p.add_argument("--checkpoint", required=True, help="save_pretrained folder or checkpoint file")
+    p.add_argument("--config", help="model settings when the checkpoint has none (JSON, folder or variant name)")
+    p.add_argument("--format", required=True, choices=["onnx", "torchscript", "exported-program"])
+    p.add_argument("--size", required=True, type=int, nargs=2, metavar=("H", "W"), help="input size to trace at")
+    p.add_argument("--dynamic", action="store_true", help="symbolic height and width (onnx, exported-program)")
+    p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    p.add_argument("--tolerance", type=float, default=1e-3,
+                   help="fail when the exported logits differ by more than this (default 1e-3)")
+    p.add_argument("--out", required=True, help="file to write")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ssformer.inference.export import export_model
+    from ssformer.inference.loading import load_model
+
+    if min(args.size) < 1:
+        raise ValueError(f"--size must be positive, got {args.size}")
+    model, _ = load_model(args.checkpoint, args.config)
+    result = export_model(model, args.format, tuple(args.size), args.out, dynamic=args.dynamic, opset=args.opset)
+    for (h, w), diff in result.checks:
+        print(f"ssformer export: {args.format} at {h}x{w}: max |logit difference| to PyTorch = {diff:.3g}")
+    if result.max_abs_diff > args.tolerance:
+        print(f"ssformer export: error: difference {result.max_abs_diff:.3g} is above --tolerance {args.tolerance}; "
+              f"{args.out} is not trustworthy")
+        return 1
+    print(f"ssformer export: wrote {args.out}")
+    return 0
