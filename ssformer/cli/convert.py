@@ -23,7 +23,7 @@ FILE_SUFFIXES = {".safetensors", ".pt", ".pth"}
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "convert", help="convert a checkpoint (official, mmseg, Microsoft, Hugging Face) to this project's format",
+        "convert", help="convert a checkpoint (official, mmseg, Microsoft, timm, Hugging Face) to this project's format",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("src", metavar="SRC", help="checkpoint file or save_pretrained folder")
     parser.add_argument("dst", metavar="DST", help="output: *.safetensors, *.pt / *.pth, or a folder")
