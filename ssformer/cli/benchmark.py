@@ -214,11 +214,14 @@ def benchmark(model: SSformer, height: int, width: int, batch: int = 1, dtype: s
         flops = count(model.eval() if not train else model, images)
         if train:
             model.train()
-    first_call = time_call(step, target)
-    for _ in range(max(warmup - 1, 0)):
-        time_call(step, target)
-    reset_peak_memory(target)
-    latencies = [time_call(step, target) for _ in range(runs)]
+    latencies, first_call = [], 0.0
+    for i in range(warmup + runs):
+        if i == warmup:  # the peak covers the timed runs (and, with no warm-up, the first call's setup)
+            reset_peak_memory(target)
+        seconds = time_call(step, target)
+        first_call = first_call or seconds
+        if i >= warmup:
+            latencies.append(seconds)
     median = statistics.median(latencies)
     return BenchmarkResult(
         model=name, mode="train" if train else "inference", height=height, width=width, batch=batch,
