@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ssformer.engine.config import load_config
+from ssformer.engine.config import load_config, sample_root
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("train", help="train a model from a config",
                                    description="Train SSformer from a YAML config (a path or a shipped recipe "
                                                "name such as camvid_cpu). Run it under torchrun for DDP.")
-    parser.add_argument("config", help="YAML config file or shipped recipe name")
+    parser.add_argument("config", nargs="?", default=None,
+                        help="YAML config file or shipped recipe name (default: the built-in sample recipe "
+                             "on the sample data shipped with the package)")
     parser.add_argument("--data-root", help="dataset folder (sets data.root)")
     parser.add_argument("--work-dir", help="output folder for checkpoints and logs (sets work_dir)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -27,6 +29,10 @@ def config_from_args(args: argparse.Namespace) -> dict:
         overrides.append(f"data.root={args.data_root}")
     if args.work_dir is not None:
         overrides.append(f"work_dir={args.work_dir}")
+    if args.config is None:
+        if args.data_root is None:
+            overrides.insert(0, f"data.root={sample_root()}")
+        return load_config("sample", overrides)
     return load_config(args.config, overrides)
 
 

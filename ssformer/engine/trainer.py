@@ -153,6 +153,8 @@ def train(config: dict[str, Any], resume: bool = False, echo=print) -> dict[str,
         device_name = "cuda" if torch.cuda.is_available() else "cpu"
     dist_info = init_distributed("cuda" if device_name.startswith("cuda") else "cpu")
     device = resolve_device(device_name, dist_info.local_rank)
+    if tc["num_threads"] is not None:
+        torch.set_num_threads(tc["num_threads"])
     if tc["amp"] == "fp16" and device.type != "cuda":
         raise ValueError("train.amp=fp16 needs a CUDA device; use train.amp=bf16 on CPU")
 

@@ -1,0 +1,110 @@
+"""Training loop: exact resume, repeatability, NaN stop, checkpoint rotation and logs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import ssformer.engine.trainer as trainer_module
+from ssformer.engine.checkpoint import load_checkpoint
+from ssformer.engine.trainer import TrainingDiverged, train
+from tests.engine.conftest import tiny_config
+
+
+def _weights(path):
+    return load_checkpoint(path)["model"]
+
+
+def _assert_identical(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, monkeypatch, workers):
+    extra = (f"train.num_workers={workers}",)
+    straight = train(tiny_config(tmp_path / "straight", *extra))
+    assert straight["iterations"] == 6
+
+    # the same run, killed at the start of iteration 4 (after the checkpoint of iteration 3)...
+    real_lr = trainer_module.poly_warmup_lr
+
+    def crash_at_3(iteration, *args):
+        if iteration == 3:
+            raise KeyboardInterrupt("simulated kill")
+        return real_lr(iteration, *args)
+
+    monkeypatch.setattr(trainer_module, "poly_warmup_lr", crash_at_3)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(tmp_path / "resumed", *extra))
+    assert load_checkpoint(tmp_path / "resumed" / "latest.pt")["iteration"] == 3
+    monkeypatch.setattr(trainer_module, "poly_warmup_lr", real_lr)
+    # ...and resumed in a fresh call
+    resumed = train(tiny_config(tmp_path / "resumed", *extra), resume=True)
+    assert resumed["iterations"] == 6
+
+    a, b = load_checkpoint(tmp_path / "straight" / "latest.pt"), load_checkpoint(tmp_path / "resumed" / "latest.pt")
+    _assert_identical(a["model"], b["model"])
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        _assert_identical(sa, sb)
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+    # the logged losses of iterations 4..6 agree exactly too
+    log = lambda p: {r["iter"]: r["loss"] for r in map(json.loads, p.read_text().splitlines()) if r["event"] == "train"}
+    la, lb = log(tmp_path / "straight" / "log.jsonl"), log(tmp_path / "resumed" / "log.jsonl")
+    assert [la[i] for i in range(1, 7)] == [lb[i] for i in range(1, 7)]
+
+
+def test_fixed_seed_repeats_and_another_seed_differs(tmp_path):
+    train(tiny_config(tmp_path / "a", "train.iters=3"))
+    train(tiny_config(tmp_path / "b", "train.iters=3"))
+    train(tiny_config(tmp_path / "c", "train.iters=3", "train.seed=1"))
+    _assert_identical(_weights(tmp_path / "a" / "latest.pt"), _weights(tmp_path / "b" / "latest.pt"))
+    wa, wc = _weights(tmp_path / "a" / "latest.pt"), _weights(tmp_path / "c" / "latest.pt")
+    assert any(not torch.equal(wa[k], wc[k]) for k in wa)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    real_loss = trainer_module.segmentation_loss
+    calls = {"n": 0}
+
+    def nan_on_fifth(*args, **kwargs):
+        calls["n"] += 1
+        loss = real_loss(*args, **kwargs)
+        return loss * float("nan") if calls["n"] == 5 else loss
+
+    monkeypatch.setattr(trainer_module, "segmentation_loss", nan_on_fifth)
+    work = tmp_path / "run"
+    with pytest.raises(TrainingDiverged, match=r"nan at iteration 5.*latest\.pt \(iteration 3\) was kept"):
+        train(tiny_config(work))
+    state = load_checkpoint(work / "latest.pt")
+    assert state["iteration"] == 3
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert not (work / "iter_6.pt").exists()
+    events = [json.loads(line)["event"] for line in (work / "log.jsonl").read_text().splitlines()]
+    assert events[-1] == "diverged"
+
+
+def test_outputs_rotation_eval_and_accumulation(tmp_path):
+    work = tmp_path / "run"
+    summary = train(tiny_config(work, "train.iters=8", "train.checkpoint_interval=2", "train.keep_checkpoints=2",
+                                "train.eval_interval=4", "train.grad_accum=2", "train.clip_grad=1.0"))
+    assert sorted(p.name for p in work.glob("iter_*.pt")) == ["iter_6.pt", "iter_8.pt"]
+    assert (work / "best.pt").is_file() and (work / "model" / "model.safetensors").is_file()
+    records = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
+    evals = [r for r in records if r["event"] == "eval"]
+    assert [r["iter"] for r in evals] == [4, 8] and len(evals[0]["IoU"]) == 4
+    assert summary["best"]["mIoU"] == max(r["mIoU"] for r in evals)
+    train_records = [r for r in records if r["event"] == "train"]
+    assert len(train_records) == 8 and all(r["loss"] > 0 for r in train_records)
+    # lr logged for iteration 1 (0-based 0) is the warmup start: 1e-3 * 1e-6 * (1 - 0/8)
+    assert train_records[0]["lr"] == pytest.approx(1e-9, rel=1e-9)
+    # two micro-batches of 2 per iteration: the data stream has advanced 8 * 2 * 2 samples
+    assert load_checkpoint(work / "latest.pt")["iteration"] == 8
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="latest.pt"):
+        train(tiny_config(tmp_path / "empty"), resume=True)
