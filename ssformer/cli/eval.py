@@ -57,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     device_name = tc["device"] if tc["device"] != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     dist_info = init_distributed("cuda" if device_name.startswith("cuda") else "cpu")
     device = resolve_device(device_name, dist_info.local_rank)
+    if tc["num_threads"] is not None:
+        torch.set_num_threads(tc["num_threads"])
     dataset = build_eval_dataset(config, args.split)
 
     if checkpoint.is_file() and checkpoint.suffix == ".pt":
