@@ -42,7 +42,7 @@ class ConvBNReLU(nn.Module):
             return self.conv.weight, None
         tensors = (self.conv.weight, self.bn.weight, self.bn.bias, self.bn.running_mean, self.bn.running_var)
         needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-        if needs_grad or torch.compiler.is_compiling():
+        if needs_grad or torch.compiler.is_compiling() or torch.compiler.is_exporting():
             return self._fold()
         key = tuple((t._version, t.data_ptr(), t.dtype) for t in tensors)
         if self._folded is None or self._folded[0] != key:
