@@ -16,9 +16,11 @@ How it is made fast (each step is exact, it only removes copies or wasted work):
   slower generic path), so training spells the three steps out.
 * The inverse gather takes each real token back from its window slot (un-shift, un-partition and
   crop in one copy), and ``proj`` then runs on the real tokens only.
-* Index tensors, shift masks and (in inference) the finished attention mask are cached per
-  feature-map size and device; the mask cache is keyed on the bias table's version, so changing
-  the weights in place invalidates it.
+* Index tensors and shift masks are cached per feature-map size, device and dtype (shared by all
+  blocks); in inference each block caches its gathered bias, keyed on the bias table's version,
+  so changing the weights in place invalidates it. The per-window sum of bias and shift mask is
+  made per call: cached in every block it would take more memory than the activations at large
+  inputs (about 440 MB for SSformer-B at 1024x2048).
 """
 
 from __future__ import annotations
@@ -69,11 +71,11 @@ class WindowGeometry(NamedTuple):
     gather: torch.Tensor  # (B * nW * N,) token row of every window slot (0 for padding slots)
     scatter: torch.Tensor  # (B * H * W,) window slot of every token
     padding: torch.Tensor  # window slots that hold padding
-    shift_mask: torch.Tensor | None  # (B * nW, 1, N, N) for shifted windows
+    shift_mask: torch.Tensor | None  # (B * nW, 1, N, N) in the tokens' dtype, for shifted windows
 
 
-def _window_geometry(batch: int, h: int, w: int, window_size: int, shift: int,
-                     device: torch.device) -> WindowGeometry:
+def _window_geometry(batch: int, h: int, w: int, window_size: int, shift: int, device: torch.device,
+                     dtype: torch.dtype) -> WindowGeometry:
     ws = window_size
     hp, wp = h + (-h) % ws, w + (-w) % ws
     tokens = h * w
@@ -93,15 +95,15 @@ def _window_geometry(batch: int, h: int, w: int, window_size: int, shift: int,
     padding = torch.nonzero(~real.expand(batch, -1).reshape(-1)).flatten()
     shift_mask = None
     if shift:
-        shift_mask = shift_window_mask(hp, wp, ws, shift, device).repeat(batch, 1, 1).unsqueeze(1)
+        shift_mask = shift_window_mask(hp, wp, ws, shift, device).to(dtype).repeat(batch, 1, 1).unsqueeze(1)
     return WindowGeometry(gather, scatter, padding, shift_mask)
 
 
 _cached_window_geometry = functools.lru_cache(maxsize=16)(_window_geometry)
 
 
-def window_geometry(batch: int, h: int, w: int, window_size: int, shift: int,
-                    device: torch.device) -> WindowGeometry:
+def window_geometry(batch: int, h: int, w: int, window_size: int, shift: int, device: torch.device,
+                    dtype: torch.dtype = torch.float32) -> WindowGeometry:
     """Indices for zero-padding, cyclically shifting and partitioning a (B, H, W) token map in one gather.
 
     Slots are ordered (sample, window row, window column, row in window, column in window) over the
@@ -109,9 +111,9 @@ def window_geometry(batch: int, h: int, w: int, window_size: int, shift: int,
     the official layout. Cached per size and device (they hold no parameters).
     """
     if torch.compiler.is_compiling() or torch.compiler.is_exporting():  # traced into the graph, not cached
-        return _window_geometry(batch, h, w, window_size, shift, device)
+        return _window_geometry(batch, h, w, window_size, shift, device, dtype)
     with torch.inference_mode(False), torch.no_grad():  # cached: must stay usable outside inference mode
-        return _cached_window_geometry(batch, h, w, window_size, shift, device)
+        return _cached_window_geometry(batch, h, w, window_size, shift, device, dtype)
 
 
 class _ToWindows(torch.autograd.Function):
@@ -166,7 +168,7 @@ class ShiftedWindowAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
         self.register_buffer("relative_position_index", relative_position_index(window_size), persistent=False)
-        self._mask_cache: dict[tuple, torch.Tensor] = {}
+        self._bias_cache: dict[tuple, torch.Tensor] = {}
 
     def relative_position_bias(self) -> torch.Tensor:
         """(heads, N, N) bias gathered from the learnable table."""
@@ -174,41 +176,34 @@ class ShiftedWindowAttention(nn.Module):
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
         return bias.view(n, n, self.num_heads).permute(2, 0, 1)
 
-    def attention_mask(self, batch: int, h: int, w: int, shift_mask: torch.Tensor | None,
-                       dtype: torch.dtype) -> torch.Tensor:
-        """Bias plus shift mask: (1, heads, N, N), or (B * nW, heads, N, N) for shifted windows.
+    def attention_bias(self, dtype: torch.dtype) -> torch.Tensor:
+        """(1, heads, N, N) relative position bias in ``dtype``.
 
-        Cached (one entry) when no gradient can flow into the bias table (inference); the key holds
-        the table's version, so an in-place weight change recomputes it.
+        Cached when no gradient can flow into the bias table (inference); the key holds the table's
+        version, so an in-place weight change recomputes it.
         """
         table = self.relative_position_bias_table
-        cacheable = not (torch.is_grad_enabled() and table.requires_grad) and not torch.compiler.is_compiling() \
-            and not torch.compiler.is_exporting()
-        if not cacheable:
-            return self._attention_mask(shift_mask, dtype)
-        key = ((batch, h, w) if self.shift else None, table.device, dtype, table._version, table.data_ptr())
-        if key not in self._mask_cache:
-            self._mask_cache.clear()
+        if (torch.is_grad_enabled() and table.requires_grad) or torch.compiler.is_compiling() or \
+                torch.compiler.is_exporting():
+            return self.relative_position_bias().unsqueeze(0).to(dtype)
+        key = (table.device, dtype, table._version, table.data_ptr())
+        if key not in self._bias_cache:
+            self._bias_cache.clear()
             with torch.inference_mode(False), torch.no_grad():  # usable outside inference mode too
-                self._mask_cache[key] = self._attention_mask(shift_mask, dtype)
-        return self._mask_cache[key]
-
-    def _attention_mask(self, shift_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
-        mask = self.relative_position_bias().unsqueeze(0)
-        if shift_mask is not None:
-            mask = mask + shift_mask
-        return mask.to(dtype)
+                self._bias_cache[key] = self.relative_position_bias().unsqueeze(0).to(dtype)
+        return self._bias_cache[key]
 
     def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
         b, tokens, c = x.shape
         heads, n = self.num_heads, self.window_size ** 2
-        geometry = window_geometry(b, h, w, self.window_size, self.shift, x.device)
-
         qkv = self.qkv(x).reshape(b * tokens, 3 * c)
+        geometry = window_geometry(b, h, w, self.window_size, self.shift, x.device, qkv.dtype)
         padding = self.qkv.bias if self.qkv.bias is not None else qkv.new_zeros(3 * c)  # q/k/v of a zero token
         windows = _ToWindows.apply(qkv, padding, geometry).view(-1, n, 3, heads, c // heads)
         q, k, v = windows.permute(2, 0, 3, 1, 4).unbind(0)  # each (B * nW, heads, N, d)
-        mask = self.attention_mask(b, h, w, geometry.shift_mask, q.dtype)
+        mask = self.attention_bias(q.dtype)
+        if self.shift:  # (B * nW, heads, N, N), made per call: cached per block it would outgrow the activations
+            mask = mask + geometry.shift_mask
         if mask.requires_grad:  # training the bias table: the fused CPU kernel gives no mask gradient
             scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-2, -1)) + mask
             out = torch.matmul(scores.softmax(-1), v)
