@@ -127,7 +127,8 @@ class _ToWindows(torch.autograd.Function):
     def forward(ctx, rows: torch.Tensor, padding_row: torch.Tensor, geometry: WindowGeometry) -> torch.Tensor:
         ctx.geometry = geometry
         out = rows.index_select(0, geometry.gather)
-        out[geometry.padding] = padding_row.to(out.dtype)
+        # index_copy_, not ``out[padding] = row``: that broadcasting index_put is ~1000x slower on CPU
+        out.index_copy_(0, geometry.padding, padding_row.to(out.dtype).expand(len(geometry.padding), -1))
         return out
 
     @staticmethod
@@ -150,7 +151,7 @@ class _FromWindows(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         geometry = ctx.geometry
         grad_windows = grad.index_select(0, geometry.gather)
-        grad_windows[geometry.padding] = 0
+        grad_windows.index_fill_(0, geometry.padding, 0)
         return grad_windows, None
 
 
