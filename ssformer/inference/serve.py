@@ -47,7 +47,10 @@ def decode_upload(data: bytes) -> Image.Image:
                 raise ImageError(f"image is {image.width}x{image.height}, more than {MAX_PIXELS} pixels")
             image.load()
             return pil_to_rgb(image, "uploaded image")
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as e:
+    except UnidentifiedImageError as e:
+        raise ImageError("the upload is not a readable image (not a format Pillow recognises, "
+                         "such as PNG, JPEG, BMP, TIFF or WebP)") from e
+    except (OSError, SyntaxError, Image.DecompressionBombError) as e:
         raise ImageError(f"the upload is not a readable image ({e})") from e
 
 

@@ -40,6 +40,15 @@ def test_exported_program_round_trip(model, tmp_path):
         torch.testing.assert_close(loaded(x), model(x), rtol=1e-4, atol=1e-4)
 
 
+def test_torch_export_export_default_mode(model):
+    """``torch.export.export(model, args)`` as users call it (non-strict tracing)."""
+    x = torch.randn(1, 3, 33, 47)
+    program = torch.export.export(model, (x,))
+    y = torch.randn(1, 3, 33, 47)
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(y), model(y), rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.slow
 def test_torchscript_export(model, tmp_path):
     result = export_model(model, "torchscript", (32, 48), tmp_path / "model.ts")
