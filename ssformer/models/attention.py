@@ -128,7 +128,7 @@ class _ToWindows(torch.autograd.Function):
         ctx.geometry = geometry
         out = rows.index_select(0, geometry.gather)
         # index_copy_, not ``out[padding] = row``: that broadcasting index_put is ~1000x slower on CPU
-        out.index_copy_(0, geometry.padding, padding_row.to(out.dtype).expand(len(geometry.padding), -1))
+        out.index_copy_(0, geometry.padding, padding_row.to(out.dtype).expand(geometry.padding.shape[0], -1))
         return out
 
     @staticmethod
