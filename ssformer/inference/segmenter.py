@@ -59,6 +59,8 @@ class Segmenter:
     folder, dict, SSformerConfig or variant name -- else from the checkpoint). ``mode`` "whole" or
     "slide" (``crop``/``stride`` windows on the resized image); ``tta`` averages the softmax over
     ``scales`` x horizontal flip. ``img_scale=None`` feeds images at their original size.
+    An :class:`SSformer` passed in is put in eval mode and moved/cast to ``device``/``dtype`` in
+    place (no copy: models can be large).
     """
 
     def __init__(self, model_or_path: SSformer | str | os.PathLike, device: str | torch.device = "auto",

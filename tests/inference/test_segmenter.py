@@ -146,3 +146,17 @@ def test_checkpoint_for_another_class_count_is_rejected(model, tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="junk.pth"):
         Segmenter(tmp_path / "junk.pth")
+
+
+def test_bf16_on_cpu_when_asked(picture):
+    torch.manual_seed(0)
+    fp32 = Segmenter(ssformer.SSformer(**tiny_model_kwargs(num_classes=7)), img_scale=(96, 64))
+    assert fp32.dtype == torch.float32  # "auto" on the CPU
+    torch.manual_seed(0)
+    bf16 = Segmenter(ssformer.SSformer(**tiny_model_kwargs(num_classes=7)), img_scale=(96, 64), dtype="bf16")
+    assert next(bf16.model.parameters()).dtype == torch.bfloat16
+    proba = bf16.predict_proba(picture)
+    assert proba.dtype == np.float32
+    np.testing.assert_allclose(proba, fp32.predict_proba(picture), atol=0.05)
+    with pytest.raises(ValueError, match="dtype"):
+        Segmenter(fp32.model, dtype="int8")
