@@ -89,5 +89,9 @@ class AllMLPDecoder(nn.Module):
             if y.shape[2:] != size:
                 y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
             fused = y if fused is None else fused + y
-        # Channels-last in memory like the features: bilinear resizing of such maps is several times faster.
-        return self.classifier(self.dropout(self.fuse.activate(fused, fuse_bias)))
+        logits = self.classifier(self.dropout(self.fuse.activate(fused, fuse_bias)))
+        # In eval the logits stay channels-last like the features: resizing them to the input size is
+        # several times faster. In training a loss over the class dimension follows, and PyTorch's
+        # (log-)softmax first copies channels-last input to the standard layout, so make that copy here,
+        # at 1/4 size.
+        return logits.contiguous() if self.training else logits
