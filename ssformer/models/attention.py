@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ssformer.models import export_friendly
+
 SHIFT_MASK_VALUE = -100.0
 
 
@@ -195,6 +197,10 @@ class ShiftedWindowAttention(nn.Module):
         return self._bias_cache[key]
 
     def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        if export_friendly.use_export_path():  # one graph for every size: no per-size index tensors
+            return export_friendly.window_attention(x, h, w, qkv=self.qkv, proj=self.proj,
+                                                    bias=self.relative_position_bias(), num_heads=self.num_heads,
+                                                    window_size=self.window_size, shift=self.shift)
         b, tokens, c = x.shape
         heads, n = self.num_heads, self.window_size ** 2
         qkv = self.qkv(x).reshape(b * tokens, 3 * c)

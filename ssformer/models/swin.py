@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ssformer.models.attention import ShiftedWindowAttention
+from ssformer.models.export_friendly import use_export_path
 
 
 class DropPath(nn.Module):
@@ -48,7 +49,7 @@ class PatchEmbed(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
         p = self.patch_size
         pad_b, pad_r = (-x.shape[2]) % p, (-x.shape[3]) % p
-        if pad_b or pad_r:
+        if use_export_path() or pad_b or pad_r:  # exporting: symbolic sizes, pad (maybe by 0) always
             x = F.pad(x, (0, pad_r, 0, pad_b))
         x = self.proj(x.contiguous(memory_format=torch.channels_last))  # channels-last out: tokens need no copy
         h, w = x.shape[2:]
@@ -98,9 +99,9 @@ class PatchMerging(nn.Module):
     def forward(self, x: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, int, int]:
         b, _, c = x.shape
         x = x.view(b, h, w, c)
-        if h % 2 or w % 2:
-            x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
         h2, w2 = (h + 1) // 2, (w + 1) // 2
+        if use_export_path() or h % 2 or w % 2:  # exporting: symbolic sizes, pad (maybe by 0) always
+            x = F.pad(x, (0, 0, 0, 2 * w2 - w, 0, 2 * h2 - h))
         # (B, h2, kh, w2, kw, C) -> (B, h2, w2, C, kh, kw) -> channel-major 4C
         x = x.view(b, h2, 2, w2, 2, c).permute(0, 1, 3, 5, 2, 4).reshape(b, h2 * w2, 4 * c)
         return self.reduction(self.norm(x)), h2, w2
