@@ -4,14 +4,18 @@ Every export runs the saved file once, on a random image of the export size, and
 largest absolute logit difference to the PyTorch model (ONNX through onnxruntime), so a broken
 export fails here, not in deployment.
 
-Graphs are traced at one input size. ``dynamic=True`` asks ``torch.export`` for symbolic height
-and width; it fails with :class:`ExportError` when the model's shape logic cannot be expressed
-symbolically (see docs/inference.md for the current state).
+Fixed-size exports come from a strict ``torch.export`` program. ``dynamic=True`` (ONNX only) gives
+one graph for every input height and width: the model is traced by the TorchScript-based ONNX
+exporter with ``dynamic_axes``, where it records the size arithmetic of the export-friendly window
+attention (:mod:`ssformer.models.export_friendly`) as graph ops. ``torch.export`` with symbolic
+sizes still specialises on the many floor-divided stage sizes (view/stride guards), so
+dynamic exported programs are refused with :class:`ExportError`; see docs/inference.md.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +50,8 @@ def _example(size: tuple[int, int], seed: int = 0) -> torch.Tensor:
 def export_program(model: nn.Module, size: tuple[int, int], dynamic: bool = False,
                    max_size: int = 4096) -> torch.export.ExportedProgram:
     """``torch.export`` of ``model`` (eval mode) on a (1, 3, H, W) input; H and W symbolic when
-    ``dynamic`` (from 32 to ``max_size``)."""
+    ``dynamic`` (from 32 to ``max_size``), which currently raises :class:`ExportError` (the stage
+    sizes' floor divisions end in guards that specialise them)."""
     example = _example(size)
     dynamic_shapes = None
     if dynamic:
@@ -68,12 +73,41 @@ def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).abs().max())
 
 
+# At 32 px or more every stage's feature map is smaller than the first one, so the trace records
+# the decoder's resizes (see _export_onnx_dynamic); the exported graph itself runs at any size.
+MIN_DYNAMIC_TRACE_SIZE = 32
+DYNAMIC_CHECK_SIZES = ((45, 70), (203, 317))  # no multiples of 32, 4 or the window; 203x317 spans many windows
+
+
 def _check_sizes(size: tuple[int, int], dynamic: bool) -> list[tuple[int, int]]:
-    """The export size, and for dynamic exports also a size that is no multiple of 32 or the window."""
+    """The export size, and for dynamic exports also sizes that are no multiple of 32 or the window."""
     sizes = [size]
     if dynamic:
-        sizes.append((size[0] + 37, max(32, size[1] - 19)))
+        sizes += [s for s in DYNAMIC_CHECK_SIZES if s != size]
     return sizes
+
+
+def _export_onnx_dynamic(model: nn.Module, size: tuple[int, int], path: Path, opset: int | None) -> None:
+    """One ONNX graph for any (H, W): the TorchScript-based exporter with ``dynamic_axes``.
+
+    Tracing records ``x.shape`` arithmetic as ONNX shape ops, and while tracing the model takes its
+    export-friendly path (always-pad, roll by slices, mask from aranges), whose graph has no
+    size-specific branches. Its two Python conditions on sizes (the input check and the decoder's
+    "resize unless already at 1/4 size") are recorded as taken at the export size; resizing a map
+    to its own size is the identity, so the graph is exact at every size.
+    """
+    axes = {"images": {2: "height", 3: "width"}, "logits": {2: "height", 3: "width"}}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        # torch >= 2.9 calls this exporter legacy; it is the one that records size arithmetic as graph ops
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+        try:
+            torch.onnx.export(model, (_example(size),), str(path), input_names=["images"], output_names=["logits"],
+                              dynamic_axes=axes, opset_version=opset or 17, dynamo=False)
+        except Exception as e:  # the tracer and the ONNX symbolic functions raise many types
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ExportError(f"dynamic ONNX export failed: {type(e).__name__}: {first}") from e
 
 
 def export_model(model: nn.Module, fmt: str, size: tuple[int, int], out: str | os.PathLike,
@@ -84,9 +118,15 @@ def export_model(model: nn.Module, fmt: str, size: tuple[int, int], out: str | o
     if len(size) != 2 or min(size) < 1:
         raise ValueError(f"size must be two positive ints (H, W), got {size}")
     size = (int(size[0]), int(size[1]))
+    if dynamic and fmt != "onnx":
+        raise ExportError(f"dynamic shapes are supported for onnx only: {fmt} files are fixed to the export size "
+                          f"(torch.export specialises on the model's stage sizes)")
+    if dynamic and min(size) < MIN_DYNAMIC_TRACE_SIZE:
+        raise ValueError(f"a dynamic export is traced at its size, which must be at least "
+                         f"{MIN_DYNAMIC_TRACE_SIZE}x{MIN_DYNAMIC_TRACE_SIZE}, got {size[0]}x{size[1]}")
     if fmt == "onnx":
         try:
-            import onnxruntime
+            import onnxruntime  # noqa: F401  (checks the file after writing)
         except ImportError as e:
             raise ExportError("ONNX export needs onnx, onnxscript and onnxruntime: pip install 'ssformer[onnx]'") from e
     out = Path(out)
@@ -96,10 +136,11 @@ def export_model(model: nn.Module, fmt: str, size: tuple[int, int], out: str | o
         expected = {s: model(_example(s, seed=i)) for i, s in enumerate(sizes)}
     result = ExportResult(out, fmt)
 
-    if fmt == "torchscript" and dynamic:
-        raise ExportError("TorchScript traces are fixed to the export size; use --format onnx or "
-                          "exported-program for dynamic shapes")
-    program = export_program(model, size, dynamic)
+    if fmt == "onnx" and dynamic:
+        with atomic_write(out) as tmp, torch.no_grad():
+            _export_onnx_dynamic(model, size, tmp, opset)
+        return _check_onnx(out, sizes, expected, result)
+    program = export_program(model, size)
     if fmt == "torchscript":
         # Traced from the exported program: its graph is plain aten ops, so Python-side caches and
         # custom autograd functions in the model never reach the tracer.
@@ -125,7 +166,15 @@ def export_model(model: nn.Module, fmt: str, size: tuple[int, int], out: str | o
                                      dynamo=True, verbose=False, **kwargs)
     with atomic_write(out) as tmp:
         onnx_program.save(str(tmp))
-    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    return _check_onnx(out, sizes, expected, result)
+
+
+def _check_onnx(path: Path, sizes: list[tuple[int, int]], expected: dict[tuple[int, int], torch.Tensor],
+                result: ExportResult) -> ExportResult:
+    """Run the written ONNX file in onnxruntime at each size and record the difference to PyTorch."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     for i, s in enumerate(sizes):
         got = torch.from_numpy(session.run(None, {name: _example(s, i).numpy()})[0])

@@ -57,6 +57,44 @@ def test_torchscript_export(model, tmp_path):
         export_model(model, "torchscript", (32, 48), tmp_path / "dyn.ts", dynamic=True)
 
 
+@pytest.fixture(scope="module")
+def dynamic_onnx(model, tmp_path_factory):
+    """One dynamic ONNX export at 64x96 shared by the tests below (export + checks take seconds)."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime is in the dev extra")
+    path = tmp_path_factory.mktemp("dynamic") / "model.onnx"
+    return export_model(model, "onnx", (64, 96), path, dynamic=True)
+
+
+def test_dynamic_onnx_export_checks_other_sizes(dynamic_onnx):
+    """export_model itself ran the file at the export size and at two sizes that are no multiple of 32."""
+    assert [s for s, _ in dynamic_onnx.checks] == [(64, 96), (45, 70), (203, 317)]
+    assert dynamic_onnx.max_abs_diff < 1e-3
+
+
+@pytest.mark.parametrize("size", [(45, 70), (203, 317), (33, 129), (7, 9), (1, 1)])
+def test_dynamic_onnx_runs_at_other_sizes(dynamic_onnx, model, size):
+    """The 64x96 graph in onnxruntime vs PyTorch at sizes it was not traced at, odd ones, one with
+    several windows per stage, and sizes smaller than one window and than one patch."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(dynamic_onnx.path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["images"]
+    x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(sum(size)))
+    got = torch.from_numpy(session.run(None, {"images": x.numpy()})[0])
+    with torch.no_grad():
+        expected = model(x)
+    assert got.shape == (1, 5, *size)
+    assert (got - expected).abs().max().item() < 1e-3
+
+
+def test_dynamic_export_refusals(model, tmp_path):
+    with pytest.raises(ExportError, match="onnx only"):
+        export_model(model, "exported-program", (64, 96), tmp_path / "dyn.pt2", dynamic=True)
+    with pytest.raises(ValueError, match="at least 32x32"):
+        export_model(model, "onnx", (16, 96), tmp_path / "dyn.onnx", dynamic=True)
+    assert not (tmp_path / "dyn.pt2").exists() and not (tmp_path / "dyn.onnx").exists()
+
+
 @pytest.mark.slow
 def test_torch_compile_matches_eager():
     """Inductor on a one-stage model (a plain and a shifted-window block + the decoder): the same
