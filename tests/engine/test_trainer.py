@@ -108,3 +108,19 @@ def test_outputs_rotation_eval_and_accumulation(tmp_path):
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="latest.pt"):
         train(tiny_config(tmp_path / "empty"), resume=True)
+
+
+def test_pretrained_encoder_weights_are_loaded_and_reported(tmp_path, capsys):
+    # train once, keep only the encoder as a "pretrained backbone" file (ssformer keys)
+    train(tiny_config(tmp_path / "source", "train.iters=2"))
+    source = _weights(tmp_path / "source" / "latest.pt")
+    encoder = {k: v for k, v in source.items() if k.startswith("encoder.")}
+    torch.save(encoder, tmp_path / "encoder.pt")
+    # one update at the warmup's first lr (1e-3 * 1e-6) leaves the loaded weights within 1e-6
+    train(tiny_config(tmp_path / "run", "train.iters=1", "train.seed=5",
+                      f"model.pretrained={tmp_path / 'encoder.pt'}"))
+    assert "pretrained weights" in capsys.readouterr().out
+    after = _weights(tmp_path / "run" / "latest.pt")
+    for key, value in encoder.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(after[key], value, rtol=0, atol=1e-6)
