@@ -7,8 +7,8 @@ applied even when the map is no larger than one window, and masked scores get -1
 How it is made fast (each step is exact, it only removes copies or wasted work):
 
 * ``qkv`` runs on the real tokens only. A zero (padding) token's q/k/v is just the qkv bias, so
-  the padded map is one extra row holding that bias, and *padding, cyclic shift and window
-  partition are a single row gather* with a precomputed index (:func:`window_geometry`).
+  *padding, cyclic shift and window partition are a single row gather* with a precomputed index
+  (:func:`window_geometry`) plus writing the bias into the padding slots (:class:`_ToWindows`).
 * Attention is one fused ``F.scaled_dot_product_attention`` call on 4-D (windows, heads, N, d)
   tensors; the relative bias and the shift mask are one additive mask. (With 5-D inputs or a 3-D
   mask PyTorch's CPU backend falls back to the slow unfused path.) When the bias table is being
