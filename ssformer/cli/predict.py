@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
     failures: list[tuple[Path, str]] = []
     summary: dict[str, dict] = {}
-    progress = tqdm(total=len(items), unit="img", desc="predict", file=sys.stderr)
+    progress = tqdm(total=len(items), unit="img", desc="predict", file=sys.stderr, disable=None)
     for first in range(0, len(items), args.batch_size):
         chunk, images = [], []
         for item in items[first:first + args.batch_size]:

@@ -38,7 +38,7 @@ def check_dataset(dataset: SegmentationDataset, progress: bool = False) -> Check
     class_pixels = np.zeros(dataset.num_classes, dtype=np.int64)
     ignored = 0
     sizes: Counter = Counter()
-    for image_path, label_path in tqdm(dataset.pairs, desc="checking", disable=not progress, leave=False):
+    for image_path, label_path in tqdm(dataset.pairs, desc="checking", disable=None if progress else True, leave=False):
         image = label = None
         try:
             image = read_image(image_path)

@@ -55,7 +55,7 @@ def evaluate(model: nn.Module, dataset, num_classes: int, ignore_index: int = 25
     loader = DataLoader(Subset(dataset, indices), batch_size=1, shuffle=False, num_workers=num_workers,
                         generator=torch.Generator())
     metric = IoUMetric(num_classes, ignore_index)
-    bar = tqdm(loader, desc="eval", leave=False, disable=not (progress and dist_info.is_main), dynamic_ncols=True)
+    bar = tqdm(loader, desc="eval", leave=False, disable=None if progress and dist_info.is_main else True, dynamic_ncols=True)
     for batch in bar:
         image = batch["image"].to(device)
         label = batch["label"]

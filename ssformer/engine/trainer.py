@@ -230,7 +230,7 @@ def train(config: dict[str, Any], resume: bool = False, echo=print) -> dict[str,
                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "iteration": iteration,
                 "rng": rng, "best": best, "world_size": dist_info.world_size, "config": _to_primitive(config)}
 
-    bar = tqdm(total=iters, initial=start_iter, disable=not (tc["progress"] and dist_info.is_main),
+    bar = tqdm(total=iters, initial=start_iter, disable=None if tc["progress"] and dist_info.is_main else True,
                dynamic_ncols=True, desc="train")
     window_loss, window_count, window_start = 0.0, 0, time.time()
     run_start, it = time.time(), start_iter
