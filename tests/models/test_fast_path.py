@@ -208,6 +208,7 @@ def test_bf16_end_to_end_agrees_with_official_fp32():
 
 
 def test_compile_traces_without_graph_breaks(tiny_model):
+    torch._dynamo.reset()  # independent of what earlier tests compiled (no automatic dynamic shapes)
     tiny_model.eval()
     x = torch.randn(1, 3, 45, 61)
     compiled = torch.compile(tiny_model, backend="aot_eager", fullgraph=True)
