@@ -124,3 +124,20 @@ def test_pretrained_encoder_weights_are_loaded_and_reported(tmp_path, capsys):
     for key, value in encoder.items():
         if value.is_floating_point():
             torch.testing.assert_close(after[key], value, rtol=0, atol=1e-6)
+
+
+def test_tensorboard_events_mirror_the_json_log(tmp_path):
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed (pip install -e '.[tensorboard]')")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    work = tmp_path / "run"
+    train(tiny_config(work, "train.iters=4", "train.log_interval=2", "train.eval_interval=4"))
+    (events_file,) = (work / "tensorboard").iterdir()
+    events = EventAccumulator(str(events_file))
+    events.Reload()
+    assert {"train/loss", "train/lr", "eval/mIoU"} <= set(events.Tags()["scalars"])
+    records = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
+    logged = {r["iter"]: r["loss"] for r in records if r["event"] == "train"}
+    assert {e.step: e.value for e in events.Scalars("train/loss")} == pytest.approx(logged, rel=1e-6)
+    evals = [r for r in records if r["event"] == "eval"]
+    assert events.Scalars("eval/mIoU")[-1].value == pytest.approx(evals[-1]["mIoU"], rel=1e-6)
