@@ -79,7 +79,7 @@ class WindowGeometry(NamedTuple):
 def _window_geometry(batch: int, h: int, w: int, window_size: int, shift: int, device: torch.device,
                      dtype: torch.dtype) -> WindowGeometry:
     ws = window_size
-    hp, wp = -(-h // ws) * ws, -(-w // ws) * ws  # rounded up to the window grid
+    hp, wp = (h + ws - 1) // ws * ws, (w + ws - 1) // ws * ws  # rounded up to the window grid
     tokens = h * w
     # Source token of every slot of the padded map after rolling it by (-shift, -shift).
     rows = (torch.arange(hp, device=device) + shift) % hp

@@ -48,7 +48,9 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
         p = self.patch_size
-        pad_b, pad_r = -(-x.shape[2] // p) * p - x.shape[2], -(-x.shape[3] // p) * p - x.shape[3]
+        # rounded up with non-negative floor division: exact in eager, torch.compile and ONNX alike
+        pad_b = (x.shape[2] + p - 1) // p * p - x.shape[2]
+        pad_r = (x.shape[3] + p - 1) // p * p - x.shape[3]
         if use_export_path() or pad_b or pad_r:  # exporting: symbolic sizes, pad (maybe by 0) always
             x = F.pad(x, (0, pad_r, 0, pad_b))
         x = self.proj(x.contiguous(memory_format=torch.channels_last))  # channels-last out: tokens need no copy

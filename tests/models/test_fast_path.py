@@ -217,3 +217,13 @@ def test_compile_traces_without_graph_breaks(tiny_model):
     tiny_model.train()
     torch.compile(tiny_model, backend="aot_eager", fullgraph=True)(x).mean().backward()
     assert all(p.grad is not None for p in tiny_model.parameters())
+
+
+def test_compile_with_dynamic_shapes_serves_two_sizes(tiny_model):
+    torch._dynamo.reset()
+    tiny_model.eval()
+    compiled = torch.compile(tiny_model, backend="aot_eager", fullgraph=True, dynamic=True)
+    with torch.no_grad():
+        for size in [(45, 61), (64, 64)]:
+            x = torch.randn(1, 3, *size)
+            torch.testing.assert_close(compiled(x), tiny_model(x), rtol=1e-5, atol=1e-5)
