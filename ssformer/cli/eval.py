@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ssformer.engine.config import load_config
+from ssformer.engine.config import load_config, options_as_overrides
 
 
 def add_parser(subparsers) -> None:
@@ -40,15 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from ssformer.models.ssformer import SSformerConfig
     from ssformer.utils import atomic_write
 
-    overrides = list(args.overrides)
-    if args.data_root is not None:
-        overrides.append(f"data.root={args.data_root}")
-    if args.mode is not None:
-        overrides.append(f"eval.mode={args.mode}")
-    if args.amp is not None:
-        overrides.append(f"train.amp={args.amp}")
-    if args.device is not None:
-        overrides.append(f"train.device={args.device}")
+    overrides = list(args.overrides) + options_as_overrides(vars(args), {
+        "data_root": "data.root", "mode": "eval.mode", "amp": "train.amp", "device": "train.device"})
     config = load_config(args.config, overrides)
     checkpoint = Path(args.checkpoint)
     if not checkpoint.exists():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ssformer.engine.config import load_config, sample_root
+from ssformer.engine.config import load_config, options_as_overrides, sample_root
 
 
 def add_parser(subparsers) -> None:
@@ -24,11 +24,8 @@ def add_parser(subparsers) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> dict:
-    overrides = list(args.overrides)
-    if args.data_root is not None:
-        overrides.append(f"data.root={args.data_root}")
-    if args.work_dir is not None:
-        overrides.append(f"work_dir={args.work_dir}")
+    overrides = list(args.overrides) + options_as_overrides(vars(args), {
+        "data_root": "data.root", "work_dir": "work_dir"})
     if args.config is None:
         if args.data_root is None:
             overrides.insert(0, f"data.root={sample_root()}")

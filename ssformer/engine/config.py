@@ -121,6 +121,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
+def options_as_overrides(options: dict[str, Any], keys: dict[str, str]) -> list[str]:
+    """``--set`` strings for the command-line options given (not None): option name -> config key."""
+    return [f"{key}={options[name]}" for name, key in keys.items() if options.get(name) is not None]
+
+
 def _nest(keys: list[str], value: Any) -> dict[str, Any]:
     for key in reversed(keys):
         value = {key: value}
