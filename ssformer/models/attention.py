@@ -33,6 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssformer.models import export_friendly
+from ssformer.models.caching import version_key
+from ssformer.models.linear import Linear
 
 SHIFT_MASK_VALUE = -100.0
 
@@ -167,8 +169,8 @@ class ShiftedWindowAttention(nn.Module):
         self.num_heads = num_heads
         self.window_size = window_size
         self.shift = shift
-        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = Linear(dim, dim)
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
         self.register_buffer("relative_position_index", relative_position_index(window_size), persistent=False)
         self._bias_cache: dict[tuple, torch.Tensor] = {}
@@ -189,7 +191,10 @@ class ShiftedWindowAttention(nn.Module):
         if (torch.is_grad_enabled() and table.requires_grad) or torch.compiler.is_compiling() or \
                 torch.compiler.is_exporting():
             return self.relative_position_bias().unsqueeze(0).to(dtype)
-        key = (table.device, dtype, table._version, table.data_ptr())
+        key = version_key(table)
+        if key is None:  # an inference tensor: no version counter, so no safe cache
+            return self.relative_position_bias().unsqueeze(0).to(dtype)
+        key = (key, dtype)
         if key not in self._bias_cache:
             self._bias_cache.clear()
             with torch.inference_mode(False), torch.no_grad():  # usable outside inference mode too

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ssformer.models.caching import version_key
+
 
 class ConvBNReLU(nn.Module):
     """1x1 conv (no bias) -> BatchNorm -> ReLU."""
@@ -44,7 +46,9 @@ class ConvBNReLU(nn.Module):
         needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
         if needs_grad or torch.compiler.is_compiling() or torch.compiler.is_exporting():
             return self._fold()
-        key = tuple((t._version, t.data_ptr(), t.dtype) for t in tensors)
+        key = version_key(*tensors)
+        if key is None:  # inference tensors: no version counter, so no safe cache
+            return self._fold()
         if self._folded is None or self._folded[0] != key:
             with torch.inference_mode(False), torch.no_grad():  # cached: usable outside inference mode too
                 self._folded = (key, *self._fold())

@@ -130,14 +130,20 @@ def _cpu_sdpa_flops(query, key, value, *args, out_shape=None, **kwargs) -> int: 
     return sdpa_flop_count(query, key, value)
 
 
-# The CPU fused attention kernel is not in FlopCounterMode's table (torch 2.13); count it as SDPA.
-_EXTRA_FORMULAS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flops}
+def _onednn_linear_flops(x, *args, out_shape, **kwargs) -> int:  # type: ignore[no-untyped-def]
+    return 2 * x.numel() * out_shape[-1]  # (tokens x in) @ (in x out)
+
+
+# Kernels FlopCounterMode's table lacks (torch 2.13): the CPU fused attention (counted as SDPA) and
+# the oneDNN linear that ssformer.models.linear uses in CPU inference.
+_EXTRA_FORMULAS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flops,
+                   torch.ops.mkldnn._linear_pointwise: _onednn_linear_flops}
 
 
 def count_flops(module: nn.Module, *inputs: torch.Tensor) -> int:
     """FLOPs of ``module(*inputs)`` counted by FlopCounterMode (inference mode, run for real).
 
-    Adds the CPU fused-attention kernel, which FlopCounterMode's table lacks, at the SDPA rate.
+    Adds the kernels FlopCounterMode's table lacks: CPU fused attention (at the SDPA rate), oneDNN linear.
     """
     counter = FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS)
     with torch.inference_mode(), counter:

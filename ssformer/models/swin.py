@@ -17,6 +17,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ssformer.models.attention import ShiftedWindowAttention
 from ssformer.models.export_friendly import use_export_path
+from ssformer.models.linear import Linear, LinearGELU
 
 
 class DropPath(nn.Module):
@@ -59,14 +60,15 @@ class PatchEmbed(nn.Module):
 
 
 class Mlp(nn.Module):
+    """Linear -> GELU -> Linear (the GELU fused into the first linear)."""
+
     def __init__(self, dim: int, hidden_dim: int):
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden_dim)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.fc1 = LinearGELU(dim, hidden_dim)
+        self.fc2 = Linear(hidden_dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+        return self.fc2(self.fc1(x))
 
 
 class SwinBlock(nn.Module):
@@ -96,7 +98,7 @@ class PatchMerging(nn.Module):
     def __init__(self, dim: int):
         super().__init__()
         self.norm = nn.LayerNorm(4 * dim)
-        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+        self.reduction = Linear(4 * dim, 2 * dim, bias=False)
 
     def forward(self, x: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, int, int]:
         b, _, c = x.shape

@@ -111,6 +111,23 @@ def test_model_cache_follows_load_state_dict(tiny_model):
         torch.testing.assert_close(tiny_model(x), other(x), rtol=0, atol=0)
 
 
+def test_model_converted_inside_inference_mode(tiny_model):
+    """``.to()`` under inference mode makes inference-tensor parameters (no version counter): the
+    folded BatchNorm and the attention bias must then be recomputed, never served stale."""
+    other = ssformer.SSformer(**tiny_model_kwargs()).eval()
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    x = torch.randn(1, 3, 40, 56)
+    tiny_model.eval()
+    with torch.inference_mode():
+        converted = copy.deepcopy(tiny_model).to(torch.float64).to(torch.float32)
+        assert converted.decoder.fuse.bn.weight.is_inference()
+        torch.testing.assert_close(converted(x), tiny_model(x), rtol=0, atol=1e-6)
+        converted.load_state_dict(other.state_dict())  # in place, no version bump
+        torch.testing.assert_close(converted(x), other(x), rtol=0, atol=1e-6)
+
+
 def test_batchnorm_folding_equals_conv_bn_relu():
     torch.manual_seed(0)
     block = ConvBNReLU(6, 5)
