@@ -46,6 +46,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import ssformer  # noqa: E402
+from ssformer.engine.loss import segmentation_loss  # noqa: E402
 from ssformer.models.ssformer import VARIANTS  # noqa: E402
 
 MEAN = (123.675, 116.28, 103.53)
@@ -172,13 +173,19 @@ def inference(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
     return call
 
 
-def train_step(forward: Callable[[torch.Tensor], torch.Tensor], params, x: torch.Tensor, labels: torch.Tensor,
-               autocast: bool) -> Callable[[], float]:
+def official_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """mmseg's decode-head loss: logits already resized to the label size, then cross-entropy."""
+    return F.cross_entropy(logits.float(), labels, ignore_index=255)
+
+
+def train_step(forward: Callable[[torch.Tensor], torch.Tensor], loss_fn, params, x: torch.Tensor,
+               labels: torch.Tensor, autocast: bool) -> Callable[[], float]:
     optimizer = torch.optim.AdamW(params, lr=6e-5, weight_decay=0.01, fused=True)
 
     def call() -> float:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            loss = F.cross_entropy(forward(x).float(), labels, ignore_index=255)
+            logits = forward(x)
+        loss = loss_fn(logits, labels)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -301,9 +308,11 @@ def main() -> None:
         contenders = {}
         for autocast in (False, True):
             tag = "bf16-autocast" if autocast else "fp32"
-            contenders[f"ours-{tag}"] = train_step(ours, ours.parameters(), x, labels, autocast)
-            contenders[f"official-{tag}"] = train_step(lambda t: official.encode_decode(t, None),
-                                                      official.parameters(), x, labels, autocast)
+            # each side's own training computation: ours is the trainer's (1/4-size logits, banded loss)
+            contenders[f"ours-{tag}"] = train_step(ours.forward_logits, segmentation_loss, ours.parameters(),
+                                                   x, labels, autocast)
+            contenders[f"official-{tag}"] = train_step(lambda t: official.encode_decode(t, None), official_loss,
+                                                       official.parameters(), x, labels, autocast)
         stats = summarise(interleaved(contenders, args.train_runs, args.warmup))
         report["train"] = stats
         print_table(f"training step {args.train_model} {args.train_batch}x3x{height}x{width} "

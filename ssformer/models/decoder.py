@@ -93,9 +93,6 @@ class AllMLPDecoder(nn.Module):
             if y.shape[2:] != size:
                 y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
             fused = y if fused is None else fused + y
-        logits = self.classifier(self.dropout(self.fuse.activate(fused, fuse_bias)))
-        # In eval the logits stay channels-last like the features: resizing them to the input size is
-        # several times faster. In training a loss over the class dimension follows, and PyTorch's
-        # (log-)softmax first copies channels-last input to the standard layout, so make that copy here,
-        # at 1/4 size.
-        return logits.contiguous() if self.training else logits
+        # Channels-last like the features (no copy): resizing them to the input size is several times
+        # faster in that layout, and the training loss (ssformer.engine.loss) wants classes innermost.
+        return self.classifier(self.dropout(self.fuse.activate(fused, fuse_bias)))

@@ -51,3 +51,55 @@ def test_all_ignored_gives_zero():
 def test_bad_shapes_are_named():
     with pytest.raises(ValueError, match="labels"):
         segmentation_loss(torch.zeros(1, 2, 4, 4), torch.zeros(1, 1, 4, 4, dtype=torch.long))
+
+
+def _resize_then_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255,
+                               avg_non_ignore: bool = False) -> torch.Tensor:
+    """The official formulation (mmseg decode head): resize to the label size, then F.cross_entropy."""
+    import torch.nn.functional as F
+
+    logits = F.interpolate(logits.float(), size=labels.shape[1:], mode="bilinear", align_corners=False)
+    per_pixel = F.cross_entropy(logits, labels, ignore_index=ignore_index, reduction="none")
+    if avg_non_ignore:
+        return per_pixel.sum() / ((labels != ignore_index).sum() + torch.finfo(torch.float32).eps)
+    return per_pixel.mean()
+
+
+@pytest.mark.parametrize("logits_size, label_size", [((7, 9), (27, 35)), ((5, 6), (3, 13)), ((4, 4), (4, 4)),
+                                                     ((1, 1), (5, 3)), ((16, 12), (64, 48)), ((9, 2), (37, 5))])
+@pytest.mark.parametrize("avg_non_ignore", [False, True])
+def test_banded_loss_and_gradient_equal_resize_then_cross_entropy(logits_size, label_size, avg_non_ignore,
+                                                                 monkeypatch):
+    import ssformer.engine.loss as loss_module
+
+    monkeypatch.setattr(loss_module, "_BAND_ELEMENTS_CPU", 200)  # many bands, even at these sizes
+    generator = torch.Generator().manual_seed(sum(logits_size + label_size))
+    logits = torch.randn(2, 5, *logits_size, generator=generator, dtype=torch.float64) * 3
+    labels = torch.randint(0, 5, (2, *label_size), generator=generator)
+    labels[:, ::3, ::2] = 255
+    ours, reference = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    loss = segmentation_loss(ours, labels, avg_non_ignore=avg_non_ignore)
+    expected = _resize_then_cross_entropy(reference, labels, avg_non_ignore=avg_non_ignore)
+    loss.backward()
+    expected.backward()
+    torch.testing.assert_close(loss.double(), expected.double(), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(ours.grad, reference.grad, rtol=1e-5, atol=1e-8)
+    assert ours.grad.dtype == torch.float64
+
+
+def test_banded_loss_takes_channels_last_bf16_logits():
+    logits = torch.randn(1, 4, 6, 5).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, 4, (1, 24, 20))
+    leaf = logits.detach().requires_grad_()
+    segmentation_loss(leaf, labels).backward()
+    reference = logits.detach().float().requires_grad_()
+    _resize_then_cross_entropy(reference, labels).backward()
+    assert leaf.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(leaf.grad.float(), reference.grad, rtol=1e-2, atol=1e-4)
+
+
+def test_labels_outside_the_classes_are_named():
+    with pytest.raises(ValueError, match=r"labels \[7\] are outside the 3 classes"):
+        segmentation_loss(torch.zeros(1, 3, 4, 4), torch.full((1, 4, 4), 7))
+    with pytest.raises(ValueError, match=r"labels \[-1\]"):
+        segmentation_loss(torch.zeros(1, 3, 4, 4), torch.full((1, 4, 4), -1))
