@@ -32,6 +32,7 @@ def test_onednn_path_equals_f_linear(dtype: torch.dtype, atol: float, bias: bool
 
 
 @needs_onednn
+@pytest.mark.filterwarnings("ignore:TF32 acceleration")  # printed by torch.backends.mkldnn.flags on CPU builds
 def test_fallbacks_when_onednn_must_not_be_used() -> None:
     layer = Linear(8, 4)
     x = torch.randn(5, 8)
