@@ -1,10 +1,11 @@
-"""``nn.Linear`` whose inference on CPU runs through oneDNN, with GELU fused in where the MLP wants it.
+"""``nn.Linear`` whose fp32 inference on CPU runs through oneDNN, with GELU fused in where the MLP wants it.
 
 Why: on CPU, ``F.linear`` in fp32 goes to MKL's sgemm, which on AMD processors (this project's
 development machine: Zen 4) takes a slower code path; oneDNN's matmul on the same plain weight runs
-the Swin GEMMs 1.2-2x faster in fp32 and 5-10% faster in bf16 (``benchmarks/linear_backends.py``).
-oneDNN also applies GELU to the output tile while it is in cache (fc1 of every MLP), which saves
-a pass over the largest activation of the block.
+the Swin GEMMs 1.1-1.7x faster (``benchmarks/linear_backends.py``). oneDNN also applies GELU to the
+output tile while it is in cache (fc1 of every MLP), which saves a pass over the largest activation
+of the block. bf16 keeps ``F.linear``, which is oneDNN already: calling the op directly there gained
+about 2% and its float32 accumulation buffers raised the peak memory of a 1024x2048 image by 200 MiB.
 
 The oneDNN call (``torch.ops.mkldnn._linear_pointwise``, the kernel ``torch.compile`` uses for CPU
 linears) has no autograd formula, so it is taken only when no gradient can be needed, outside
@@ -24,8 +25,8 @@ _ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkld
 
 
 def uses_onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
-    """Whether :class:`Linear` takes the oneDNN kernel for this call (CPU inference, fp32 or bf16)."""
-    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.bfloat16) or x.dim() < 2:
+    """Whether :class:`Linear` takes the oneDNN kernel for this call (CPU inference in float32)."""
+    if x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() < 2:
         return False
     if weight.dtype != x.dtype or (bias is not None and bias.dtype != x.dtype) or x.numel() == 0:
         return False
@@ -40,7 +41,7 @@ def uses_onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
 
 
 class Linear(nn.Linear):
-    """``nn.Linear``; CPU inference goes through oneDNN (see the module docstring)."""
+    """``nn.Linear``; fp32 CPU inference goes through oneDNN (see the module docstring)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if uses_onednn(x, self.weight, self.bias):
@@ -49,7 +50,7 @@ class Linear(nn.Linear):
 
 
 class LinearGELU(Linear):
-    """``GELU(Linear(x))`` (exact erf GELU, as ``nn.GELU()``); in CPU inference one fused oneDNN call."""
+    """``GELU(Linear(x))`` (exact erf GELU, as ``nn.GELU()``); in fp32 CPU inference one fused oneDNN call."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if uses_onednn(x, self.weight, self.bias):
