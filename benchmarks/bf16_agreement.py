@@ -2,9 +2,16 @@
 
 Random weights give near-tied logits, so this needs a trained model: pass a ``save_pretrained``
 folder (for example a CamVid run's ``model/``). For each image (ImageNet-normalised, native size)
-it compares the fp32 argmax with (a) the bf16 model (``model.to(torch.bfloat16)``,
-``model(x.bfloat16())``) and (b) fp32 weights under ``torch.autocast("cpu", torch.bfloat16)``, and
-reports the pixel accuracy of each against the labels when a ``*annot`` folder is next to the images.
+it compares the fp32 argmax with:
+
+* ``bf16-model``: ``model.to(torch.bfloat16)``, ``model(x)`` with the float32 images (the patch
+  embedding then runs in float32 and the rest in bf16);
+* ``bf16-model-bf16-in``: the same model on ``x.bfloat16()`` (images rounded to bf16 first);
+* ``bf16-autocast``: fp32 weights under ``torch.autocast("cpu", torch.bfloat16)``;
+* ``bf16-weights``: the weights rounded to bf16 and back, fp32 arithmetic: the agreement any
+  model with bf16 weights can reach, whatever it computes in;
+
+and reports the pixel accuracy of each against the labels when a ``*annot`` folder is next to the images.
 
     python3 benchmarks/bf16_agreement.py /work/runs/camvid_1600/model --images ../shared/data/CamVid/test
 """
@@ -43,19 +50,22 @@ def main() -> None:
 
     model = ssformer.SSformer.from_pretrained(args.model_dir).eval()
     model_bf16 = copy.deepcopy(model).to(torch.bfloat16)
+    model_rounded = copy.deepcopy(model).to(torch.bfloat16).float()  # bf16 weights, fp32 arithmetic
     files = sorted(p for p in args.images.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
     files = files[:args.num_images]
     if not files:
         raise SystemExit(f"no images in {args.images}")
     labels_dir = args.images.parent / (args.images.name + "annot")
-    same = {"bf16-model": 0, "bf16-autocast": 0}
-    correct = {"fp32": 0, "bf16-model": 0, "bf16-autocast": 0}
+    same = {"bf16-model": 0, "bf16-model-bf16-in": 0, "bf16-autocast": 0, "bf16-weights": 0}
+    correct = {"fp32": 0, **{name: 0 for name in same}}
     pixels, labelled = 0, 0
     with torch.inference_mode():
         for path in files:
             rgb = torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32)).permute(2, 0, 1)
             x = ((rgb - MEAN) / STD)[None]
-            predictions = {"fp32": model(x).argmax(1)[0], "bf16-model": model_bf16(x.bfloat16()).argmax(1)[0]}
+            predictions = {"fp32": model(x).argmax(1)[0], "bf16-model": model_bf16(x).argmax(1)[0],
+                           "bf16-model-bf16-in": model_bf16(x.bfloat16()).argmax(1)[0],
+                           "bf16-weights": model_rounded(x).argmax(1)[0]}
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 predictions["bf16-autocast"] = model(x).argmax(1)[0]
             for name in same:
@@ -73,10 +83,10 @@ def main() -> None:
               "pixel_accuracy": {k: v / labelled for k, v in correct.items()} if labelled else None}
     print(f"{len(files)} images from {args.images}, {pixels} pixels, model {args.model_dir}")
     for name, count in same.items():
-        print(f"  argmax identical to fp32, {name:<14}: {100 * count / pixels:.3f}%")
+        print(f"  argmax identical to fp32, {name:<18}: {100 * count / pixels:.3f}%")
     if labelled:
         for name, count in correct.items():
-            print(f"  pixel accuracy vs labels, {name:<14}: {100 * count / labelled:.3f}%")
+            print(f"  pixel accuracy vs labels, {name:<18}: {100 * count / labelled:.3f}%")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
 

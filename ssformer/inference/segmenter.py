@@ -102,7 +102,7 @@ class Segmenter:
 
     def _scores(self, batch: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
         """(B, K, H, W) float32 logits (or averaged probabilities with TTA) at ``out_size``."""
-        batch = batch.to(device=self.device, dtype=self.dtype)
+        batch = batch.to(device=self.device)  # float32 images in any model precision (see PatchEmbed)
         if self.tta:
             return tta_inference(self.model, batch, self.scales, flip=True, mode=self.mode,
                                  num_classes=self.num_classes, crop=self.crop, stride=self.stride, out_size=out_size)

@@ -39,7 +39,13 @@ class DropPath(nn.Module):
 
 
 class PatchEmbed(nn.Module):
-    """Non-overlapping ``patch_size`` convolution + LayerNorm; pads the image bottom/right first."""
+    """Non-overlapping ``patch_size`` convolution + LayerNorm; pads the image bottom/right first.
+
+    Images may come in another float dtype than the weights, typically float32 images into a bf16
+    model: the embedding then runs in float32 and hands tokens in the weights' dtype to the encoder.
+    Rounding the images themselves to bf16 would cost about one 8-bit intensity step per pixel,
+    which measurably changes predictions (docs/benchmarks.md, bf16 argmax agreement).
+    """
 
     def __init__(self, in_channels: int, dim: int, patch_size: int = 4):
         super().__init__()
@@ -54,9 +60,17 @@ class PatchEmbed(nn.Module):
         pad_r = (x.shape[3] + p - 1) // p * p - x.shape[3]
         if use_export_path() or pad_b or pad_r:  # exporting: symbolic sizes, pad (maybe by 0) always
             x = F.pad(x, (0, pad_r, 0, pad_b))
-        x = self.proj(x.contiguous(memory_format=torch.channels_last))  # channels-last out: tokens need no copy
+        x = x.contiguous(memory_format=torch.channels_last)  # channels-last out: tokens need no copy
+        if x.dtype == self.proj.weight.dtype:
+            x = self.proj(x)
+            h, w = x.shape[2:]
+            return self.norm(x.flatten(2).transpose(1, 2)), h, w
+        weight, bias, norm = self.proj.weight, self.proj.bias, self.norm
+        x = F.conv2d(x.float(), weight.float(), None if bias is None else bias.float(), stride=self.patch_size)
         h, w = x.shape[2:]
-        return self.norm(x.flatten(2).transpose(1, 2)), h, w
+        tokens = F.layer_norm(x.flatten(2).transpose(1, 2), norm.normalized_shape, norm.weight.float(),
+                              norm.bias.float(), norm.eps)
+        return tokens.to(weight.dtype), h, w
 
 
 # Inference runs the MLP over chunks of tokens when its hidden activation would be larger than this:

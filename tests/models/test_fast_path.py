@@ -261,3 +261,20 @@ def test_chunked_mlp_in_inference_equals_whole(tiny_model, monkeypatch):
         chunked = tiny_model(x)
     assert len(calls) == 1 + -(-2 * 12 * 18 // 7)  # 2 x 12 x 18 stage-1 tokens in chunks of 7
     torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-6)
+
+
+def test_float32_images_into_a_bf16_model_are_embedded_in_float32(tiny_model):
+    """A bf16 model takes float32 images: the patch embedding runs in float32, the rest in bf16."""
+    model = tiny_model.eval().to(torch.bfloat16)
+    x = torch.randn(1, 3, 30, 41)
+    embed = model.encoder.patch_embed
+    with torch.inference_mode():
+        tokens, h, w = embed(x)
+        y = F.conv2d(F.pad(x, (0, 3, 0, 2)), embed.proj.weight.float(), embed.proj.bias.float(), stride=4)
+        expected = F.layer_norm(y.flatten(2).transpose(1, 2), (8,), embed.norm.weight.float(), embed.norm.bias.float())
+        assert tokens.dtype == torch.bfloat16 and (h, w) == (8, 11)
+        torch.testing.assert_close(tokens, expected.bfloat16(), rtol=0, atol=0)
+        logits = model(x)
+        assert logits.dtype == torch.bfloat16 and logits.shape == (1, 4, 30, 41)
+        fp32_model_on_bf16_images = copy.deepcopy(tiny_model).float()(x.bfloat16())
+        assert fp32_model_on_bf16_images.dtype == torch.float32
