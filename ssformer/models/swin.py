@@ -171,7 +171,7 @@ class SwinEncoder(nn.Module):
             raise ValueError(f"depths {tuple(depths)} and num_heads {tuple(num_heads)} differ in length")
         self.dims = [embed_dim * 2 ** i for i in range(len(depths))]
         self.patch_embed = PatchEmbed(in_channels, embed_dim, patch_size)
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        rates = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()  # also under a meta default device
         starts = [sum(depths[:i]) for i in range(len(depths))]
         self.stages = nn.ModuleList(
             SwinStage(self.dims[i], depths[i], num_heads[i], window_size, mlp_ratio,

@@ -116,3 +116,11 @@ def test_from_pretrained_errors(tmp_path):
     (tmp_path / CONFIG_NAME).write_text(json.dumps({"num_classes": 3, "colour": 1}))
     with pytest.raises(ValueError, match="unknown SSformer config keys"):
         ssformer.SSformer.from_pretrained(tmp_path)
+
+
+def test_builds_under_a_meta_default_device():
+    """``with torch.device("meta")``: a weightless skeleton, as loaders that materialise weights later use."""
+    with torch.device("meta"):
+        model = ssformer.create_model("ssformer_swin_t", num_classes=19)
+    assert all(p.device.type == "meta" for p in model.parameters())
+    assert sum(p.numel() for p in model.parameters()) > 27_000_000
