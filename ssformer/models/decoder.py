@@ -62,14 +62,17 @@ class ConvBNReLU(nn.Module):
         return folded_weight.to(weight.dtype), folded_bias.to(weight.dtype)
 
     def activate(self, y: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        """Finish the block on the convolution output ``y`` made with :meth:`weight_and_bias`."""
+        """Finish the block on the convolution output ``y`` made with :meth:`weight_and_bias`
+        (in place: ``y`` is a fresh sum of convolution outputs, which no backward needs)."""
         if bias is None:
             return self.act(self.bn(y))
-        return F.relu(y + bias.to(y.dtype).view(-1, 1, 1), inplace=True)
+        return F.relu_(y.add_(bias.to(y.dtype).view(-1, 1, 1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias = self.weight_and_bias()
-        return self.activate(F.conv2d(x, weight), bias)
+        if bias is None:
+            return self.act(self.bn(F.conv2d(x, weight)))
+        return F.relu_(F.conv2d(x, weight, bias.to(x.dtype)))  # folded BN: its bias inside the convolution
 
 
 class AllMLPDecoder(nn.Module):
@@ -92,7 +95,7 @@ class AllMLPDecoder(nn.Module):
             y = F.conv2d(proj(feature), weight)
             if y.shape[2:] != size:
                 y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
-            fused = y if fused is None else fused + y
+            fused = y if fused is None else fused.add_(y)  # fresh tensors, not needed by any backward
         # Channels-last like the features (no copy): resizing them to the input size is several times
         # faster in that layout, and the training loss (ssformer.engine.loss) wants classes innermost.
         return self.classifier(self.dropout(self.fuse.activate(fused, fuse_bias)))
