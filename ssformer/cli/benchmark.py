@@ -9,8 +9,9 @@ allocator's peak.
 
 Inference runs the plain ``model.eval()`` / ``model(x)`` call under ``torch.inference_mode()``;
 ``--dtype bf16`` / ``fp16`` converts the model and the input (``model.to(dtype)``).
-``--train`` times one full training step as the trainer runs it (1/4-size logits, the cross-entropy of
-``ssformer.engine.loss`` on random labels, backward, AdamW step); there ``bf16`` / ``fp16`` means autocast with fp32 weights, as training would use.
+``--train`` times one full training step as the trainer runs it (1/4-size logits, the cross-entropy
+of ``ssformer.engine.loss`` on random labels, backward, AdamW step); there ``bf16`` / ``fp16``
+means autocast with fp32 weights, as training would use.
 """
 
 from __future__ import annotations

@@ -47,7 +47,8 @@ class UpsampledCrossEntropy(torch.autograd.Function):
         b, k, h, w = logits.shape
         height, width = labels.shape[1:]
         x = logits.detach().float().permute(0, 2, 3, 1).contiguous()  # (B, h, w, K): classes innermost
-        columns_done = _resize_columns(x, bilinear_taps(w, width, x.device))  # (B, h, W, K)
+        column_taps = bilinear_taps(w, width, x.device)
+        columns_done = _resize_columns(x, column_taps)  # (B, h, W, K)
         bands = _row_bands(h, height, b * width * k, x.device)
         valid = labels != ignore_index
         target = labels.masked_fill(~valid, 0).long()
@@ -60,7 +61,7 @@ class UpsampledCrossEntropy(torch.autograd.Function):
             losses[:, band] = (band_lse - picked).masked_fill_(~valid[:, band], 0)
             logsumexp[:, band] = band_lse
         ctx.save_for_backward(columns_done, target, valid, logsumexp)
-        ctx.bands, ctx.input_width, ctx.logits_dtype = bands, w, logits.dtype
+        ctx.bands, ctx.column_taps, ctx.input_width, ctx.logits_dtype = bands, column_taps, w, logits.dtype
         return losses
 
     @staticmethod
@@ -77,7 +78,7 @@ class UpsampledCrossEntropy(torch.autograd.Function):
             grad_y = probabilities.scatter_add_(-1, target[:, band, :, None], -g)  # minus one-hot * g
             window = grad_columns[:, sources]
             window.baddbmm_(taps.t().expand(b, -1, -1), grad_y.view(b, -1, width * k))  # transposed taps
-        low, high, low_weight, high_weight = bilinear_taps(ctx.input_width, width, columns_done.device)
+        low, high, low_weight, high_weight = ctx.column_taps
         grad_columns = grad_columns.view(b, h, width, k)
         grad_x = columns_done.new_zeros(b, h, ctx.input_width, k)
         grad_x.index_add_(2, low, grad_columns * low_weight[:, None])
@@ -129,14 +130,13 @@ def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: 
         raise ValueError(f"expected logits (B, K, h, w) and labels (B, H, W), got {tuple(logits.shape)} "
                          f"and {tuple(labels.shape)}")
     num_classes = logits.shape[1]
-    out_of_range = ((labels < 0) | (labels >= num_classes)) & (labels != ignore_index)
+    labelled = labels != ignore_index
+    out_of_range = ((labels < 0) | (labels >= num_classes)) & labelled
     if out_of_range.any():
         bad = labels[out_of_range].unique()[:5].tolist()
         raise ValueError(f"labels {bad} are outside the {num_classes} classes [0, {num_classes - 1}] "
                          f"and are not ignore_index={ignore_index}")
     per_pixel = UpsampledCrossEntropy.apply(logits, labels, ignore_index)
     if avg_non_ignore:
-        count = (labels != ignore_index).sum()
-        return per_pixel.sum() / (count.float() + torch.finfo(torch.float32).eps)
+        return per_pixel.sum() / (labelled.sum().float() + torch.finfo(torch.float32).eps)
     return per_pixel.mean()
-

@@ -71,7 +71,7 @@ class ConvBNReLU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias = self.weight_and_bias()
         if bias is None:
-            return self.act(self.bn(F.conv2d(x, weight)))
+            return self.activate(F.conv2d(x, weight), None)
         return F.relu_(F.conv2d(x, weight, bias.to(x.dtype)))  # folded BN: its bias inside the convolution
 
 

@@ -91,7 +91,7 @@ class Mlp(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         row_bytes = self.fc1.out_features * x.element_size()
         if (torch.is_grad_enabled() and (x.requires_grad or self.fc1.weight.requires_grad)) or use_export_path() \
-                or torch.compiler.is_compiling() or x[..., 0].numel() * row_bytes <= MLP_CHUNKING_ABOVE_BYTES:
+                or torch.compiler.is_compiling() or x.numel() // x.shape[-1] * row_bytes <= MLP_CHUNKING_ABOVE_BYTES:
             return self.fc2(self.fc1(x))
         tokens = x.reshape(-1, x.shape[-1])  # tokens are independent: chunking is exact
         chunks = tokens.split(max(1, MLP_CHUNK_BYTES // row_bytes))

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ssformer.engine.loss import segmentation_loss
 
@@ -56,8 +57,6 @@ def test_bad_shapes_are_named():
 def _resize_then_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255,
                                avg_non_ignore: bool = False) -> torch.Tensor:
     """The official formulation (mmseg decode head): resize to the label size, then F.cross_entropy."""
-    import torch.nn.functional as F
-
     logits = F.interpolate(logits.float(), size=labels.shape[1:], mode="bilinear", align_corners=False)
     per_pixel = F.cross_entropy(logits, labels, ignore_index=ignore_index, reduction="none")
     if avg_non_ignore:
