@@ -4,8 +4,9 @@ Why: on CPU, ``F.linear`` in fp32 goes to MKL's sgemm, which on AMD processors (
 development machine: Zen 4) takes a slower code path; oneDNN's matmul on the same plain weight runs
 the Swin GEMMs 1.1-1.7x faster (``benchmarks/linear_backends.py``). oneDNN also applies GELU to the
 output tile while it is in cache (fc1 of every MLP), which saves a pass over the largest activation
-of the block. bf16 keeps ``F.linear``, which is oneDNN already: calling the op directly there gained
-about 2% and its float32 accumulation buffers raised the peak memory of a 1024x2048 image by 200 MiB.
+of the block. bf16 keeps ``F.linear``, which is oneDNN already: calling the op directly there is a
+little faster but raised the peak memory of a 1024x2048 image (``benchmarks/inference_cost.py
+--onednn-bf16``; docs/benchmarks.md).
 
 The oneDNN call (``torch.ops.mkldnn._linear_pointwise``, the kernel ``torch.compile`` uses for CPU
 linears) has no autograd formula, so it is taken only when no gradient can be needed, outside
@@ -22,11 +23,12 @@ from torch import nn
 
 # The private op torch.compile's CPU backend emits for linears; absent in builds without oneDNN.
 _ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+_ONEDNN_DTYPES = (torch.float32,)  # bf16 stays on F.linear (module docstring)
 
 
 def uses_onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
     """Whether :class:`Linear` takes the oneDNN kernel for this call (CPU inference in float32)."""
-    if x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() < 2:
+    if x.device.type != "cpu" or x.dtype not in _ONEDNN_DTYPES or x.dim() < 2:
         return False
     if weight.dtype != x.dtype or (bias is not None and bias.dtype != x.dtype) or x.numel() == 0:
         return False

@@ -73,13 +73,6 @@ class PatchEmbed(nn.Module):
         return tokens.to(weight.dtype), h, w
 
 
-# Inference runs the MLP over chunks of tokens when its hidden activation would be larger than this:
-# the 4x-wide hidden state then never exists whole (peak memory), stays in cache, and is not a fresh
-# allocation that the OS must fault in on every call (glibc maps blocks over 32 MiB anew each time).
-MLP_CHUNKING_ABOVE_BYTES = 16 << 20
-MLP_CHUNK_BYTES = 2 << 20
-
-
 class Mlp(nn.Module):
     """Linear -> GELU -> Linear (the GELU fused into the first linear)."""
 
@@ -89,13 +82,7 @@ class Mlp(nn.Module):
         self.fc2 = Linear(hidden_dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        row_bytes = self.fc1.out_features * x.element_size()
-        if (torch.is_grad_enabled() and (x.requires_grad or self.fc1.weight.requires_grad)) or use_export_path() \
-                or torch.compiler.is_compiling() or x.numel() // x.shape[-1] * row_bytes <= MLP_CHUNKING_ABOVE_BYTES:
-            return self.fc2(self.fc1(x))
-        tokens = x.reshape(-1, x.shape[-1])  # tokens are independent: chunking is exact
-        chunks = tokens.split(max(1, MLP_CHUNK_BYTES // row_bytes))
-        return torch.cat([self.fc2(self.fc1(chunk)) for chunk in chunks]).view(x.shape)
+        return self.fc2(self.fc1(x))
 
 
 class SwinBlock(nn.Module):

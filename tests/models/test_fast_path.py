@@ -246,23 +246,6 @@ def test_compile_with_dynamic_shapes_serves_two_sizes(tiny_model):
             torch.testing.assert_close(compiled(x), tiny_model(x), rtol=1e-5, atol=1e-5)
 
 
-def test_chunked_mlp_in_inference_equals_whole(tiny_model, monkeypatch):
-    import ssformer.models.swin as swin
-
-    tiny_model.eval()
-    x = torch.randn(2, 3, 45, 70)
-    calls = []
-    tiny_model.encoder.stages[0].blocks[0].mlp.fc1.register_forward_hook(lambda *args: calls.append(1))
-    with torch.inference_mode():
-        whole = tiny_model(x)
-        assert len(calls) == 1
-        monkeypatch.setattr(swin, "MLP_CHUNKING_ABOVE_BYTES", 0)
-        monkeypatch.setattr(swin, "MLP_CHUNK_BYTES", 7 * 32 * 4)  # 7 tokens of the 32-wide stage-1 hidden state
-        chunked = tiny_model(x)
-    assert len(calls) == 1 + -(-2 * 12 * 18 // 7)  # 2 x 12 x 18 stage-1 tokens in chunks of 7
-    torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-6)
-
-
 def test_float32_images_into_a_bf16_model_are_embedded_in_float32(tiny_model):
     """A bf16 model takes float32 images: the patch embedding runs in float32, the rest in bf16."""
     model = tiny_model.eval().to(torch.bfloat16)
