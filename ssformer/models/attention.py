@@ -70,17 +70,27 @@ def shift_window_mask(padded_h: int, padded_w: int, window_size: int, shift: int
 
 
 class WindowGeometry(NamedTuple):
-    """Index tensors that move a (B * H * W, C) token table into windows and back (see window_geometry)."""
+    """Index tensors that move a token map's q/k/v into windows and the attention output back.
 
-    gather: torch.Tensor  # (B * nW * N,) token row of every window slot (0 for padding slots)
-    scatter: torch.Tensor  # (B * H * W,) window slot of every token
-    padding: torch.Tensor  # window slots that hold padding
+    Rows are ``head_dim`` values wide: the ``qkv`` output (B * H * W, 3 * C) viewed as
+    (B * H * W * 3 * heads, d) on the way in, the attention output (B * nW, heads, N, d) viewed
+    as (B * nW * heads * N, d) on the way out. See :func:`window_geometry`.
+    """
+
+    gather: torch.Tensor  # (3 * B * nW * heads * N,) qkv row of every (q/k/v, window, head, slot)
+    gather_padding: torch.Tensor  # positions in ``gather`` that are padding slots (they hold row 0)
+    padding_source: torch.Tensor  # q/k/v-and-head row (``3 * heads`` of them) each of those takes
+    gather_inverse: torch.Tensor  # (B * H * W * 3 * heads,) position in ``gather`` of every qkv row
+    scatter: torch.Tensor  # (B * H * W * heads,) attention-output row of every (token, head)
+    scatter_inverse: torch.Tensor  # (B * nW * heads * N,) position in ``scatter`` (0 for padding)
+    scatter_padding: torch.Tensor  # attention-output rows that belong to padding slots
     shift_mask: torch.Tensor | None  # (B * nW, 1, N, N) in the tokens' dtype, for shifted windows
 
 
-def _window_geometry(batch: int, h: int, w: int, window_size: int, shift: int, device: torch.device,
-                     dtype: torch.dtype) -> WindowGeometry:
+def _window_geometry(batch: int, h: int, w: int, window_size: int, shift: int, heads: int,
+                     device: torch.device, dtype: torch.dtype) -> WindowGeometry:
     ws = window_size
+    n = ws * ws
     hp, wp = (h + ws - 1) // ws * ws, (w + ws - 1) // ws * ws  # rounded up to the window grid
     tokens = h * w
     # Source token of every slot of the padded map after rolling it by (-shift, -shift).
@@ -90,73 +100,114 @@ def _window_geometry(batch: int, h: int, w: int, window_size: int, shift: int, d
     is_padding = (rows[:, None] >= h) | (cols[None, :] >= w)
     slots = source.masked_fill(is_padding, -1).view(hp // ws, ws, wp // ws, ws).transpose(1, 2).reshape(-1)
     real = slots >= 0
-    inverse = torch.empty(tokens, dtype=torch.long, device=device)
-    inverse[slots[real]] = torch.arange(slots.numel(), device=device)[real]
-    # Batched: sample b's token t is row b * tokens + t, its window slots follow sample b - 1's.
+    slot_of_token = torch.empty(tokens, dtype=torch.long, device=device)
+    slot_of_token[slots[real]] = torch.arange(slots.numel(), device=device)[real]
+    # Batched: sample b's token t is token b * tokens + t, its windows follow sample b - 1's.
     offsets = torch.arange(batch, device=device)[:, None]
-    gather = torch.where(real, slots + offsets * tokens, 0).reshape(-1)
-    scatter = (inverse + offsets * slots.numel()).reshape(-1)
-    padding = torch.nonzero(~real.expand(batch, -1).reshape(-1)).flatten()
+    token_of_slot = torch.where(real, slots + offsets * tokens, 0).view(-1, 1, n)  # (B * nW, 1, N)
+    slot_of_token = (slot_of_token + offsets * slots.numel()).reshape(-1)  # (B * H * W,)
+    real = real.repeat(batch).view(-1, 1, n)
+
+    # In: qkv row (token, j, head) of q/k/v j of every (window, head, slot), for j = 0, 1, 2.
+    part = torch.arange(3, device=device).view(3, 1, 1, 1)
+    head = torch.arange(heads, device=device).view(1, 1, heads, 1)
+    gather = (token_of_slot * (3 * heads) + part * heads + head).reshape(-1)
+    is_gather_padding = (~real).expand(3, -1, heads, n).reshape(-1)
+    gather_padding = torch.nonzero(is_gather_padding).flatten()
+    padding_source = (part * heads + head).expand(3, real.shape[0], heads, n).reshape(-1)[gather_padding]
+    gather_inverse = torch.empty(batch * tokens * 3 * heads, dtype=torch.long, device=device)
+    gather_inverse[gather[~is_gather_padding]] = torch.nonzero(~is_gather_padding).flatten()
+
+    # Out: row (window, head, slot) of the attention output that every (token, head) takes.
+    window, slot = slot_of_token // n, slot_of_token % n
+    head = torch.arange(heads, device=device)
+    scatter = ((window[:, None] * heads + head) * n + slot[:, None]).reshape(-1)
+    scatter_inverse = torch.zeros(real.shape[0] * heads * n, dtype=torch.long, device=device)
+    scatter_inverse[scatter] = torch.arange(scatter.numel(), device=device)
+    scatter_padding = torch.nonzero((~real).expand(-1, heads, n).reshape(-1)).flatten()
+
     shift_mask = None
     if shift:
         shift_mask = shift_window_mask(hp, wp, ws, shift, device).to(dtype).repeat(batch, 1, 1).unsqueeze(1)
-    return WindowGeometry(gather, scatter, padding, shift_mask)
+    return WindowGeometry(gather, gather_padding, padding_source, gather_inverse, scatter, scatter_inverse,
+                          scatter_padding, shift_mask)
 
 
 _cached_window_geometry = functools.lru_cache(maxsize=16)(_window_geometry)
 
 
-def window_geometry(batch: int, h: int, w: int, window_size: int, shift: int, device: torch.device,
+def window_geometry(batch: int, h: int, w: int, window_size: int, shift: int, heads: int, device: torch.device,
                     dtype: torch.dtype = torch.float32) -> WindowGeometry:
     """Indices for zero-padding, cyclically shifting and partitioning a (B, H, W) token map in one gather.
 
-    Slots are ordered (sample, window row, window column, row in window, column in window) over the
-    map padded bottom/right to a multiple of the window and rolled by (-shift, -shift), exactly
-    the official layout. Cached per size and device (they hold no parameters).
+    Windows are ordered (sample, window row, window column) and slots (row in window, column in
+    window) over the map padded bottom/right to a multiple of the window and rolled by
+    (-shift, -shift), exactly the official layout. Cached per size, heads and device (they hold
+    no parameters).
     """
     if torch.compiler.is_compiling() or torch.compiler.is_exporting():  # traced into the graph, not cached
-        return _window_geometry(batch, h, w, window_size, shift, device, dtype)
+        return _window_geometry(batch, h, w, window_size, shift, heads, device, dtype)
     with torch.inference_mode(False), torch.no_grad():  # cached: must stay usable outside inference mode
-        return _cached_window_geometry(batch, h, w, window_size, shift, device, dtype)
+        return _cached_window_geometry(batch, h, w, window_size, shift, heads, device, dtype)
 
 
 class _ToWindows(torch.autograd.Function):
-    """Token rows -> window slots, padding slots set to ``padding_row``.
+    """qkv rows -> (3 * B * nW * heads * N, d) q/k/v window rows; padding slots take ``padding_rows``.
 
     A custom backward because ``index_select``'s own (a scatter-add) is slow on CPU; here every
-    real token sits in exactly one slot, so the gradient is just the inverse gather.
+    real qkv row sits in exactly one slot, so the gradient is just the inverse gather.
     """
 
     @staticmethod
-    def forward(ctx, rows: torch.Tensor, padding_row: torch.Tensor, geometry: WindowGeometry) -> torch.Tensor:
-        ctx.geometry = geometry
-        out = rows.index_select(0, geometry.gather)
-        # index_copy_, not ``out[padding] = row``: that broadcasting index_put is ~1000x slower on CPU
-        out.index_copy_(0, geometry.padding, padding_row.to(out.dtype).expand(geometry.padding.shape[0], -1))
+    def forward(ctx, qkv_rows: torch.Tensor, padding_rows: torch.Tensor, geometry: WindowGeometry) -> torch.Tensor:
+        ctx.geometry, ctx.padding_shape = geometry, padding_rows.shape
+        out = qkv_rows.index_select(0, geometry.gather)
+        # index_copy_, not ``out[padding] = rows``: that index_put is far slower on CPU
+        out.index_copy_(0, geometry.gather_padding,
+                        padding_rows.to(out.dtype).index_select(0, geometry.padding_source))
         return out
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         geometry = ctx.geometry
-        grad_rows = grad.index_select(0, geometry.scatter) if ctx.needs_input_grad[0] else None
-        grad_padding = grad.index_select(0, geometry.padding).sum(0) if ctx.needs_input_grad[1] else None
+        grad_rows = grad.index_select(0, geometry.gather_inverse) if ctx.needs_input_grad[0] else None
+        grad_padding = None
+        if ctx.needs_input_grad[1]:
+            grad_padding = grad.new_zeros(ctx.padding_shape)
+            grad_padding.index_add_(0, geometry.padding_source, grad.index_select(0, geometry.gather_padding))
         return grad_rows, grad_padding, None
 
 
 class _FromWindows(torch.autograd.Function):
-    """Window slots -> token rows (un-shift, un-partition and crop); the inverse of :class:`_ToWindows`."""
+    """Attention-output rows -> (B * H * W * heads, d) token rows (un-shift, un-partition, crop)."""
 
     @staticmethod
-    def forward(ctx, windows: torch.Tensor, geometry: WindowGeometry) -> torch.Tensor:
+    def forward(ctx, rows: torch.Tensor, geometry: WindowGeometry) -> torch.Tensor:
         ctx.geometry = geometry
-        return windows.index_select(0, geometry.scatter)
+        return rows.index_select(0, geometry.scatter)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         geometry = ctx.geometry
-        grad_windows = grad.index_select(0, geometry.gather)
-        grad_windows.index_fill_(0, geometry.padding, 0)
-        return grad_windows, None
+        grad_rows = grad.index_select(0, geometry.scatter_inverse)
+        grad_rows.index_fill_(0, geometry.scatter_padding, 0)
+        return grad_rows, None
+
+
+def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
+                     shift_mask: torch.Tensor | None) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d) + bias + shift_mask) v over (B * nW, heads, N, d) windows.
+
+    On CPU spelled out, the masks added in place to the fresh scores: for 7x7 windows that beats
+    the fused CPU kernel, which also needs bias + mask summed into one (B * nW, heads, N, N) tensor
+    (``benchmarks/attention_kernels.py``). Elsewhere the fused kernel.
+    """
+    if q.device.type == "cpu":
+        scores = torch.matmul(q, k.transpose(-2, -1)).mul_(q.shape[-1] ** -0.5).add_(bias)
+        if shift_mask is not None:
+            scores.add_(shift_mask)
+        return torch.matmul(scores.softmax(-1), v)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias if shift_mask is None else bias + shift_mask)
 
 
 class ShiftedWindowAttention(nn.Module):
@@ -207,19 +258,12 @@ class ShiftedWindowAttention(nn.Module):
                                                     bias=self.relative_position_bias(), num_heads=self.num_heads,
                                                     window_size=self.window_size, shift=self.shift)
         b, tokens, c = x.shape
-        heads, n = self.num_heads, self.window_size ** 2
-        qkv = self.qkv(x).reshape(b * tokens, 3 * c)
-        geometry = window_geometry(b, h, w, self.window_size, self.shift, x.device, qkv.dtype)
+        heads, n, d = self.num_heads, self.window_size ** 2, c // self.num_heads
+        qkv = self.qkv(x)
+        geometry = window_geometry(b, h, w, self.window_size, self.shift, heads, x.device, qkv.dtype)
         padding = self.qkv.bias if self.qkv.bias is not None else qkv.new_zeros(3 * c)  # q/k/v of a zero token
-        windows = _ToWindows.apply(qkv, padding, geometry).view(-1, n, 3, heads, c // heads)
-        q, k, v = windows.permute(2, 0, 3, 1, 4).unbind(0)  # each (B * nW, heads, N, d)
-        mask = self.attention_bias(q.dtype)
-        if self.shift:  # (B * nW, heads, N, N), made per call: cached per block it would outgrow the activations
-            mask = mask + geometry.shift_mask
-        if mask.requires_grad:  # training the bias table: the fused CPU kernel gives no mask gradient
-            scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-2, -1)) + mask
-            out = torch.matmul(scores.softmax(-1), v)
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        out = _FromWindows.apply(out.transpose(1, 2).reshape(-1, c), geometry)  # real tokens, map order
-        return self.proj(out).view(b, tokens, c)
+        windows = _ToWindows.apply(qkv.reshape(-1, d), padding.view(-1, d), geometry)
+        q, k, v = windows.view(3, -1, heads, n, d).unbind(0)  # each (B * nW, heads, N, d), contiguous
+        out = window_attention(q, k, v, self.attention_bias(q.dtype), geometry.shift_mask)
+        out = _FromWindows.apply(out.contiguous().view(-1, d), geometry)  # real tokens, map order
+        return self.proj(out.view(b, tokens, c))

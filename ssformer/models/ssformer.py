@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ssformer.models import hugepages
 from ssformer.models.decoder import AllMLPDecoder
 from ssformer.models.swin import SwinEncoder
 
@@ -116,8 +117,7 @@ class SSformer(nn.Module):
         if images.dim() != 4 or images.shape[1] != self.config.in_channels:
             raise ValueError(f"expected images of shape (B, {self.config.in_channels}, H, W), "
                              f"got {tuple(images.shape)}")
-        logits = self.forward_logits(images)
-        return F.interpolate(logits, size=images.shape[2:], mode="bilinear", align_corners=False)
+        return upsample_logits(self.forward_logits(images), images.shape[2:])
 
     # --- persistence -------------------------------------------------------------------------
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
@@ -157,6 +157,23 @@ class SSformer(nn.Module):
     @classmethod
     def from_config(cls, config: SSformerConfig) -> SSformer:
         return cls(**asdict(config))
+
+
+def upsample_logits(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Bilinear resize (``align_corners=False``, as the official model) of logits to ``size``.
+
+    In CPU inference the result, by far the largest tensor of the call, is written into memory
+    advised to use huge pages (:mod:`ssformer.models.hugepages`); same values, same layout.
+    """
+    plain = (logits.device.type != "cpu" or (torch.is_grad_enabled() and logits.requires_grad) or
+             torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling() or
+             torch.compiler.is_exporting())
+    if plain:
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+    size = tuple(int(s) for s in size)
+    like = F.interpolate(torch.empty_like(logits, device="meta"), size=size, mode="bilinear", align_corners=False)
+    out = hugepages.empty_strided(like.shape, like.stride(), logits.dtype)  # the layout F.interpolate gives
+    return torch.ops.aten.upsample_bilinear2d.out(logits, size, False, out=out)
 
 
 VARIANTS: dict[str, dict[str, Any]] = {

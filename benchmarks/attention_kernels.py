@@ -1,0 +1,84 @@
+"""Window attention on CPU: the fused SDPA kernel against the spelled-out path of ssformer.models.attention.
+
+For each stage of SSformer-B at a given input size (7x7 windows, 32-dim heads) it times, on the
+same random q/k/v (B * nW, heads, 49, 32), contiguous as the gather of ``ShiftedWindowAttention``
+leaves them:
+
+* ``fused``: ``F.scaled_dot_product_attention`` with the relative bias and (shifted blocks) the
+  shift mask summed into one (B * nW, heads, N, N) mask, as the model did before;
+* ``spelled-out``: :func:`ssformer.models.attention.window_attention` on CPU: q k^T, scale, both
+  masks added in place, softmax, times v.
+
+    python3 benchmarks/attention_kernels.py --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from ssformer.models.attention import shift_window_mask, window_attention  # noqa: E402
+
+
+def median_ms(fn, runs: int) -> float:
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, nargs=2, default=(512, 512), metavar=("H", "W"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=20)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    ws, d = 7, 32
+    n = ws * ws
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, SSformer-B at {args.size[0]}x{args.size[1]}")
+    totals = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        for stage, heads in enumerate((4, 8, 16, 32)):
+            h, w = (-(-s // 4) // 2 ** stage for s in args.size)
+            hp, wp = -(-h // ws) * ws, -(-w // ws) * ws
+            windows = (hp // ws) * (wp // ws)
+            q, k, v = torch.randn(3, windows, heads, n, d).to(dtype).unbind(0)
+            bias = torch.randn(1, heads, n, n).to(dtype)
+            for shift in (0, ws // 2):
+                mask = shift_window_mask(hp, wp, ws, shift).to(dtype).unsqueeze(1) if shift else None
+                with torch.inference_mode():
+                    fused = median_ms(lambda: F.scaled_dot_product_attention(
+                        q, k, v, attn_mask=bias if mask is None else bias + mask), args.runs)
+                    spelled = median_ms(lambda: window_attention(q, k, v, bias, mask), args.runs)
+                    error = (window_attention(q, k, v, bias, mask).float() - F.scaled_dot_product_attention(
+                        q, k, v, attn_mask=bias if mask is None else bias + mask).float()).abs().max().item()
+                name = str(dtype).removeprefix("torch.")
+                print(f"{name:<8} stage {stage + 1} {windows:>4} windows x {heads:>2} heads, shift {shift}: "
+                      f"fused {fused:6.2f} ms  spelled-out {spelled:6.2f} ms  ({fused / spelled:.2f}x)  "
+                      f"max |diff| {error:.1e}")
+                depth = 18 if stage == 2 else 2  # SSformer-B: half the blocks of a stage are shifted
+                total = totals.setdefault(name, [0.0, 0.0])
+                total[0] += fused * depth / 2
+                total[1] += spelled * depth / 2
+    for name, (fused, spelled) in totals.items():
+        print(f"{name}: all 24 blocks of SSformer-B: fused {fused:.1f} ms, spelled-out {spelled:.1f} ms "
+              f"({fused / spelled:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Large fresh CPU outputs backed by transparent huge pages.
+
+Why: glibc gives every allocation above its mmap threshold (at most 32 MiB) a new mapping and
+unmaps it on free, so a big fresh tensor is faulted in 4 KiB page by page each time it is made.
+SSformer-B's full-size logits at 512x512 (150 x 512 x 512 floats, 157 MB) are 38k page faults:
+writing them took ~75 ms, of which the resize proper is ~20 ms. Advising the mapping with
+``madvise(MADV_HUGEPAGE)`` before it is first touched makes that ~80 faults of 2 MiB
+(``benchmarks/inference_cost.py`` counts faults per call; docs/benchmarks.md). PyTorch does the
+same for every allocation under ``THP_MEM_ALLOC_ENABLE=1``, a process-wide switch read at start-up;
+this module does it only for the tensors the model asks for.
+
+It changes only where the kernel's transparent huge pages are in ``madvise`` mode (the common
+default); with ``always`` they are huge pages already, with ``never`` or off Linux the advice is
+not given or ignored. The values are untouched either way: the tensor is a plain ``torch.empty``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import sys
+from collections.abc import Sequence
+
+import torch
+
+HUGE_PAGE = 2 << 20
+MIN_BYTES = 8 * HUGE_PAGE  # below this the faults saved do not pay for the call
+_MADV_HUGEPAGE = 14  # <linux/mman.h>
+
+
+@functools.cache
+def _madvise() -> ctypes._CFuncPtr | None:
+    """libc's ``madvise``, or None where there is no such thing to call."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        madvise = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    madvise.restype = ctypes.c_int
+    return madvise
+
+
+def advise_huge_pages(tensor: torch.Tensor) -> bool:
+    """Ask for huge pages over the whole 2 MiB pages inside ``tensor``'s storage; True if advised.
+
+    Call it on a fresh, untouched tensor: pages already faulted in stay small.
+    """
+    madvise = _madvise()
+    nbytes = tensor.untyped_storage().nbytes()
+    if madvise is None or tensor.device.type != "cpu" or nbytes < MIN_BYTES:
+        return False
+    start = tensor.untyped_storage().data_ptr()
+    first, last = -(-start // HUGE_PAGE) * HUGE_PAGE, (start + nbytes) // HUGE_PAGE * HUGE_PAGE
+    return last > first and madvise(first, last - first, _MADV_HUGEPAGE) == 0  # fails harmlessly (EINVAL)
+
+
+def empty_strided(size: Sequence[int], stride: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
+    """``torch.empty_strided`` on the CPU, advised to use huge pages when large (module docstring)."""
+    tensor = torch.empty_strided(size, stride, dtype=dtype)
+    advise_huge_pages(tensor)
+    return tensor
