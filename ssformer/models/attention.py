@@ -194,20 +194,25 @@ class _FromWindows(torch.autograd.Function):
         return grad_rows, None
 
 
+def uses_fused_kernel(device: torch.device) -> bool:
+    """Whether :func:`window_attention` takes ``F.scaled_dot_product_attention`` on ``device``: not on CPU,
+    where the spelled-out path is faster for 7x7 windows (``benchmarks/attention_kernels.py``)."""
+    return device.type != "cpu"
+
+
 def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
                      shift_mask: torch.Tensor | None) -> torch.Tensor:
     """softmax(q k^T / sqrt(d) + bias + shift_mask) v over (B * nW, heads, N, d) windows.
 
-    On CPU spelled out, the masks added in place to the fresh scores: for 7x7 windows that beats
-    the fused CPU kernel, which also needs bias + mask summed into one (B * nW, heads, N, N) tensor
-    (``benchmarks/attention_kernels.py``). Elsewhere the fused kernel.
+    Spelled out, the masks are added in place to the fresh scores (no (B * nW, heads, N, N) sum of
+    bias and mask is made); the fused kernel where :func:`uses_fused_kernel`.
     """
-    if q.device.type == "cpu":
-        scores = torch.matmul(q, k.transpose(-2, -1)).mul_(q.shape[-1] ** -0.5).add_(bias)
-        if shift_mask is not None:
-            scores.add_(shift_mask)
-        return torch.matmul(scores.softmax(-1), v)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias if shift_mask is None else bias + shift_mask)
+    if uses_fused_kernel(q.device):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias if shift_mask is None else bias + shift_mask)
+    scores = torch.matmul(q, k.transpose(-2, -1)).mul_(q.shape[-1] ** -0.5).add_(bias)
+    if shift_mask is not None:
+        scores.add_(shift_mask)
+    return torch.matmul(scores.softmax(-1), v)
 
 
 class ShiftedWindowAttention(nn.Module):

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import ssformer
+from ssformer.models import attention
 from ssformer.models.attention import ShiftedWindowAttention, shift_window_mask, window_partition
 from ssformer.models.decoder import AllMLPDecoder, ConvBNReLU
 from tests.conftest import FIXTURES, tiny_model_kwargs
@@ -64,13 +65,17 @@ def test_attention_and_gradients_equal_reference(window, shift, h, w):
         torch.testing.assert_close(a, e, rtol=0, atol=1e-9, msg=f"gradient of {name}")
 
 
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("shift", [0, 3])
-def test_fused_inference_path_equals_reference(shift):
+def test_inference_path_equals_reference(shift, fused, monkeypatch):
+    """Both attention kernels (spelled out on CPU; the fused one, taken on GPUs, forced here)."""
+    monkeypatch.setattr(attention, "uses_fused_kernel", lambda device: fused)
     attn = randomised_attention(7, shift).float()
     x = torch.randn(2, 10 * 15, 12)
-    with torch.inference_mode():
-        torch.testing.assert_close(attn(x, 10, 15), reference_window_attention(attn, x, 10, 15),
-                                   rtol=0, atol=1e-5)
+    with torch.inference_mode(), torch.profiler.profile() as prof:
+        ours = attn(x, 10, 15)
+    torch.testing.assert_close(ours, reference_window_attention(attn, x, 10, 15), rtol=0, atol=1e-5)
+    assert any("scaled_dot_product" in e.key for e in prof.key_averages()) == fused
 
 
 def test_eval_call_on_cpu_takes_spelled_out_attention_and_folded_batchnorm(tiny_model):
