@@ -37,6 +37,7 @@ from ssformer.models.caching import version_key
 from ssformer.models.linear import Linear
 
 SHIFT_MASK_VALUE = -100.0
+SCORES_CHUNK_BYTES = 4 << 20  # window_attention's working set per chunk of windows
 
 
 def relative_position_index(window_size: int) -> torch.Tensor:
@@ -205,14 +206,30 @@ def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: to
     """softmax(q k^T / sqrt(d) + bias + shift_mask) v over (B * nW, heads, N, d) windows.
 
     Spelled out, the masks are added in place to the fresh scores (no (B * nW, heads, N, N) sum of
-    bias and mask is made); the fused kernel where :func:`uses_fused_kernel`.
+    bias and mask is made); the fused kernel where :func:`uses_fused_kernel`. Without autograd the
+    windows go in chunks whose scores take about ``SCORES_CHUNK_BYTES``: they stay in cache and
+    are reused, where all scores at once are a fresh allocation of hundreds of MB at large inputs.
     """
     if uses_fused_kernel(q.device):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias if shift_mask is None else bias + shift_mask)
+    windows, heads, n, _ = q.shape
+    step = max(1, SCORES_CHUNK_BYTES // (heads * n * n * q.element_size()))
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, bias))
+    if step >= windows or needs_grad or torch.compiler.is_compiling():
+        return _attend(q, k, v, bias, shift_mask)
+    out = torch.empty_like(q)
+    for start in range(0, windows, step):
+        chunk = slice(start, start + step)
+        _attend(q[chunk], k[chunk], v[chunk], bias, None if shift_mask is None else shift_mask[chunk], out=out[chunk])
+    return out
+
+
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, shift_mask: torch.Tensor | None,
+            out: torch.Tensor | None = None) -> torch.Tensor:
     scores = torch.matmul(q, k.transpose(-2, -1)).mul_(q.shape[-1] ** -0.5).add_(bias)
     if shift_mask is not None:
         scores.add_(shift_mask)
-    return torch.matmul(scores.softmax(-1), v)
+    return torch.matmul(scores.softmax(-1), v, out=out)
 
 
 class ShiftedWindowAttention(nn.Module):

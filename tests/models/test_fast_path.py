@@ -78,6 +78,18 @@ def test_inference_path_equals_reference(shift, fused, monkeypatch):
     assert any("scaled_dot_product" in e.key for e in prof.key_averages()) == fused
 
 
+@pytest.mark.parametrize("chunk_bytes", [1, 3 * 49 * 49 * 4 * 2])  # 1 and 2 windows (3 heads, fp32) a chunk
+@pytest.mark.parametrize("shift", [0, 3])
+def test_chunked_cpu_attention_equals_reference(shift, chunk_bytes, monkeypatch):
+    """Inference attends to the windows a chunk at a time: every chunk size gives the same result."""
+    monkeypatch.setattr(attention, "SCORES_CHUNK_BYTES", chunk_bytes)
+    attn = randomised_attention(7, shift).float()
+    x = torch.randn(2, 10 * 15, 12)  # 2 samples x 2 x 3 windows: the last chunk of two is a single window
+    with torch.inference_mode():
+        ours = attn(x, 10, 15)
+    torch.testing.assert_close(ours, reference_window_attention(attn, x, 10, 15), rtol=0, atol=1e-5)
+
+
 def test_eval_call_on_cpu_takes_spelled_out_attention_and_folded_batchnorm(tiny_model):
     tiny_model.eval()
     with torch.inference_mode(), torch.profiler.profile() as prof:
