@@ -56,8 +56,9 @@ def advise_huge_pages(tensor: torch.Tensor) -> bool:
     return last > first and madvise(first, last - first, _MADV_HUGEPAGE) == 0  # fails harmlessly (EINVAL)
 
 
-def empty_strided(size: Sequence[int], stride: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
-    """``torch.empty_strided`` on the CPU, advised to use huge pages when large (module docstring)."""
-    tensor = torch.empty_strided(size, stride, dtype=dtype)
+def empty(size: Sequence[int], dtype: torch.dtype,
+          memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+    """``torch.empty`` on the CPU, advised to use huge pages when large (module docstring)."""
+    tensor = torch.empty(size, dtype=dtype, memory_format=memory_format)
     advise_huge_pages(tensor)
     return tensor

@@ -165,14 +165,16 @@ def upsample_logits(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     In CPU inference the result, by far the largest tensor of the call, is written into memory
     advised to use huge pages (:mod:`ssformer.models.hugepages`); same values, same layout.
     """
+    channels_last = logits.dim() == 4 and logits.is_contiguous(memory_format=torch.channels_last)
     plain = (logits.device.type != "cpu" or (torch.is_grad_enabled() and logits.requires_grad) or
+             channels_last == logits.is_contiguous() or  # neither or both layouts: let F.interpolate pick one
              torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling() or
              torch.compiler.is_exporting())
     if plain:
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
     size = tuple(int(s) for s in size)
-    like = F.interpolate(torch.empty_like(logits, device="meta"), size=size, mode="bilinear", align_corners=False)
-    out = hugepages.empty_strided(like.shape, like.stride(), logits.dtype)  # the layout F.interpolate gives
+    out = hugepages.empty((*logits.shape[:2], *size), logits.dtype,  # the layout F.interpolate gives
+                          torch.channels_last if channels_last else torch.contiguous_format)
     return torch.ops.aten.upsample_bilinear2d.out(logits, size, False, out=out)
 
 

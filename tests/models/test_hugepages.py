@@ -32,7 +32,7 @@ def advised_for_huge_pages(address: int) -> bool:
 
 @linux_only
 def test_large_tensor_is_advised_and_keeps_its_values():
-    tensor = hugepages.empty_strided((40, 1 << 20), (1 << 20, 1), torch.float32)  # 160 MiB
+    tensor = hugepages.empty((40, 1 << 20), torch.float32)  # 160 MiB
     middle = tensor.data_ptr() + tensor.nbytes // 2
     assert advised_for_huge_pages(middle)
     tensor.fill_(3.0)
@@ -45,7 +45,7 @@ def test_small_tensor_is_left_alone():
 
 
 @pytest.mark.parametrize("channels_last", [True, False])
-@pytest.mark.parametrize("shape", [(1, 150, 128, 128), (2, 19, 33, 47), (1, 1, 64, 64), (1, 150, 1, 1)])
+@pytest.mark.parametrize("shape", [(1, 150, 128, 128), (2, 19, 33, 47), (1, 1, 64, 64), (1, 150, 1, 1), (2, 3, 1, 5)])
 @pytest.mark.parametrize("mode", ["inference", "no_grad", "grad"])
 def test_upsample_logits_equals_interpolate(shape, channels_last, mode):
     x = torch.randn(shape, requires_grad=mode == "grad")
@@ -67,3 +67,11 @@ def test_model_output_in_inference_is_advised():
     with torch.inference_mode():
         logits = model(torch.randn(1, 3, 256, 256))  # 150 x 256 x 256 floats: 39 MB
     assert advised_for_huge_pages(logits.data_ptr() + logits.untyped_storage().nbytes() // 2)
+
+
+def test_upsample_logits_of_a_strided_view_equals_interpolate():
+    x = torch.randn(1, 150, 64, 96)[:, :, ::2, 1::3]  # neither layout: F.interpolate picks one
+    with torch.inference_mode():
+        ours = upsample_logits(x, (99, 101))
+        expected = F.interpolate(x, size=(99, 101), mode="bilinear", align_corners=False)
+    assert torch.equal(ours, expected) and ours.stride() == expected.stride()
