@@ -223,6 +223,9 @@ def main() -> None:
     parser.add_argument("--num-images", type=int, default=4)
     parser.add_argument("--no-hf", action="store_true", help="leave out the Hugging Face peer")
     parser.add_argument("--no-inference", action="store_true", help="only the training step")
+    parser.add_argument("--only", nargs="+", metavar="CONTENDER",
+                        help="time only these inference contenders (e.g. official-fp32 alone: the others "
+                             "share the process's allocator state with it)")
     parser.add_argument("--train", action="store_true", help="also time a training step, ours vs official")
     parser.add_argument("--train-model", default="ssformer_swin_t", choices=sorted(VARIANTS))
     parser.add_argument("--train-batch", type=int, default=2)
@@ -288,12 +291,17 @@ def main() -> None:
                       "official-bf16": inference(lambda t: official.encode_decode(t, None), x, autocast=True)}
         if hf is not None:
             contenders.update({"hf-fp32": inference(hf, x), "hf-bf16": inference(hf, x, autocast=True)})
+        if args.only:
+            unknown = sorted(set(args.only) - set(contenders))
+            if unknown:
+                parser.error(f"--only: unknown contenders {unknown}; choose from {sorted(contenders)}")
+            contenders = {name: call for name, call in contenders.items() if name in args.only}
         stats = summarise(interleaved(contenders, args.runs, args.warmup))
         report["inference"] = stats
         print_table(f"inference {args.model} 1x3x{height}x{width}, {args.runs} interleaved rounds", stats,
                     "ours-fp32", ["official-fp32", "hf-fp32"])
         for peer in ("official-fp32", "official-bf16", "hf-bf16"):
-            if peer in stats:
+            if peer in stats and "ours-bf16" in stats:
                 print(f"  speed-up ours-bf16 vs {peer}: {stats[peer]['median_s'] / stats['ours-bf16']['median_s']:.2f}x")
         del official, ours, ours_bf16, hf
 

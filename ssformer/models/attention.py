@@ -7,20 +7,21 @@ applied even when the map is no larger than one window, and masked scores get -1
 How it is made fast (each step is exact, it only removes copies or wasted work):
 
 * ``qkv`` runs on the real tokens only. A zero (padding) token's q/k/v is just the qkv bias, so
-  *padding, cyclic shift and window partition are a single row gather* with a precomputed index
-  (:func:`window_geometry`) plus writing the bias into the padding slots (:class:`_ToWindows`).
-* Attention is one fused ``F.scaled_dot_product_attention`` call on 4-D (windows, heads, N, d)
-  tensors; the relative bias and the shift mask are one additive mask. (With 5-D inputs or a 3-D
-  mask PyTorch's CPU backend falls back to the slow unfused path.) When the bias table is being
-  trained the mask needs a gradient, which the fused kernels do not give (PyTorch then takes a
-  slower generic path), so training spells the three steps out.
-* The inverse gather takes each real token back from its window slot (un-shift, un-partition and
-  crop in one copy), and ``proj`` then runs on the real tokens only.
-* Index tensors and shift masks are cached per feature-map size, device and dtype (shared by all
-  blocks); in inference each block caches its gathered bias, keyed on the bias table's version,
-  so changing the weights in place invalidates it. The per-window sum of bias and shift mask is
-  made per call: cached in every block it would take more memory than the activations at large
-  inputs (about 440 MB for SSformer-B at 1024x2048).
+  *padding, cyclic shift, window partition and the split into heads are a single gather* of
+  ``head_dim``-wide rows with a precomputed index (:func:`window_geometry`), plus writing the
+  bias into the padding slots (:class:`_ToWindows`). q, k and v come out as contiguous
+  (windows, heads, N, d) tensors.
+* On CPU attention is spelled out (:func:`window_attention`): q k^T, then the relative bias and
+  the shift mask added in place to those fresh scores, softmax, times v; in inference a few
+  windows at a time, so the scores stay in cache. For 7x7 windows that beats PyTorch's fused CPU
+  kernel (``benchmarks/attention_kernels.py``), which would also need bias + shift mask summed
+  into one (windows, heads, N, N) tensor per call. Other devices take
+  ``F.scaled_dot_product_attention`` with that summed mask.
+* The inverse gather takes each (token, head) back from its window slot (un-shift, un-partition,
+  crop and merge heads in one copy), and ``proj`` then runs on the real tokens only.
+* Index tensors and shift masks are cached per feature-map size, heads, device and dtype (shared
+  by the blocks of a stage); in inference each block caches its gathered bias, keyed on the bias
+  table's version, so changing the weights in place invalidates it.
 """
 
 from __future__ import annotations
@@ -81,9 +82,7 @@ class WindowGeometry(NamedTuple):
     gather: torch.Tensor  # (3 * B * nW * heads * N,) qkv row of every (q/k/v, window, head, slot)
     gather_padding: torch.Tensor  # positions in ``gather`` that are padding slots (they hold row 0)
     padding_source: torch.Tensor  # q/k/v-and-head row (``3 * heads`` of them) each of those takes
-    gather_inverse: torch.Tensor  # (B * H * W * 3 * heads,) position in ``gather`` of every qkv row
     scatter: torch.Tensor  # (B * H * W * heads,) attention-output row of every (token, head)
-    scatter_inverse: torch.Tensor  # (B * nW * heads * N,) position in ``scatter`` (0 for padding)
     scatter_padding: torch.Tensor  # attention-output rows that belong to padding slots
     shift_mask: torch.Tensor | None  # (B * nW, 1, N, N) in the tokens' dtype, for shifted windows
 
@@ -116,22 +115,17 @@ def _window_geometry(batch: int, h: int, w: int, window_size: int, shift: int, h
     is_gather_padding = (~real).expand(3, -1, heads, n).reshape(-1)
     gather_padding = torch.nonzero(is_gather_padding).flatten()
     padding_source = (part * heads + head).expand(3, real.shape[0], heads, n).reshape(-1)[gather_padding]
-    gather_inverse = torch.empty(batch * tokens * 3 * heads, dtype=torch.long, device=device)
-    gather_inverse[gather[~is_gather_padding]] = torch.nonzero(~is_gather_padding).flatten()
 
     # Out: row (window, head, slot) of the attention output that every (token, head) takes.
     window, slot = slot_of_token // n, slot_of_token % n
     head = torch.arange(heads, device=device)
     scatter = ((window[:, None] * heads + head) * n + slot[:, None]).reshape(-1)
-    scatter_inverse = torch.zeros(real.shape[0] * heads * n, dtype=torch.long, device=device)
-    scatter_inverse[scatter] = torch.arange(scatter.numel(), device=device)
     scatter_padding = torch.nonzero((~real).expand(-1, heads, n).reshape(-1)).flatten()
 
     shift_mask = None
     if shift:
         shift_mask = shift_window_mask(hp, wp, ws, shift, device).to(dtype).repeat(batch, 1, 1).unsqueeze(1)
-    return WindowGeometry(gather, gather_padding, padding_source, gather_inverse, scatter, scatter_inverse,
-                          scatter_padding, shift_mask)
+    return WindowGeometry(gather, gather_padding, padding_source, scatter, scatter_padding, shift_mask)
 
 
 _cached_window_geometry = functools.lru_cache(maxsize=16)(_window_geometry)
@@ -161,7 +155,7 @@ class _ToWindows(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, qkv_rows: torch.Tensor, padding_rows: torch.Tensor, geometry: WindowGeometry) -> torch.Tensor:
-        ctx.geometry, ctx.padding_shape = geometry, padding_rows.shape
+        ctx.geometry, ctx.padding_shape, ctx.rows = geometry, padding_rows.shape, qkv_rows.shape[0]
         out = qkv_rows.index_select(0, geometry.gather)
         # index_copy_, not ``out[padding] = rows``: that index_put is far slower on CPU
         out.index_copy_(0, geometry.gather_padding,
@@ -171,7 +165,12 @@ class _ToWindows(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         geometry = ctx.geometry
-        grad_rows = grad.index_select(0, geometry.gather_inverse) if ctx.needs_input_grad[0] else None
+        grad_rows = None
+        if ctx.needs_input_grad[0]:  # position in ``gather`` of every qkv row (made here: inference never needs it)
+            source = geometry.gather.index_fill(0, geometry.gather_padding, ctx.rows)  # padding -> a spare row
+            inverse = torch.empty(ctx.rows + 1, dtype=torch.long, device=grad.device)
+            inverse[source] = torch.arange(source.numel(), device=grad.device)
+            grad_rows = grad.index_select(0, inverse[:ctx.rows])
         grad_padding = None
         if ctx.needs_input_grad[1]:
             grad_padding = grad.new_zeros(ctx.padding_shape)
@@ -184,13 +183,15 @@ class _FromWindows(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, rows: torch.Tensor, geometry: WindowGeometry) -> torch.Tensor:
-        ctx.geometry = geometry
+        ctx.geometry, ctx.rows = geometry, rows.shape[0]
         return rows.index_select(0, geometry.scatter)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         geometry = ctx.geometry
-        grad_rows = grad.index_select(0, geometry.scatter_inverse)
+        inverse = torch.zeros(ctx.rows, dtype=torch.long, device=grad.device)  # position in ``scatter``
+        inverse[geometry.scatter] = torch.arange(geometry.scatter.numel(), device=grad.device)
+        grad_rows = grad.index_select(0, inverse)
         grad_rows.index_fill_(0, geometry.scatter_padding, 0)
         return grad_rows, None
 

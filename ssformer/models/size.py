@@ -134,8 +134,9 @@ def _onednn_linear_flops(x, *args, out_shape, **kwargs) -> int:  # type: ignore[
     return 2 * x.numel() * out_shape[-1]  # (tokens x in) @ (in x out)
 
 
-# Kernels FlopCounterMode's table lacks (torch 2.13): the CPU fused attention (counted as SDPA) and
-# the oneDNN linear that ssformer.models.linear uses in CPU inference.
+# Kernels FlopCounterMode's table lacks (torch 2.13): PyTorch's CPU fused attention (counted as SDPA;
+# ssformer's CPU attention is spelled out, see ssformer.models.attention, but modules counted here
+# may call it) and the oneDNN linear that ssformer.models.linear uses in CPU inference.
 _EXTRA_FORMULAS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flops,
                    torch.ops.mkldnn._linear_pointwise: _onednn_linear_flops}
 
