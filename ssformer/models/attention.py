@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssformer.models import export_friendly
+from ssformer.models import export_friendly, hugepages
 from ssformer.models.caching import version_key
 from ssformer.models.linear import Linear
 
@@ -146,6 +146,15 @@ def window_geometry(batch: int, h: int, w: int, window_size: int, shift: int, he
         return _cached_window_geometry(batch, h, w, window_size, shift, heads, device, dtype)
 
 
+def _gather_rows(rows: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``rows.index_select(0, index)`` into memory advised to use huge pages: the window gathers make
+    the attention's largest tensors, hundreds of MB each at large maps (:mod:`ssformer.models.hugepages`)."""
+    if torch.compiler.is_compiling():
+        return rows.index_select(0, index)
+    out = hugepages.empty((index.numel(), *rows.shape[1:]), rows.dtype, rows.device)
+    return torch.index_select(rows, 0, index, out=out)
+
+
 class _ToWindows(torch.autograd.Function):
     """qkv rows -> (3 * B * nW * heads * N, d) q/k/v window rows; padding slots take ``padding_rows``.
 
@@ -156,7 +165,7 @@ class _ToWindows(torch.autograd.Function):
     @staticmethod
     def forward(ctx, qkv_rows: torch.Tensor, padding_rows: torch.Tensor, geometry: WindowGeometry) -> torch.Tensor:
         ctx.geometry, ctx.padding_shape, ctx.rows = geometry, padding_rows.shape, qkv_rows.shape[0]
-        out = qkv_rows.index_select(0, geometry.gather)
+        out = _gather_rows(qkv_rows, geometry.gather)
         # index_copy_, not ``out[padding] = rows``: that index_put is far slower on CPU
         out.index_copy_(0, geometry.gather_padding,
                         padding_rows.to(out.dtype).index_select(0, geometry.padding_source))
@@ -184,7 +193,7 @@ class _FromWindows(torch.autograd.Function):
     @staticmethod
     def forward(ctx, rows: torch.Tensor, geometry: WindowGeometry) -> torch.Tensor:
         ctx.geometry, ctx.rows = geometry, rows.shape[0]
-        return rows.index_select(0, geometry.scatter)
+        return _gather_rows(rows, geometry.scatter)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -218,7 +227,7 @@ def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: to
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, bias))
     if step >= windows or needs_grad or torch.compiler.is_compiling():
         return _attend(q, k, v, bias, shift_mask)
-    out = torch.empty_like(q)
+    out = hugepages.empty(q.shape, q.dtype, q.device)
     for start in range(0, windows, step):
         chunk = slice(start, start + step)
         _attend(q[chunk], k[chunk], v[chunk], bias, None if shift_mask is None else shift_mask[chunk], out=out[chunk])

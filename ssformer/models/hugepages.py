@@ -7,11 +7,15 @@ writing them took ~75 ms, of which the resize proper is ~20 ms. Advising the map
 ``madvise(MADV_HUGEPAGE)`` before it is first touched makes that ~80 faults of 2 MiB
 (``benchmarks/inference_cost.py`` counts faults per call; docs/benchmarks.md). PyTorch does the
 same for every allocation under ``THP_MEM_ALLOC_ENABLE=1``, a process-wide switch read at start-up;
-this module does it only for the tensors the model asks for.
+this module does it only for the tensors the model allocates itself: the full-size logits
+(``ssformer.models.ssformer.upsample_logits``) and the window gathers and attention output
+(``ssformer.models.attention``), which at 1024x2048 are hundreds of MB per block.
 
 It changes only where the kernel's transparent huge pages are in ``madvise`` mode (the common
 default); with ``always`` they are huge pages already, with ``never`` or off Linux the advice is
 not given or ignored. The values are untouched either way: the tensor is a plain ``torch.empty``.
+Where huge pages are scarce the kernel may compact memory to make one (``defrag`` setting), or
+falls back to small pages: never slower than no advice by more than that compaction.
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ def advise_huge_pages(tensor: torch.Tensor) -> bool:
 
     Call it on a fresh, untouched tensor: pages already faulted in stay small.
     """
+    if torch.compiler.is_compiling():  # a foreign call torch.compile cannot trace; values are the same
+        return False
     madvise = _madvise()
     nbytes = tensor.untyped_storage().nbytes()
     if madvise is None or tensor.device.type != "cpu" or nbytes < MIN_BYTES:
@@ -56,9 +62,9 @@ def advise_huge_pages(tensor: torch.Tensor) -> bool:
     return last > first and madvise(first, last - first, _MADV_HUGEPAGE) == 0  # fails harmlessly (EINVAL)
 
 
-def empty(size: Sequence[int], dtype: torch.dtype,
+def empty(size: Sequence[int], dtype: torch.dtype, device: torch.device | str = "cpu",
           memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
-    """``torch.empty`` on the CPU, advised to use huge pages when large (module docstring)."""
-    tensor = torch.empty(size, dtype=dtype, memory_format=memory_format)
+    """``torch.empty``, advised to use huge pages when large and on the CPU (module docstring)."""
+    tensor = torch.empty(size, dtype=dtype, device=device, memory_format=memory_format)
     advise_huge_pages(tensor)
     return tensor

@@ -174,7 +174,7 @@ def upsample_logits(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
     size = tuple(int(s) for s in size)
     out = hugepages.empty((*logits.shape[:2], *size), logits.dtype,  # the layout F.interpolate gives
-                          torch.channels_last if channels_last else torch.contiguous_format)
+                          memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     return torch.ops.aten.upsample_bilinear2d.out(logits, size, False, out=out)
 
 

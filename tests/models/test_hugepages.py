@@ -75,3 +75,15 @@ def test_upsample_logits_of_a_strided_view_equals_interpolate():
         ours = upsample_logits(x, (99, 101))
         expected = F.interpolate(x, size=(99, 101), mode="bilinear", align_corners=False)
     assert torch.equal(ours, expected) and ours.stride() == expected.stride()
+
+
+@linux_only
+def test_window_gather_equals_index_select_and_is_advised():
+    from ssformer.models.attention import _gather_rows
+
+    rows = torch.randn(300_000, 32)  # 38 MB of q/k/v rows, gathered in a shuffled order
+    index = torch.randperm(rows.shape[0])
+    with torch.inference_mode():
+        gathered = _gather_rows(rows, index)
+    assert torch.equal(gathered, rows.index_select(0, index))
+    assert advised_for_huge_pages(gathered.data_ptr() + gathered.nbytes // 2)
