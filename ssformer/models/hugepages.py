@@ -14,8 +14,9 @@ this module does it only for the tensors the model allocates itself: the full-si
 It changes only where the kernel's transparent huge pages are in ``madvise`` mode (the common
 default); with ``always`` they are huge pages already, with ``never`` or off Linux the advice is
 not given or ignored. The values are untouched either way: the tensor is a plain ``torch.empty``.
-Where huge pages are scarce the kernel may compact memory to make one (``defrag`` setting), or
-falls back to small pages: never slower than no advice by more than that compaction.
+Only tensors of at least 32 MiB are advised: glibc maps those on their own whatever its dynamic
+threshold, so the advice never lands on its shared heap. Where huge pages are scarce the kernel
+may compact memory to make one or falls back to small pages (its ``defrag`` setting decides).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from collections.abc import Sequence
 import torch
 
 HUGE_PAGE = 2 << 20
-MIN_BYTES = 8 * HUGE_PAGE  # below this the faults saved do not pay for the call
+MIN_BYTES = 32 << 20  # glibc's largest mmap threshold: smaller blocks may come from its heap
 _MADV_HUGEPAGE = 14  # <linux/mman.h>
 
 
