@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ssformer.models.ssformer import upsample_logits
+
 
 def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
     pair = (int(value), int(value)) if isinstance(value, int) else tuple(int(v) for v in value)
@@ -43,7 +45,7 @@ def resize_logits(logits: torch.Tensor, size: Sequence[int] | None) -> torch.Ten
     """Bilinear (``align_corners=False``) resize to ``size`` (H, W); no-op when already there."""
     if size is None or tuple(logits.shape[2:]) == tuple(size):
         return logits
-    return F.interpolate(logits, size=tuple(int(s) for s in size), mode="bilinear", align_corners=False)
+    return upsample_logits(logits, tuple(int(s) for s in size))
 
 
 def window_starts(length: int, crop: int, stride: int) -> list[tuple[int, int]]:
