@@ -2,10 +2,10 @@
 
 Why: glibc gives every allocation above its mmap threshold (at most 32 MiB) a new mapping and
 unmaps it on free, so a big fresh tensor is faulted in 4 KiB page by page each time it is made.
-SSformer-B's full-size logits at 512x512 (150 x 512 x 512 floats, 157 MB) are 38k page faults:
-writing them took ~75 ms, of which the resize proper is ~20 ms. Advising the mapping with
-``madvise(MADV_HUGEPAGE)`` before it is first touched makes that ~80 faults of 2 MiB
-(``benchmarks/inference_cost.py`` counts faults per call; docs/benchmarks.md). PyTorch does the
+SSformer-B's full-size logits at 512x512 (150 x 512 x 512 floats, 157 MB) are 38,400 faults of
+4 KiB on every call. Advising the mapping with ``madvise(MADV_HUGEPAGE)`` before it is first
+touched makes that about 75 faults of 2 MiB (``benchmarks/inference_cost.py [--no-hugepages]``
+counts faults per call and times the difference; docs/benchmarks.md). PyTorch does the
 same for every allocation under ``THP_MEM_ALLOC_ENABLE=1``, a process-wide switch read at start-up;
 this module does it only for the tensors the model allocates itself: the full-size logits
 (``ssformer.models.ssformer.upsample_logits``) and the window gathers and attention output

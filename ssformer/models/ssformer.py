@@ -15,6 +15,7 @@ from torch import nn
 
 from ssformer.models import hugepages
 from ssformer.models.decoder import AllMLPDecoder
+from ssformer.models.export_friendly import use_export_path
 from ssformer.models.swin import SwinEncoder
 
 CONFIG_NAME = "config.json"
@@ -168,8 +169,7 @@ def upsample_logits(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     channels_last = logits.dim() == 4 and logits.is_contiguous(memory_format=torch.channels_last)
     plain = (logits.device.type != "cpu" or (torch.is_grad_enabled() and logits.requires_grad) or
              channels_last == logits.is_contiguous() or  # neither or both layouts: let F.interpolate pick one
-             torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling() or
-             torch.compiler.is_exporting())
+             use_export_path() or torch.compiler.is_compiling())
     if plain:
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
     size = tuple(int(s) for s in size)
