@@ -7,7 +7,6 @@ after the warm-up; model weights included), and the minor page faults and system
 ``torch.profiler`` table of one more call. For A/B runs of the pieces of ``ssformer.models``:
 
 * ``--no-onednn``: linears take ``F.linear`` instead of the oneDNN call (``ssformer.models.linear``);
-* ``--onednn-bf16``: the oneDNN call in bf16 too (not the default: see the module docstring);
 * ``--no-hugepages``: no huge-page advice for the logits and window gathers (``ssformer.models.hugepages``).
 
     python3 benchmarks/inference_cost.py ssformer_swin_b --size 1024 2048 --dtype bf16 --runs 1
@@ -47,7 +46,6 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-onednn", action="store_true")
-    parser.add_argument("--onednn-bf16", action="store_true")
     parser.add_argument("--no-hugepages", action="store_true")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
@@ -56,8 +54,6 @@ def main() -> None:
         linear_module._ONEDNN_LINEAR = False
     if args.no_hugepages:
         hugepages_module.MIN_BYTES = float("inf")
-    if args.onednn_bf16:
-        linear_module._ONEDNN_DTYPES = (torch.float32, torch.bfloat16)
     dtype = DTYPES[args.dtype]
     model = ssformer.create_model(args.model).eval().to(dtype)
     x = torch.randn(1, 3, *args.size).to(dtype)
@@ -72,7 +68,7 @@ def main() -> None:
             latencies.append(time.perf_counter() - start)
         after = resource.getrusage(resource.RUSAGE_SELF)
         print(f"{args.model} 1x3x{args.size[0]}x{args.size[1]} {args.dtype}, {args.threads} threads"
-              f"{', no oneDNN' if args.no_onednn else ''}{', oneDNN in bf16' if args.onednn_bf16 else ''}"
+              f"{', no oneDNN' if args.no_onednn else ''}"
               f"{', no huge pages' if args.no_hugepages else ''}"
               f": median {statistics.median(latencies) * 1e3:.0f} ms, "
               f"peak RSS {peak_rss_mib()} MiB, {(after.ru_minflt - before.ru_minflt) / args.runs:.0f} minor page "

@@ -1,17 +1,19 @@
-"""``nn.Linear`` whose fp32 inference on CPU runs through oneDNN, with GELU fused in where the MLP wants it.
+"""``nn.Linear`` whose fp32 and bf16 inference on CPU runs through oneDNN, with GELU fused in where the MLP wants it.
 
 Why: on CPU, ``F.linear`` in fp32 goes to MKL's sgemm, which on AMD processors (this project's
 development machine: Zen 4) takes a slower code path; oneDNN's matmul on the same plain weight runs
-the Swin GEMMs 1.1-1.7x faster (``benchmarks/linear_backends.py``). oneDNN also applies GELU to the
-output tile while it is in cache (fc1 of every MLP), which saves a pass over the largest activation
-of the block. bf16 keeps ``F.linear``, which is oneDNN already: calling the op directly there is a
-little faster but raised the peak memory of a 1024x2048 image (``benchmarks/inference_cost.py
---onednn-bf16``; docs/benchmarks.md).
+the Swin GEMMs 1.1-1.7x faster (``benchmarks/linear_backends.py``). oneDNN also adds the bias and
+applies GELU to the output tile while it is in cache (fc1 of every MLP), which saves passes over
+the largest activations of the block. In bf16 ``F.linear`` is oneDNN already, but as ``addmm``: it
+first copies the bias into the output and then accumulates onto it, and GELU is a pass of its own;
+the direct call skips both (``benchmarks/inference_cost.py --dtype bf16 [--no-onednn]``;
+docs/benchmarks.md).
 
 The oneDNN call (``torch.ops.mkldnn._linear_pointwise``, the kernel ``torch.compile`` uses for CPU
 linears) has no autograd formula, so it is taken only when no gradient can be needed, outside
-autocast (which must see ``F.linear`` to pick its dtype) and outside tracing/compiling/exporting.
-Everything else, training included, is plain ``F.linear``. Same parameters, same state dict.
+autocast (which must see ``F.linear`` to pick its dtype) and outside tracing/compiling/exporting;
+bf16 also needs a CPU on which oneDNN runs bf16 (AVX-512 or newer). Everything else, training
+included, is plain ``F.linear``. Same parameters, same state dict.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from torch import nn
 
 # The private op torch.compile's CPU backend emits for linears; absent in builds without oneDNN.
 _ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-_ONEDNN_DTYPES = (torch.float32,)  # bf16 stays on F.linear (module docstring)
+_ONEDNN_DTYPES = (torch.float32, torch.bfloat16) if _ONEDNN_LINEAR and torch.ops.mkldnn._is_mkldnn_bf16_supported() \
+    else (torch.float32,)
 
 
 def uses_onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
-    """Whether :class:`Linear` takes the oneDNN kernel for this call (CPU inference in float32)."""
+    """Whether :class:`Linear` takes the oneDNN kernel for this call (CPU inference in fp32 or bf16)."""
     if x.device.type != "cpu" or x.dtype not in _ONEDNN_DTYPES or x.dim() < 2:
         return False
     if weight.dtype != x.dtype or (bias is not None and bias.dtype != x.dtype) or x.numel() == 0:
@@ -43,7 +46,7 @@ def uses_onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
 
 
 class Linear(nn.Linear):
-    """``nn.Linear``; fp32 CPU inference goes through oneDNN (see the module docstring)."""
+    """``nn.Linear``; fp32 and bf16 CPU inference go through oneDNN (see the module docstring)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if uses_onednn(x, self.weight, self.bias):
@@ -52,7 +55,7 @@ class Linear(nn.Linear):
 
 
 class LinearGELU(Linear):
-    """``GELU(Linear(x))`` (exact erf GELU, as ``nn.GELU()``); in fp32 CPU inference one fused oneDNN call."""
+    """``GELU(Linear(x))`` (exact erf GELU, as ``nn.GELU()``); in CPU inference one fused oneDNN call."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if uses_onednn(x, self.weight, self.bias):
