@@ -6,8 +6,13 @@ leaves them:
 
 * ``fused``: ``F.scaled_dot_product_attention`` with the relative bias and (shifted blocks) the
   shift mask summed into one (B * nW, heads, N, N) mask, as the model did before;
-* ``spelled-out``: :func:`ssformer.models.attention.window_attention` on CPU: q k^T, scale, both
-  masks added in place, softmax, times v.
+* ``spelled-out``: :func:`ssformer.models.attention.window_attention` on CPU, as the model calls
+  it: q k^T, scale, both masks added in place, softmax, times v; for bf16 q/k/v the scores are
+  widened to float32 before the masks (``mask_dtype``);
+* ``bf16 masks`` (bf16 only): the same with the scores, masks and softmax left in bf16 (the
+  model before float32 scores).
+
+``err`` is the max |difference| from the same attention in float64 on the same (rounded) inputs.
 
     python3 benchmarks/attention_kernels.py --threads 2
 """
@@ -26,7 +31,7 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from ssformer.models.attention import shift_window_mask, window_attention  # noqa: E402
+from ssformer.models.attention import mask_dtype, shift_window_mask, window_attention  # noqa: E402
 
 
 def median_ms(fn, runs: int) -> float:
@@ -60,24 +65,30 @@ def main() -> None:
             q, k, v = torch.randn(3, windows, heads, n, d).to(dtype).unbind(0)
             bias = torch.randn(1, heads, n, n).to(dtype)
             for shift in (0, ws // 2):
-                mask = shift_window_mask(hp, wp, ws, shift).to(dtype).unsqueeze(1) if shift else None
-                with torch.inference_mode():
-                    fused = median_ms(lambda: F.scaled_dot_product_attention(
-                        q, k, v, attn_mask=bias if mask is None else bias + mask), args.runs)
-                    spelled = median_ms(lambda: window_attention(q, k, v, bias, mask), args.runs)
-                    error = (window_attention(q, k, v, bias, mask).float() - F.scaled_dot_product_attention(
-                        q, k, v, attn_mask=bias if mask is None else bias + mask).float()).abs().max().item()
-                name = str(dtype).removeprefix("torch.")
+                mask = shift_window_mask(hp, wp, ws, shift).unsqueeze(1) if shift else None
+                masks = {"fused": dtype, "spelled-out": mask_dtype(dtype, q.device)}
+                if dtype != torch.float32:
+                    masks["bf16 masks"] = dtype
+                exact = window_attention(q.double(), k.double(), v.double(), bias.double(),
+                                         None if mask is None else mask.double())
+                line = []
+                for kind, masks_in in masks.items():
+                    b, m = bias.to(masks_in), None if mask is None else mask.to(masks_in)
+                    if kind == "fused":
+                        call = lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=b if m is None else b + m)
+                    else:
+                        call = lambda: window_attention(q, k, v, b, m)
+                    with torch.inference_mode():
+                        ms = median_ms(call, args.runs)
+                        error = (call().double() - exact).abs().max().item()
+                    line.append(f"{kind} {ms:6.2f} ms (err {error:.1e})")
+                    depth = 18 if stage == 2 else 2  # SSformer-B: half the blocks of a stage are shifted
+                    totals.setdefault(name := str(dtype).removeprefix("torch."), {}).setdefault(kind, 0.0)
+                    totals[name][kind] += ms * depth / 2
                 print(f"{name:<8} stage {stage + 1} {windows:>4} windows x {heads:>2} heads, shift {shift}: "
-                      f"fused {fused:6.2f} ms  spelled-out {spelled:6.2f} ms  ({fused / spelled:.2f}x)  "
-                      f"max |diff| {error:.1e}")
-                depth = 18 if stage == 2 else 2  # SSformer-B: half the blocks of a stage are shifted
-                total = totals.setdefault(name, [0.0, 0.0])
-                total[0] += fused * depth / 2
-                total[1] += spelled * depth / 2
-    for name, (fused, spelled) in totals.items():
-        print(f"{name}: all 24 blocks of SSformer-B: fused {fused:.1f} ms, spelled-out {spelled:.1f} ms "
-              f"({fused / spelled:.2f}x)")
+                      + "  ".join(line))
+    for name, kinds in totals.items():
+        print(f"{name}: all 24 blocks of SSformer-B: " + ", ".join(f"{k} {ms:.1f} ms" for k, ms in kinds.items()))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ How it is made fast (each step is exact, it only removes copies or wasted work):
   the shift mask added in place to those fresh scores, softmax, times v; in inference a few
   windows at a time, so the scores stay in cache. For 7x7 windows that beats PyTorch's fused CPU
   kernel (``benchmarks/attention_kernels.py``), which would also need bias + shift mask summed
-  into one (windows, heads, N, N) tensor per call. Other devices take
+  into one (windows, heads, N, N) tensor per call. bf16/fp16 scores are widened to float32 before
+  the masks and the softmax, as the official model's float32 bias does under autocast: many times
+  more accurate, and PyTorch's float32 softmax is the faster one on CPU. Other devices take
   ``F.scaled_dot_product_attention`` with that summed mask.
 * The inverse gather takes each (token, head) back from its window slot (un-shift, un-partition,
   crop and merge heads in one copy), and ``proj`` then runs on the real tokens only.
@@ -84,7 +86,7 @@ class WindowGeometry(NamedTuple):
     padding_source: torch.Tensor  # q/k/v-and-head row (``3 * heads`` of them) each of those takes
     scatter: torch.Tensor  # (B * H * W * heads,) attention-output row of every (token, head)
     scatter_padding: torch.Tensor  # attention-output rows that belong to padding slots
-    shift_mask: torch.Tensor | None  # (B * nW, 1, N, N) in the tokens' dtype, for shifted windows
+    shift_mask: torch.Tensor | None  # (B * nW, 1, N, N) in the mask dtype (:func:`mask_dtype`), shifted windows only
 
 
 def _window_geometry(batch: int, h: int, w: int, window_size: int, shift: int, heads: int,
@@ -211,19 +213,31 @@ def uses_fused_kernel(device: torch.device) -> bool:
     return device.type != "cpu"
 
 
+def mask_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
+    """The dtype attention adds its bias and shift mask in, for q/k/v in ``dtype`` on ``device``.
+
+    Spelled out, bf16/fp16 scores are widened to float32 first (module docstring); the fused
+    kernel takes its additive mask in the tokens' dtype.
+    """
+    if dtype in (torch.bfloat16, torch.float16) and not uses_fused_kernel(device):
+        return torch.float32
+    return dtype
+
+
 def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
                      shift_mask: torch.Tensor | None) -> torch.Tensor:
     """softmax(q k^T / sqrt(d) + bias + shift_mask) v over (B * nW, heads, N, d) windows.
 
-    Spelled out, the masks are added in place to the fresh scores (no (B * nW, heads, N, N) sum of
-    bias and mask is made); the fused kernel where :func:`uses_fused_kernel`. Without autograd the
-    windows go in chunks whose scores take about ``SCORES_CHUNK_BYTES``: they stay in cache and
-    are reused, where all scores at once are a fresh allocation of hundreds of MB at large inputs.
+    Spelled out, the scores are taken to ``bias``'s dtype (:func:`mask_dtype`) and the masks added
+    in place (no (B * nW, heads, N, N) sum of bias and mask is made); the fused kernel where
+    :func:`uses_fused_kernel`. Without autograd the windows go in chunks whose scores take about
+    ``SCORES_CHUNK_BYTES``: they stay in cache and are reused, where all scores at once are a
+    fresh allocation of hundreds of MB at large inputs.
     """
     if uses_fused_kernel(q.device):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias if shift_mask is None else bias + shift_mask)
     windows, heads, n, _ = q.shape
-    step = max(1, SCORES_CHUNK_BYTES // (heads * n * n * q.element_size()))
+    step = max(1, SCORES_CHUNK_BYTES // (heads * n * n * bias.element_size()))
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, bias))
     if step >= windows or needs_grad or torch.compiler.is_compiling():
         return _attend(q, k, v, bias, shift_mask)
@@ -236,10 +250,11 @@ def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: to
 
 def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, shift_mask: torch.Tensor | None,
             out: torch.Tensor | None = None) -> torch.Tensor:
-    scores = torch.matmul(q, k.transpose(-2, -1)).mul_(q.shape[-1] ** -0.5).add_(bias)
+    scores = torch.matmul(q, k.transpose(-2, -1)).to(bias.dtype)  # widened for bf16/fp16 (mask_dtype)
+    scores.mul_(q.shape[-1] ** -0.5).add_(bias)
     if shift_mask is not None:
         scores.add_(shift_mask)
-    return torch.matmul(scores.softmax(-1), v, out=out)
+    return torch.matmul(scores.softmax(-1).to(v.dtype), v, out=out)
 
 
 class ShiftedWindowAttention(nn.Module):
@@ -293,10 +308,11 @@ class ShiftedWindowAttention(nn.Module):
         b, tokens, c = x.shape
         heads, n, d = self.num_heads, self.window_size ** 2, c // self.num_heads
         qkv = self.qkv(x)
-        geometry = window_geometry(b, h, w, self.window_size, self.shift, heads, x.device, qkv.dtype)
+        masks_in = mask_dtype(qkv.dtype, x.device)
+        geometry = window_geometry(b, h, w, self.window_size, self.shift, heads, x.device, masks_in)
         padding = self.qkv.bias if self.qkv.bias is not None else qkv.new_zeros(3 * c)  # q/k/v of a zero token
         windows = _ToWindows.apply(qkv.reshape(-1, d), padding.view(-1, d), geometry)
         q, k, v = windows.view(3, -1, heads, n, d).unbind(0)  # each (B * nW, heads, N, d), contiguous
-        out = window_attention(q, k, v, self.attention_bias(q.dtype), geometry.shift_mask)
+        out = window_attention(q, k, v, self.attention_bias(masks_in), geometry.shift_mask)
         out = _FromWindows.apply(out.contiguous().view(-1, d), geometry)  # real tokens, map order
         return self.proj(out.view(b, tokens, c))

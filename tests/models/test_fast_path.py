@@ -90,6 +90,29 @@ def test_chunked_cpu_attention_equals_reference(shift, chunk_bytes, monkeypatch)
     torch.testing.assert_close(ours, reference_window_attention(attn, x, 10, 15), rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("shift", [0, 3])
+def test_bf16_cpu_attention_widens_scores_to_float32(shift):
+    """bf16 tokens on CPU: masks and softmax in float32 (as the official float32 bias does under
+    autocast), closer to the exact result than the same steps in bf16."""
+    assert attention.mask_dtype(torch.bfloat16, torch.device("cpu")) == torch.float32
+    assert attention.mask_dtype(torch.float32, torch.device("cpu")) == torch.float32
+    assert attention.mask_dtype(torch.bfloat16, torch.device("meta")) == torch.bfloat16  # fused kernel
+    torch.manual_seed(shift)
+    q, k, v = torch.randn(3, 2, 3, 49, 16).bfloat16().unbind(0)  # 2 windows x 3 heads
+    bias = torch.randn(1, 3, 49, 49)
+    mask = shift_window_mask(14, 7, 7, shift).unsqueeze(1) if shift else None
+
+    def attend(tokens: torch.dtype, masks: torch.dtype) -> torch.Tensor:
+        return attention.window_attention(q.to(tokens), k.to(tokens), v.to(tokens), bias.to(masks),
+                                          None if mask is None else mask.to(masks))
+
+    exact = attend(torch.float64, torch.float64)
+    widened, narrow = attend(torch.bfloat16, torch.float32), attend(torch.bfloat16, torch.bfloat16)
+    assert widened.dtype == narrow.dtype == torch.bfloat16
+    widened_error = (widened.double() - exact).abs().max()
+    assert widened_error < 0.015 and widened_error < 0.75 * (narrow.double() - exact).abs().max()
+
+
 def test_eval_call_on_cpu_takes_spelled_out_attention_and_folded_batchnorm(tiny_model):
     tiny_model.eval()
     with torch.inference_mode(), torch.profiler.profile() as prof:
