@@ -3,7 +3,8 @@
 All three get the same weights (an official-format state dict: random but non-trivial, as in
 tools/make_fixtures.py, or ``--checkpoint`` an official ``.pth``), the same inputs and the same
 thread count. Calls are interleaved round by round (one call of each contender per round, the
-starting contender rotating), so background load hits all of them alike; medians are reported.
+starting contender rotating), so background load hits all of them alike; medians are reported,
+with the minor page faults and system CPU time per call (``getrusage``).
 
 Contenders (inference, eval mode, ``torch.inference_mode``):
 
@@ -31,11 +32,13 @@ import argparse
 import copy
 import json
 import os
+import resource
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -149,19 +152,31 @@ def real_images(folder: Path, count: int, height: int, width: int) -> list[torch
 
 
 # --- timing ------------------------------------------------------------------------------------
-def interleaved(contenders: dict[str, Callable[[], object]], runs: int, warmup: int) -> dict[str, list[float]]:
-    """Seconds per call of each contender, one call each per round, the first one rotating."""
+class Call(NamedTuple):
+    """One timed call: wall seconds, and the minor page faults and system CPU seconds it took
+    (on this project's VM the cost of a fault varies from minute to minute: docs/benchmarks.md)."""
+
+    seconds: float
+    page_faults: int
+    system_seconds: float
+
+
+def interleaved(contenders: dict[str, Callable[[], object]], runs: int, warmup: int) -> dict[str, list[Call]]:
+    """Every call of each contender, one call each per round, the first one rotating."""
     names = list(contenders)
     for _ in range(warmup):
         for name in names:
             contenders[name]()
-    times: dict[str, list[float]] = {name: [] for name in names}
+    calls: dict[str, list[Call]] = {name: [] for name in names}
     for r in range(runs):
         for name in names[r % len(names):] + names[:r % len(names)]:
+            before = resource.getrusage(resource.RUSAGE_SELF)
             start = time.perf_counter()
             contenders[name]()
-            times[name].append(time.perf_counter() - start)
-    return times
+            seconds = time.perf_counter() - start
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            calls[name].append(Call(seconds, after.ru_minflt - before.ru_minflt, after.ru_stime - before.ru_stime))
+    return calls
 
 
 def inference(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
@@ -194,15 +209,21 @@ def train_step(forward: Callable[[torch.Tensor], torch.Tensor], loss_fn, params,
     return call
 
 
-def summarise(times: dict[str, list[float]]) -> dict[str, dict[str, float]]:
-    return {name: {"median_s": statistics.median(t), "p90_s": float(np.percentile(t, 90)), "runs": len(t)}
-            for name, t in times.items()}
+def summarise(calls: dict[str, list[Call]]) -> dict[str, dict[str, float]]:
+    stats = {}
+    for name, c in calls.items():
+        seconds = [call.seconds for call in c]
+        stats[name] = {"median_s": statistics.median(seconds), "p90_s": float(np.percentile(seconds, 90)),
+                       "runs": len(c), "median_page_faults": statistics.median(call.page_faults for call in c),
+                       "median_system_s": statistics.median(call.system_seconds for call in c)}
+    return stats
 
 
 def print_table(title: str, stats: dict[str, dict[str, float]], baseline: str, others: list[str]) -> None:
     print(f"\n{title}")
     for name, s in stats.items():
-        print(f"  {name:<16} median {s['median_s'] * 1e3:8.1f} ms   p90 {s['p90_s'] * 1e3:8.1f} ms")
+        print(f"  {name:<16} median {s['median_s'] * 1e3:8.1f} ms   p90 {s['p90_s'] * 1e3:8.1f} ms   "
+              f"page faults {s['median_page_faults']:7.0f}, system {s['median_system_s'] * 1e3:4.0f} ms per call")
     for name in others:
         if name in stats and baseline in stats:
             print(f"  speed-up {baseline} vs {name}: {stats[name]['median_s'] / stats[baseline]['median_s']:.2f}x")
