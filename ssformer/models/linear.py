@@ -1,4 +1,4 @@
-"""``nn.Linear`` whose fp32 and bf16 inference on CPU runs through oneDNN, with GELU fused in where the MLP wants it.
+"""``nn.Linear`` whose fp32 and bf16 CPU inference runs through oneDNN, with GELU fused in where the MLP wants it.
 
 Why: on CPU, ``F.linear`` in fp32 goes to MKL's sgemm, which on AMD processors (this project's
 development machine: Zen 4) takes a slower code path; oneDNN's matmul on the same plain weight runs
