@@ -71,6 +71,8 @@ def main() -> None:
                     masks["bf16 masks"] = dtype
                 exact = window_attention(q.double(), k.double(), v.double(), bias.double(),
                                          None if mask is None else mask.double())
+                name = str(dtype).removeprefix("torch.")
+                depth = 18 if stage == 2 else 2  # SSformer-B: half the blocks of a stage are shifted
                 line = []
                 for kind, masks_in in masks.items():
                     b, m = bias.to(masks_in), None if mask is None else mask.to(masks_in)
@@ -82,9 +84,8 @@ def main() -> None:
                         ms = median_ms(call, args.runs)
                         error = (call().double() - exact).abs().max().item()
                     line.append(f"{kind} {ms:6.2f} ms (err {error:.1e})")
-                    depth = 18 if stage == 2 else 2  # SSformer-B: half the blocks of a stage are shifted
-                    totals.setdefault(name := str(dtype).removeprefix("torch."), {}).setdefault(kind, 0.0)
-                    totals[name][kind] += ms * depth / 2
+                    kinds = totals.setdefault(name, {})
+                    kinds[kind] = kinds.get(kind, 0.0) + ms * depth / 2
                 print(f"{name:<8} stage {stage + 1} {windows:>4} windows x {heads:>2} heads, shift {shift}: "
                       + "  ".join(line))
     for name, kinds in totals.items():

@@ -275,7 +275,8 @@ class ShiftedWindowAttention(nn.Module):
 
     def relative_position_bias(self) -> torch.Tensor:
         """(heads, N, N) bias gathered from the learnable table, contiguous: adding the table's
-        head-innermost layout to the scores as a strided view was 4-10x slower (more in bf16)."""
+        head-innermost layout to the scores as a strided view was 6-12x slower
+        (``benchmarks/layout_copies.py``)."""
         n = self.window_size ** 2
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
         return bias.view(n, n, self.num_heads).permute(2, 0, 1).contiguous()
