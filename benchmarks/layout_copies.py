@@ -13,9 +13,7 @@
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,18 +21,8 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
+from attention_kernels import median_ms  # noqa: E402  (benchmarks/, the script's own folder)
 from ssformer.models.swin import PatchMerging  # noqa: E402
-
-
-def median_ms(fn, runs: int) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
 
 
 def one_permute(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
