@@ -25,14 +25,16 @@ class CheckpointError(ValueError):
 
 
 def _numpy_safe_globals() -> list[Any]:
-    """numpy's scalar reconstructor and the dtype classes of plain numbers (what mmcv's meta holds)."""
+    """numpy's scalar reconstructor (under its numpy 2 and numpy 1 names: the released official
+    checkpoints were pickled under numpy 1) and the dtype classes of plain numbers (what mmcv's meta holds)."""
     try:
         from numpy._core.multiarray import scalar  # numpy >= 2
     except ImportError:  # pragma: no cover - numpy 1.x
         from numpy.core.multiarray import scalar  # type: ignore[no-redef]
     numbers = (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
                np.float16, np.float32, np.float64)
-    return [scalar, np.dtype, *{type(np.dtype(t)) for t in numbers}]
+    names = [(scalar, f"{module}.multiarray.scalar") for module in ("numpy._core", "numpy.core")]
+    return [*names, np.dtype, *{type(np.dtype(t)) for t in numbers}]
 
 
 NUMPY_SAFE_GLOBALS = _numpy_safe_globals()

@@ -1,6 +1,6 @@
 """Training checkpoints: atomic writes, ``weights_only`` loading, RNG capture, rotation.
 
-A checkpoint is a dict of tensors and primitive containers only, so ``torch.load(weights_only=True)``
+A checkpoint is a dict of tensors and primitive containers only, so ``weights_only`` loading
 reads it: ``model`` (state dict), ``model_config``, ``optimizer``, ``scaler``, ``iteration`` (number of
 completed iterations), ``rng`` (torch/CUDA states as tensors, numpy and Python states as lists),
 ``best``, ``config`` (the training config: the model's recipe) and ``preprocessing`` (its test

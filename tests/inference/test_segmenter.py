@@ -42,9 +42,10 @@ def test_mask_has_the_original_size_and_follows_the_eval_pipeline(segmenter, mod
     # by hand: 50x30 with scale (96, 64): factor min(96/50, 64/30) = 1.92 -> 96x58 (w x h), resized with
     # OpenCV's bilinear filter as mmcv's test pipeline does (mmcv.imrescale -> cv2.resize INTER_LINEAR)
     resized = cv2.resize(picture, (96, 58), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-    # mmcv.imnormalize: cv2.subtract(img, mean), cv2.multiply(img, 1 / std) on the float32 image
-    x = cv2.multiply(cv2.subtract(resized, np.float64([[123.675, 116.28, 103.53]])),
-                     1 / np.float64([[58.395, 57.12, 57.375]]))
+    # mmseg's Normalize (mean/std as float32 arrays) -> mmcv.imnormalize_: cv2.subtract, cv2.multiply by 1 / std
+    mean = np.float64(np.array([[123.675, 116.28, 103.53]], np.float32))
+    std = np.float64(np.array([[58.395, 57.12, 57.375]], np.float32))
+    x = cv2.multiply(cv2.subtract(resized, mean), 1 / std)
     x = torch.from_numpy(x.transpose(2, 0, 1)[None].astype(np.float32))
     with torch.no_grad():
         logits = F.interpolate(model(x), size=(30, 50), mode="bilinear", align_corners=False)
