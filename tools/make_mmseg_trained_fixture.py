@@ -60,16 +60,16 @@ os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"  # mmcv's own torch.load ca
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str((HERE.parent.parent / "shared" / "reference").resolve()))
-import official  # noqa: F401  (installs the mmcv.ops / torchvision stubs)
+import official  # noqa: E402,F401  (installs the mmcv.ops / torchvision stubs)
 
 sys.modules["mmcv.ops"].get_compiler_version = lambda: "n/a"  # what mmcv's collect_env reports without ops
 sys.modules["mmcv.ops"].get_compiling_cuda_version = lambda: "n/a"
 
-import cv2
-import mmcv
-import mmseg
-import numpy as np
-import torch
+import cv2  # noqa: E402
+import mmcv  # noqa: E402
+import mmseg  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 TRAIN_NAMES = [  # CamVid train frames from three different sequences
     "0001TP_006690", "0001TP_006900", "0001TP_007200", "0006R0_f00930", "0006R0_f01560",
