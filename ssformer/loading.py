@@ -91,8 +91,14 @@ def _preprocessing(files: ModelFiles, fmt: str, num_classes: int, notes: list[st
             return from_training_config(files.recipe), None
         except ValueError as e:
             notes.append(f"{where}: its training config gives no usable test settings ({e})")
+    parsed: dict[str, Any] = {}
     if isinstance(files.meta.get("config"), str):
-        found, problems = preprocessing_from_config(parse_config_text(files.meta["config"]))
+        try:
+            parsed = parse_config_text(files.meta["config"])
+        except ValueError as e:
+            notes.append(f"{where}: {e}")
+    if "model" in parsed or "data" in parsed:  # an mmseg config (meta['config'] of its tools/train.py)
+        found, problems = preprocessing_from_config(parsed)
         notes.extend(f"{where}: {p}" for p in problems)
         if found is not None:
             return found, None

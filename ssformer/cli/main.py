@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -22,12 +23,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Notes(logging.Handler):
+    """The library's notes (e.g. settings a checkpoint did not carry) as one stderr line each."""
+
+    command = "ssformer"
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"ssformer {self.command}: note: {record.getMessage()}", file=sys.stderr)
+
+
+_NOTES = _Notes(logging.WARNING)
+
+
+def _show_notes(command: str) -> None:
+    _NOTES.command = command
+    logger = logging.getLogger("ssformer")
+    if _NOTES not in logger.handlers:
+        logger.addHandler(_NOTES)
+        logger.propagate = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    _show_notes(args.command)
     try:
         return int(args.func(args) or 0)
     except (FileNotFoundError, ValueError) as e:  # user errors: one clear line, no traceback

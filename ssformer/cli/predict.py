@@ -17,20 +17,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "OUT/<name>_overlay.jpg, optionally OUT/<name>_proba.npy, and OUT/legend.png. "
                     "Names mirror the inputs; paths under a folder input are kept.")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (searched recursively) or globs")
-    p.add_argument("--checkpoint", required=True, help="save_pretrained folder or checkpoint file")
+    p.add_argument("--checkpoint", required=True, help="model folder, checkpoint file or Hub repo id")
     p.add_argument("--config", help="model settings: JSON file, save_pretrained folder or variant name "
                                     "(default: from the checkpoint)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
     p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="auto: fp32 on CPU, bf16 (or fp16) on GPU")
-    p.add_argument("--mode", choices=["whole", "slide"], help="default: the checkpoint's, else whole")
-    p.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"), help="slide window (default 512 512)")
-    p.add_argument("--stride", type=int, nargs=2, metavar=("H", "W"), help="slide stride (default 341 341)")
+    p.add_argument("--mode", choices=["whole", "slide"], help="default: the model's")
+    p.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"), help="slide window (default: the model's)")
+    p.add_argument("--stride", type=int, nargs=2, metavar=("H", "W"), help="slide stride (default: the model's)")
     p.add_argument("--img-scale", type=int, nargs=2, metavar=("LONG", "SHORT"),
-                   help="keep-ratio test scale (default: the checkpoint's, else 2048 512)")
+                   help="keep-ratio test scale (default: the model's)")
     p.add_argument("--original-size", action="store_true", help="no test-scale resize: feed images as they are")
-    p.add_argument("--tta", action="store_true", help="average over 6 scales x flip (slow)")
+    p.add_argument("--tta", action="store_true", help="average over the model's TTA scales x flip (slow)")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--alpha", type=float, default=0.5, help="overlay colour weight (default 0.5)")
     p.add_argument("--save-proba", action="store_true", help="also write (K, H, W) float16 probabilities as .npy")

@@ -9,7 +9,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("serve", help="local demo web page (upload an image, see the segmentation)",
                               description="Serves a page where an uploaded image is segmented, plus a JSON API "
                                           "(POST /api/predict, POST /api/mask). Bound to 127.0.0.1 unless --host.")
-    p.add_argument("--checkpoint", required=True, help="save_pretrained folder or checkpoint file")
+    p.add_argument("--checkpoint", required=True, help="model folder, checkpoint file or Hub repo id")
     p.add_argument("--config", help="model settings when the checkpoint has none (JSON, folder or variant name)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")

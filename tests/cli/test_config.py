@@ -1,0 +1,32 @@
+"""`ssformer config list|show`: the shipped recipes and every default, without running anything."""
+
+from __future__ import annotations
+
+import yaml
+
+from ssformer.cli.main import main
+from ssformer.engine.config import DEFAULTS, config_dir
+
+
+def test_list_names_every_shipped_recipe(capsys):
+    assert main(["config", "list"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == sorted(p.stem for p in config_dir().glob("*.yaml"))
+
+
+def test_show_defaults_and_a_recipe_with_overrides(capsys):
+    assert main(["config", "show"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == DEFAULTS
+    assert main(["config", "show", "camvid_cpu", "--set", "train.lr=0.01"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    recipe = yaml.safe_load((config_dir() / "camvid_cpu.yaml").read_text())
+    assert shown["train"]["lr"] == 0.01 and shown["model"]["embed_dim"] == recipe["model"]["embed_dim"]
+    assert shown["train"]["eps"] == DEFAULTS["train"]["eps"]  # a default the recipe does not set
+    assert shown["data"]["root"] is None  # nothing is validated against the machine
+
+
+def test_show_errors_name_the_key(capsys):
+    assert main(["config", "show", "sample", "--set", "train.lrr=1"]) == 2
+    assert "train.lrr" in capsys.readouterr().err
+    assert main(["config", "show", "no_such_recipe"]) == 2
+    assert "no_such_recipe" in capsys.readouterr().err
