@@ -5,23 +5,18 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssformer.checkpoints.artifact import write_file, write_folder
 from ssformer.checkpoints.weights import load_weights
-from ssformer.data.preprocessing import Preprocessing
 from ssformer.models import hugepages
 from ssformer.models.decoder import AllMLPDecoder
 from ssformer.models.export_friendly import use_export_path
+from ssformer.models.pretrained import PretrainedModel
 from ssformer.models.swin import SwinEncoder
-
-if TYPE_CHECKING:
-    from ssformer.loading import LoadedModel
 
 
 @dataclass
@@ -65,14 +60,26 @@ class SSformerConfig:
         return cls(**data)
 
 
-class SSformer(nn.Module):
+VARIANTS: dict[str, dict[str, Any]] = {
+    "ssformer_swin_t": dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), drop_path_rate=0.2),
+    "ssformer_swin_s": dict(embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24), drop_path_rate=0.3),
+    "ssformer_swin_b": dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32), drop_path_rate=0.3),
+    "ssformer_swin_l": dict(embed_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48), drop_path_rate=0.3),
+}
+
+
+class SSformer(PretrainedModel):
     """Semantic segmentation model: ``forward(images) -> logits`` of shape (B, K, H, W).
 
     Beside the weights a model carries what makes it usable as it was trained: ``config`` (the
     architecture, class names and palette), ``preprocessing`` (test pipeline and label conventions;
     None when unknown) and ``recipe`` (the training config it came from, if any). ``save_pretrained``
-    writes all three; :func:`ssformer.loading.load_model` reads them back from every file format.
+    writes all three; ``from_pretrained`` / ``load`` (:class:`PretrainedModel`) read them back from
+    every file format.
     """
+
+    config_class = SSformerConfig
+    variants = VARIANTS
 
     def __init__(self, num_classes: int = 150, embed_dim: int = 128, depths: Sequence[int] = (2, 2, 18, 2),
                  num_heads: Sequence[int] = (4, 8, 16, 32), window_size: int = 7, decoder_dim: int = 256,
@@ -88,8 +95,6 @@ class SSformer(nn.Module):
         self.encoder = SwinEncoder(embed_dim, depths, num_heads, window_size, mlp_ratio, drop_path_rate,
                                    in_channels)
         self.decoder = AllMLPDecoder(self.encoder.dims, num_classes, decoder_dim, dropout)
-        self.preprocessing: Preprocessing | None = None
-        self.recipe: dict[str, Any] | None = None
         self.init_weights()
 
     @property
@@ -130,44 +135,6 @@ class SSformer(nn.Module):
                              f"got {tuple(images.shape)}")
         return upsample_logits(self.forward_logits(images), images.shape[2:])
 
-    # --- persistence -------------------------------------------------------------------------
-    def _documents(self) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
-        preprocessing = self.preprocessing.to_dict() if self.preprocessing is not None else None
-        return asdict(self.config), preprocessing, self.recipe
-
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write a model folder: ``config.json``, ``model.safetensors`` and, when known,
-        ``preprocessor_config.json`` and ``training_config.json`` (each atomically)."""
-        return write_folder(directory, self.state_dict(), *self._documents())
-
-    def save_file(self, path: str | os.PathLike) -> Path:
-        """The whole model in one file: ``.safetensors`` (settings in its metadata) or a torch file."""
-        return write_file(path, self.state_dict(), *self._documents())
-
-    @classmethod
-    def from_pretrained(cls, source: str | os.PathLike, **kwargs: Any) -> SSformer:
-        """The model any supported file, folder or Hub repo id holds (:func:`ssformer.loading.load_model`,
-        which takes the same keyword arguments), in eval mode."""
-        return cls.load(source, **kwargs).model
-
-    @classmethod
-    def load(cls, source: str | os.PathLike, **kwargs: Any) -> LoadedModel:
-        """:meth:`from_pretrained` with the load report and notes."""
-        from ssformer.loading import load_model  # the loading route sits above the model it builds
-
-        return load_model(source, **kwargs)
-
-    def push_to_hub(self, repo_id: str, private: bool | None = None, token: str | None = None,
-                    commit_message: str = "Upload SSformer model") -> str:
-        """Upload the model folder to the Hugging Face Hub (needs the ``hub`` extra); returns the commit URL."""
-        import tempfile
-
-        from ssformer.checkpoints.hub import upload
-
-        with tempfile.TemporaryDirectory() as tmp:
-            self.save_pretrained(tmp)
-            return upload(tmp, repo_id, private=private, token=token, commit_message=commit_message)
-
     @classmethod
     def from_config(cls, config: SSformerConfig) -> SSformer:
         return cls(**asdict(config))
@@ -191,12 +158,6 @@ def upsample_logits(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return torch.ops.aten.upsample_bilinear2d.out(logits, size, False, out=out)
 
 
-VARIANTS: dict[str, dict[str, Any]] = {
-    "ssformer_swin_t": dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), drop_path_rate=0.2),
-    "ssformer_swin_s": dict(embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24), drop_path_rate=0.3),
-    "ssformer_swin_b": dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32), drop_path_rate=0.3),
-    "ssformer_swin_l": dict(embed_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48), drop_path_rate=0.3),
-}
 
 
 def list_models() -> list[str]:
