@@ -66,8 +66,7 @@ def build_official_model(variant: str, num_classes: int, checkpoint: Path | None
 
     model = build_official(num_classes=num_classes, **VARIANT_OFFICIAL[variant])
     if checkpoint is not None:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        model.load_state_dict(state.get("state_dict", state), strict=True)
+        model.load_state_dict(ssformer.checkpoints.unwrap(ssformer.checkpoints.torch_load(checkpoint)), strict=True)
     else:
         randomise(model, torch.Generator().manual_seed(seed))
     return model.eval()
