@@ -192,3 +192,18 @@ def test_source_errors_name_the_source(tmp_path):
         load_model(tmp_path / "empty")
     with pytest.raises(TypeError, match="expected an SSformer, a path or a Hub repo id"):
         load_model(42)  # type: ignore[arg-type]
+
+
+def test_flags_override_the_model_and_predictions_json_records_them(trained, picture, tmp_path, capsys):
+    Image.fromarray(picture).save(tmp_path / "big.png")
+    out = tmp_path / "pred"
+    assert main(["predict", "--checkpoint", str(trained / "model"), str(tmp_path / "big.png"), "--out", str(out),
+                 "--img-scale", "96", "72", "--mode", "slide", "--crop", "32", "32", "--stride", "24", "24"]) == 0
+    capsys.readouterr()
+    used = json.loads((out / "predictions.json").read_text())["model"]["preprocessing"]
+    assert (used["img_scale"], used["mode"], used["crop_size"], used["stride"]) == ([96, 72], "slide", [32, 32],
+                                                                                  [24, 24])
+    mask = np.asarray(Image.open(out / "big.png"))
+    expected = Segmenter(trained / "model", dtype="fp32", img_scale=(96, 72), mode="slide", crop=32,
+                         stride=24).predict(picture)
+    np.testing.assert_array_equal(mask, expected)
