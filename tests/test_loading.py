@@ -20,17 +20,9 @@ from ssformer.engine.config import sample_root
 from ssformer.inference.segmenter import Segmenter
 from ssformer.loading import load_model
 from tests.conftest import FIXTURES
-from tests.engine.conftest import tiny_overrides
+from tests.engine.conftest import tiny_cli_sets as _sets
 
 TEST_SCALE = (64, 48)  # data.test_transform.img_scale of tiny_overrides (the sample recipe's is 128x96)
-
-
-def _sets(work_dir, *extra):
-    args = []
-    for item in tiny_overrides(work_dir, *extra):
-        if not item.startswith(("data.root=", "work_dir=")):
-            args += ["--set", item]
-    return args
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,7 @@ import pytest
 
 from ssformer.cli.main import main
 from ssformer.engine.config import sample_root
-from tests.engine.conftest import tiny_overrides
-
-
-def _sets(work_dir, *extra):
-    args = []
-    for item in tiny_overrides(work_dir, *extra):
-        if not item.startswith(("data.root=", "work_dir=")):
-            args += ["--set", item]
-    return args
+from tests.engine.conftest import tiny_cli_sets as _sets
 
 
 def test_train_then_eval_whole_slide_tta(tmp_path, capsys):

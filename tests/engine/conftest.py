@@ -15,5 +15,14 @@ def tiny_overrides(work_dir, *extra: str) -> list[str]:
             "train.checkpoint_interval=3", "train.keep_checkpoints=5", "train.progress=false", *extra]
 
 
+def tiny_cli_sets(work_dir, *extra: str) -> list[str]:
+    """``--set`` arguments for :func:`tiny_overrides` (data root and work dir go through their own flags)."""
+    args = []
+    for item in tiny_overrides(work_dir, *extra):
+        if not item.startswith(("data.root=", "work_dir=")):
+            args += ["--set", item]
+    return args
+
+
 def tiny_config(work_dir, *extra: str) -> dict:
     return load_config("sample", tiny_overrides(work_dir, *extra))
