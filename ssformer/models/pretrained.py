@@ -26,7 +26,7 @@ from ssformer.checkpoints.keymaps import infer_config, to_ssformer_state_dict
 from ssformer.checkpoints.mmseg_config import parse_config_text, preprocessing_from_config
 from ssformer.checkpoints.weights import LoadReport, load_weights
 from ssformer.data.classes import dataset_classes
-from ssformer.data.preprocessing import KNOWN_BY_CLASSES, Preprocessing, from_training_config
+from ssformer.data.preprocessing import KNOWN_BY_CLASSES, PREPROCESSOR_NAME, Preprocessing, from_training_config
 
 logger = logging.getLogger("ssformer")
 
@@ -63,7 +63,8 @@ def _preprocessing(files: ModelFiles, fmt: str, num_classes: int, notes: list[st
     Also returns the dataset whose labels were assumed (for class names), if any."""
     where = f"{files.path}"
     if files.preprocessing is not None:
-        return Preprocessing.from_dict(files.preprocessing, where=f"{where} preprocessing"), None
+        source = files.path / PREPROCESSOR_NAME if files.kind == "folder" else f"{where} (its preprocessing)"
+        return Preprocessing.from_dict(files.preprocessing, where=str(source)), None
     if files.recipe is not None:
         try:
             return from_training_config(files.recipe), None
