@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from ssformer.engine.distributed import init_distributed
     from ssformer.engine.evaluator import evaluate
     from ssformer.engine.trainer import build_eval_dataset, model_config, resolve_device
-    from ssformer.metrics import format_table
+    from ssformer.metrics import format_table, paper_summary
     from ssformer.models.ssformer import SSformerConfig
     from ssformer.utils import atomic_write
 
@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{checkpoint} on {config['data']['type']} {split} ({len(dataset)} images, mode {ec['mode']}"
               f"{', TTA' if args.tta else ''}):")
         print(format_table(results, dataset.class_names))
+        print(paper_summary(results))
         if args.out:
             record = {"checkpoint": str(checkpoint), "split": split, "mode": ec["mode"], "tta": args.tta,
                       "images": len(dataset), "class_names": list(dataset.class_names), **results}

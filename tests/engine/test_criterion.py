@@ -135,3 +135,17 @@ def test_named_class_weights_are_computed_once_and_checked():
     assert criterion.terms[1]["class_weight"].tolist() == [1.0, 2.0, 3.0]
     with pytest.raises(ValueError, match=r"train.loss\[0\].class_weight has 2 values but the dataset has 3"):
         build_criterion({**train, "loss": [{**train["loss"][0], "class_weight": [1.0, 2.0]}]}, 3, 255)
+
+
+def test_per_class_settings_must_fit_the_dataset():
+    train = copy.deepcopy(DEFAULTS["train"])
+    train["loss"] = [{"type": "focal", "alpha": [0.5, 0.5]}, {"type": "lovasz", "classes": [0, 3]}]
+    _validate_loss(train)
+    with pytest.raises(ValueError, match=r"train.loss\[0\].alpha has 2 values but the dataset has 3 classes"):
+        build_criterion(train, 3, 255)
+    train["loss"][0]["alpha"] = 0.5
+    with pytest.raises(ValueError, match=r"train.loss\[1\].classes \[0, 3\] names classes outside \[0, 2\]"):
+        build_criterion(train, 3, 255)
+    train["loss"][0]["class_weight"] = "enet"
+    with pytest.raises(ValueError, match=r"train.loss\[0\].class_weight: 'enet' needs the training set"):
+        build_criterion(train, 4, 255)
