@@ -22,8 +22,8 @@ import torch
 
 REFERENCE = Path(os.environ.get("SSFORMER_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "reference"
 sys.path.insert(0, str(REFERENCE))
-import official  # noqa: E402,F401  (stubs mmcv.ops/torchvision so mmseg imports)
-from mmseg.models.decode_heads import SegformerHead  # noqa: E402
+import official  # noqa: F401  (stubs mmcv.ops/torchvision so mmseg imports)
+from mmseg.models.decode_heads import SegformerHead
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "losses_mmseg.pt"
 K = 5
@@ -32,7 +32,7 @@ CW = [0.5, 2.0, 1.0, 3.0, 0.25]
 
 def mmseg_losses(logits, labels, loss_decode, sampler=None):
     head = SegformerHead(in_channels=[4, 4, 4, 4], in_index=[0, 1, 2, 3], channels=4, num_classes=logits.shape[1],
-                         norm_cfg=dict(type="BN", requires_grad=True), align_corners=False,
+                         norm_cfg={"type": "BN", "requires_grad": True}, align_corners=False,
                          loss_decode=loss_decode, sampler=sampler)
     leaf = logits.clone().requires_grad_()
     losses = head.losses(leaf, labels[:, None])
@@ -69,59 +69,59 @@ CASES = {
         4, (5, 6), (19, 23), 0.3, ce(loss_weight=1.0, class_weight=CW, avg_non_ignore=True), None,
         [{"type": "cross_entropy", "class_weight": CW, "avg_non_ignore": True}], None),
     # OHEM by threshold: thresh decides (few pixels needed) / min_kept decides (threshold above thresh)
-    "ohem_thresh": (5, (13, 17), (13, 17), 0.1, ce(loss_weight=1.0), dict(type="OHEMPixelSampler", thresh=0.7,
-                    min_kept=20), [{"type": "cross_entropy"}], {"thresh": 0.7, "min_kept": 20}),
+    "ohem_thresh": (5, (13, 17), (13, 17), 0.1, ce(loss_weight=1.0), {"type": "OHEMPixelSampler", "thresh": 0.7,
+                    "min_kept": 20}, [{"type": "cross_entropy"}], {"thresh": 0.7, "min_kept": 20}),
     "ohem_min_kept": (6, (13, 17), (13, 17), 0.1, ce(loss_weight=1.0, class_weight=CW),
-                      dict(type="OHEMPixelSampler", thresh=0.05, min_kept=150),
+                      {"type": "OHEMPixelSampler", "thresh": 0.05, "min_kept": 150},
                       [{"type": "cross_entropy", "class_weight": CW}], {"thresh": 0.05, "min_kept": 150}),
     "ohem_thresh_resized_avg_non_ignore": (
         7, (7, 9), (27, 35), 0.15, ce(loss_weight=1.0, avg_non_ignore=True),
-        dict(type="OHEMPixelSampler", thresh=0.6, min_kept=100),
+        {"type": "OHEMPixelSampler", "thresh": 0.6, "min_kept": 100},
         [{"type": "cross_entropy", "avg_non_ignore": True}], {"thresh": 0.6, "min_kept": 100}),
     # OHEM by loss ranking (no thresh): the top min_kept * B pixels of the summed CE terms
     "ohem_top_loss": (8, (13, 17), (13, 17), 0.1,
                       [ce(loss_weight=1.0, class_weight=CW), ce(loss_weight=0.5, loss_name="loss_ce2")],
-                      dict(type="OHEMPixelSampler", thresh=None, min_kept=60),
+                      {"type": "OHEMPixelSampler", "thresh": None, "min_kept": 60},
                       [{"type": "cross_entropy", "class_weight": CW}, {"type": "cross_entropy", "weight": 0.5}],
                       {"thresh": None, "min_kept": 60}),
     "ohem_top_loss_resized": (9, (7, 9), (27, 35), 0.15, ce(loss_weight=1.0),
-                              dict(type="OHEMPixelSampler", thresh=None, min_kept=300),
+                              {"type": "OHEMPixelSampler", "thresh": None, "min_kept": 300},
                               [{"type": "cross_entropy"}], {"thresh": None, "min_kept": 300}),
     # Dice: equal to mmseg's when no pixel is ignored (see dice_loss's docstring)
-    "dice": (10, (7, 9), (27, 35), 0.0, dict(type="DiceLoss", loss_weight=1.0), None, [{"type": "dice"}], None),
+    "dice": (10, (7, 9), (27, 35), 0.0, {"type": "DiceLoss", "loss_weight": 1.0}, None, [{"type": "dice"}], None),
     "dice_options": (11, (7, 9), (27, 35), 0.0,
-                     dict(type="DiceLoss", loss_weight=0.5, smooth=0.5, exponent=1, class_weight=CW), None,
+                     {"type": "DiceLoss", "loss_weight": 0.5, "smooth": 0.5, "exponent": 1, "class_weight": CW}, None,
                      [{"type": "dice", "weight": 0.5, "smooth": 0.5, "exponent": 1, "class_weight": CW}], None),
-    "focal": (12, (7, 9), (27, 35), 0.15, dict(type="FocalLoss", loss_weight=1.0), None, [{"type": "focal"}], None),
+    "focal": (12, (7, 9), (27, 35), 0.15, {"type": "FocalLoss", "loss_weight": 1.0}, None, [{"type": "focal"}], None),
     "focal_options": (13, (7, 9), (27, 35), 0.15,
-                      dict(type="FocalLoss", loss_weight=2.0, gamma=1.5, alpha=[0.1, 0.3, 0.5, 0.7, 0.9],
-                           class_weight=CW), None,
+                      {"type": "FocalLoss", "loss_weight": 2.0, "gamma": 1.5, "alpha": [0.1, 0.3, 0.5, 0.7, 0.9],
+                           "class_weight": CW}, None,
                       [{"type": "focal", "weight": 2.0, "gamma": 1.5, "alpha": [0.1, 0.3, 0.5, 0.7, 0.9],
                         "class_weight": CW}], None),
-    "lovasz": (14, (7, 9), (27, 35), 0.15, dict(type="LovaszLoss", loss_weight=1.0, reduction="none"), None,
+    "lovasz": (14, (7, 9), (27, 35), 0.15, {"type": "LovaszLoss", "loss_weight": 1.0, "reduction": "none"}, None,
                [{"type": "lovasz"}], None),
     "lovasz_all_class_weight": (15, (7, 9), (27, 35), 0.15,
-                                dict(type="LovaszLoss", loss_weight=0.3, reduction="none", classes="all",
-                                     class_weight=CW), None,
+                                {"type": "LovaszLoss", "loss_weight": 0.3, "reduction": "none", "classes": "all",
+                                     "class_weight": CW}, None,
                                 [{"type": "lovasz", "weight": 0.3, "classes": "all", "class_weight": CW}], None),
     "lovasz_per_image_classes": (16, (7, 9), (27, 35), 0.15,
-                                 dict(type="LovaszLoss", loss_weight=1.0, per_image=True, reduction="mean",
-                                      classes=[0, 2, 3]), None,
+                                 {"type": "LovaszLoss", "loss_weight": 1.0, "per_image": True, "reduction": "mean",
+                                      "classes": [0, 2, 3]}, None,
                                  [{"type": "lovasz", "classes": [0, 2, 3], "per_image": True}], None),
     # mmseg's loss_decode list, with and without OHEM (Dice and Lovasz ignore the sampler's weights)
     "ce_dice_focal": (17, (7, 9), (27, 35), 0.0,
-                      [ce(loss_weight=1.0, class_weight=CW), dict(type="DiceLoss", loss_weight=0.5),
-                       dict(type="FocalLoss", loss_weight=2.0)], None,
+                      [ce(loss_weight=1.0, class_weight=CW), {"type": "DiceLoss", "loss_weight": 0.5},
+                       {"type": "FocalLoss", "loss_weight": 2.0}], None,
                       [{"type": "cross_entropy", "class_weight": CW}, {"type": "dice", "weight": 0.5},
                        {"type": "focal", "weight": 2.0}], None),
     "ohem_ce_lovasz": (18, (7, 9), (27, 35), 0.15,
-                       [ce(loss_weight=1.0), dict(type="LovaszLoss", loss_weight=0.5, reduction="none")],
-                       dict(type="OHEMPixelSampler", thresh=0.7, min_kept=200),
+                       [ce(loss_weight=1.0), {"type": "LovaszLoss", "loss_weight": 0.5, "reduction": "none"}],
+                       {"type": "OHEMPixelSampler", "thresh": 0.7, "min_kept": 200},
                        [{"type": "cross_entropy"}, {"type": "lovasz", "weight": 0.5}],
                        {"thresh": 0.7, "min_kept": 200}),
     "ohem_ce_dice": (19, (7, 9), (27, 35), 0.0,
-                     [ce(loss_weight=1.0, class_weight=CW), dict(type="DiceLoss", loss_weight=0.5)],
-                     dict(type="OHEMPixelSampler", thresh=0.7, min_kept=200),
+                     [ce(loss_weight=1.0, class_weight=CW), {"type": "DiceLoss", "loss_weight": 0.5}],
+                     {"type": "OHEMPixelSampler", "thresh": 0.7, "min_kept": 200},
                      [{"type": "cross_entropy", "class_weight": CW}, {"type": "dice", "weight": 0.5}],
                      {"thresh": 0.7, "min_kept": 200}),
 }
@@ -137,11 +137,11 @@ def dice_with_ignored_pixels() -> dict:
     labels = torch.randint(0, K, (2, 12, 10), generator=g)
     for b in range(2):
         labels[b].view(-1)[torch.randperm(120, generator=g)[:30]] = 255
-    full, _, _ = mmseg_losses(logits, labels, dict(type="DiceLoss", loss_weight=1.0))
+    full, _, _ = mmseg_losses(logits, labels, {"type": "DiceLoss", "loss_weight": 1.0})
     valid = labels != 255
     compact_logits = torch.stack([logits[b][:, valid[b]] for b in range(2)])[..., None]  # (B, K, 90, 1)
     compact_labels = torch.stack([labels[b][valid[b]] for b in range(2)])[..., None]
-    compact, _, _ = mmseg_losses(compact_logits, compact_labels, dict(type="DiceLoss", loss_weight=1.0))
+    compact, _, _ = mmseg_losses(compact_logits, compact_labels, {"type": "DiceLoss", "loss_weight": 1.0})
     return {"logits": logits, "labels": labels.to(torch.uint8), "mmseg": full, "mmseg_labelled_only": compact}
 
 

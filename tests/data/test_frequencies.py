@@ -8,8 +8,13 @@ import numpy as np
 import pytest
 
 from ssformer.data import CamVid, SegmentationDataset
-from ssformer.data.frequencies import (CLASS_WEIGHT_METHODS, class_weights, count_class_pixels, enet_weights,
-                                       median_frequency_weights)
+from ssformer.data.frequencies import (
+    CLASS_WEIGHT_METHODS,
+    class_weights,
+    count_class_pixels,
+    enet_weights,
+    median_frequency_weights,
+)
 from ssformer.engine.config import CLASS_WEIGHT_METHODS as CONFIG_METHODS
 from tests.conftest import CAMVID, requires_dir
 from tests.data.layouts import write_image, write_label

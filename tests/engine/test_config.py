@@ -88,11 +88,9 @@ def test_loss_defaults_to_plain_cross_entropy(root):
 
 
 def test_loss_list_and_ohem_are_filled_in(root):
-    c = load_config("sample", [f"data.root={root}",
-                               "train.loss=[{type: cross_entropy, class_weight: median_frequency}, "
-                               "{type: dice, weight: 0.5}, {type: lovasz, classes: [0, 2], per_image: true}, "
-                               "{type: focal, alpha: [0.25, 0.5, 0.5, 0.75], gamma: 1}]",
-                               "train.ohem={thresh: 0.7}"])
+    loss = ("train.loss=[{type: cross_entropy, class_weight: median_frequency}, {type: dice, weight: 0.5}, "
+            "{type: lovasz, classes: [0, 2], per_image: true}, {type: focal, alpha: [0.25, 0.5, 0.5, 0.75], gamma: 1}]")
+    c = load_config("sample", [f"data.root={root}", loss, "train.ohem={thresh: 0.7}"])
     ce, dice, lovasz, focal = c["train"]["loss"]
     assert ce == {"type": "cross_entropy", "weight": 1.0, "class_weight": "median_frequency", "avg_non_ignore": False}
     assert dice == {"type": "dice", "weight": 0.5, "class_weight": None, "smooth": 1.0, "exponent": 2.0}

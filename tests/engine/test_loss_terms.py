@@ -7,7 +7,12 @@ import math
 import pytest
 import torch
 
-from ssformer.engine.loss_terms import dice_loss, focal_loss, lovasz_softmax_loss, ohem_pixel_weight
+from ssformer.engine.loss_terms import (
+    dice_loss,
+    focal_loss,
+    lovasz_softmax_loss,
+    ohem_pixel_weight,
+)
 
 
 def _logits_for(probabilities: torch.Tensor) -> torch.Tensor:
