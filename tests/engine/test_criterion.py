@@ -149,3 +149,20 @@ def test_per_class_settings_must_fit_the_dataset():
     train["loss"][0]["class_weight"] = "enet"
     with pytest.raises(ValueError, match=r"train.loss\[0\].class_weight: 'enet' needs the training set"):
         build_criterion(train, 4, 255)
+
+
+def test_bf16_channels_last_logits_through_every_term():
+    config = {"loss": [{"type": "cross_entropy", "class_weight": [1.0, 2.0, 0.5]},
+                       {"type": "dice"}, {"type": "focal"}, {"type": "lovasz"}],
+              "ohem": {"thresh": 0.7, "min_kept": 50}}
+    criterion = _criterion(config, 3)
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(2, 3, 6, 5, generator=g).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, 3, (2, 24, 20), generator=g)
+    labels[:, 0] = 255
+    low = logits.detach().requires_grad_()
+    criterion(low, labels).backward()
+    high = logits.detach().float().requires_grad_()
+    criterion(high, labels).backward()
+    assert low.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(low.grad.float(), high.grad, rtol=2e-2, atol=1e-4)
