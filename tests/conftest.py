@@ -31,6 +31,10 @@ def tiny_model():
     return ssformer.SSformer(**tiny_model_kwargs())
 
 
+PATH_VARIABLES = {CAMVID: "SSFORMER_CAMVID", ADE_SAMPLE: "SSFORMER_ADE_SAMPLE"}
+
+
 def requires_dir(path: Path, what: str):
-    """Skip marker for tests that need a shared data folder; the reason names the folder."""
-    return pytest.mark.skipif(not path.is_dir(), reason=f"{what} not found at {path} (set its path variable)")
+    """Skip marker for tests that need a shared data folder; the reason names the folder and its variable."""
+    variable = PATH_VARIABLES.get(path, "SSFORMER_SHARED")
+    return pytest.mark.skipif(not path.is_dir(), reason=f"{what} not found at {path}: set {variable} to its folder")

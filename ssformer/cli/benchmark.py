@@ -257,7 +257,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", nargs="?", choices=list_models(), help="a model variant (random weights)")
     parser.add_argument("--checkpoint", metavar="PATH",
-                        help="a checkpoint or save_pretrained folder; the model is inferred from its shapes")
+                        help="a model folder, checkpoint file or Hub repo id (any format the loader reads)")
     parser.add_argument("--num-classes", type=int, default=150, metavar="K",
                         help="classes of a named variant (default 150)")
     parser.add_argument("--size", nargs=2, type=int, default=(512, 512), metavar=("H", "W"))
@@ -283,15 +283,9 @@ def build_model(name: str | None, checkpoint: str | None, num_classes: int) -> t
         if num_classes < 1:
             raise ValueError(f"--num-classes must be >= 1, got {num_classes}")
         return create_model(name, num_classes=num_classes), name
-    from ssformer.models.weights import infer_config, load_weights, read_checkpoint, to_ssformer_state_dict
+    from ssformer.loading import load_model
 
-    state = read_checkpoint(checkpoint)
-    _, mapped = to_ssformer_state_dict(state)
-    config = infer_config(mapped.state)
-    if "num_classes" not in config:
-        raise ValueError(f"{checkpoint} holds no decoder (a backbone checkpoint): benchmark a full model")
-    model = SSformer(**config)
-    load_weights(model, state, strict=True)
+    model = load_model(checkpoint).model
     return model, str(checkpoint)
 
 

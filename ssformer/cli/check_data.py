@@ -23,7 +23,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "per-class pixel counts. Exits 1 if there is any problem.")
     parser.add_argument("config", nargs="?", help="YAML file with a 'data:' section, or a shipped recipe name")
     parser.add_argument("--type", choices=sorted(DATASETS), help="dataset type (instead of a config)")
-    parser.add_argument("--root", help="dataset root folder (overrides the config's)")
+    parser.add_argument("--data-root", "--root", dest="root", help="dataset root folder (overrides the config's; "
+                                                                   "--root is the old spelling)")
     parser.add_argument("--split", action="append",
                         help="split to check (repeatable); default: the config's split(s), else train and val")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if args.root:
         section["root"] = args.root
     if not section.get("type") or not section.get("root"):
-        raise ValueError("give a CONFIG with a data section, or --type and --root")
+        raise ValueError("give a CONFIG with a data section, or --type and --data-root")
     default = [None] if section["type"] == "folder" else ["train", "val"]  # as the trainer's defaults
     splits = args.split or _splits(section) or default
     options = {k: v for k, v in section.items() if k not in _NOT_DATASET_OPTIONS}

@@ -1,31 +1,30 @@
 """``ssformer convert SRC DST``: any supported checkpoint -> this project's format.
 
-``DST`` ending in ``.safetensors`` gets a safetensors file, ``.pt`` / ``.pth`` a torch file (both
-hold the state dict in this project's naming; a backbone-only source gives an encoder-only
-file), anything else a ``save_pretrained`` folder (``config.json`` + ``model.safetensors``) whose
-configuration is inferred from the checkpoint's shapes (class names and palette come from an
-mmseg checkpoint's ``meta``, when present). Every file is written atomically.
+``DST`` ending in ``.safetensors`` gets a safetensors file (model settings, preprocessing and recipe
+in its metadata), ``.pt`` / ``.pth`` a torch file (the same as entries beside ``state_dict``),
+anything else a model folder (``config.json``, ``model.safetensors``, ``preprocessor_config.json``,
+``training_config.json``). The model is read as every command reads it (``ssformer.load_model``):
+class names, palette and test pipeline come from the source (an mmseg checkpoint's ``meta``),
+else from the known recipe or the defaults, with a note. A backbone-only source gives an
+encoder-only file unless ``--num-classes`` is given. Every file is written atomically.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from ssformer.models.ssformer import CONFIG_NAME, SSformer
-from ssformer.models.weights import (CheckpointError, LoadReport, class_info, infer_config, load_weights,
-                                     read_checkpoint_with_meta, save_state_dict, to_ssformer_state_dict)
-
-FILE_SUFFIXES = {".safetensors", ".pt", ".pth"}
+from ssformer.checkpoints.artifact import FILE_SUFFIXES
+from ssformer.checkpoints.io import write_state_dict
+from ssformer.checkpoints.weights import LoadReport
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "convert", help="convert a checkpoint (official, mmseg, Microsoft, timm, Hugging Face) to this project's format",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("src", metavar="SRC", help="checkpoint file or save_pretrained folder")
+    parser.add_argument("src", metavar="SRC", help="checkpoint file, model folder or Hub repo id")
     parser.add_argument("dst", metavar="DST", help="output: *.safetensors, *.pt / *.pth, or a folder")
     parser.add_argument("--num-classes", type=int, metavar="K",
                         help="classes of the model (required for a folder from a backbone-only checkpoint; "
@@ -39,58 +38,39 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def convert(src: str | Path, dst: str | Path, num_classes: int | None = None, window_size: int | None = None,
             decoder_dim: int | None = None) -> LoadReport:
-    """Read ``src`` in any supported format and write it to ``dst`` in this project's format."""
+    """Read ``src`` in any supported format and write it to ``dst`` in this project's format, with its
+    preprocessing, labels and recipe (see :func:`ssformer.load_model`)."""
+    from ssformer.checkpoints.artifact import read_model_files
+    from ssformer.checkpoints.hub import download, looks_like_repo_id
+    from ssformer.checkpoints.keymaps import infer_config, to_ssformer_state_dict
+    from ssformer.loading import build_model
+
     dst = Path(dst)
     for name, value in (("--num-classes", num_classes), ("--window-size", window_size),
                         ("--decoder-dim", decoder_dim)):
         if value is not None and value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
-    state, meta = read_checkpoint_with_meta(src)
-    fmt, mapped = to_ssformer_state_dict(state)
-    config = infer_config(mapped.state)
-    has_decoder = "num_classes" in config
     to_folder = dst.suffix not in FILE_SUFFIXES
-    if has_decoder and decoder_dim is not None and decoder_dim != config["decoder_dim"]:
+    files = read_model_files(download(str(src)) if looks_like_repo_id(src) else src)
+    inferred = infer_config(to_ssformer_state_dict(files.state)[1].state)
+    has_decoder = "num_classes" in inferred
+    if has_decoder and decoder_dim is not None and decoder_dim != inferred["decoder_dim"]:
         raise ValueError(f"--decoder-dim {decoder_dim} differs from the checkpoint's decoder width "
-                         f"{config['decoder_dim']}")
-    if not has_decoder:
-        if to_folder and num_classes is None:
-            raise ValueError(f"{src} has no decoder ({fmt} backbone): pass --num-classes to make a model folder")
-        config["decoder_dim"] = decoder_dim or 256
-    classifier_replaced = has_decoder and num_classes is not None and num_classes != config["num_classes"]
-    if num_classes is not None:
-        config["num_classes"] = num_classes
-    config.setdefault("num_classes", 1)  # encoder-only file: the decoder is not written
-    if window_size is not None:
-        config["window_size"] = window_size
-    if has_decoder and not classifier_replaced:
-        config["class_names"], config["palette"] = _class_names_and_palette(Path(src), meta, int(config["num_classes"]))
-    model = SSformer(**config)
-    report = load_weights(model, state, strict=False)
-    mismatched = [key for key, _, _ in report.mismatched]
-    replaced = [k for k in mismatched if classifier_replaced and k.startswith("decoder.classifier.")]
-    if report.missing or report.unexpected or set(mismatched) - set(replaced):
-        raise CheckpointError(f"{src} does not convert cleanly:\n{report}")
-    report.initialised += replaced
-    report.mismatched = [m for m in report.mismatched if m[0] not in replaced]
+                         f"{inferred['decoder_dim']}")
+    if not has_decoder and to_folder and num_classes is None:
+        raise ValueError(f"{src} has no decoder (backbone weights): pass --num-classes to make a model folder")
+    overrides = {k: v for k, v in (("window_size", window_size), ("decoder_dim", decoder_dim)) if v is not None}
+    encoder_only = not has_decoder and num_classes is None
+    loaded = build_model(files, config=overrides or None, num_classes=1 if encoder_only else num_classes)
+    model = loaded.model
     if to_folder:
         model.save_pretrained(dst)
+    elif encoder_only:
+        encoder = {k: v for k, v in model.state_dict().items() if not k.startswith("decoder.")}
+        write_state_dict(encoder, dst)
     else:
-        out = {k: v for k, v in model.state_dict().items() if has_decoder or not k.startswith("decoder.")}
-        save_state_dict(out, dst)
-    return report
-
-
-def _class_names_and_palette(src: Path, meta: dict, num_classes: int) -> tuple:
-    """From an mmseg checkpoint's ``meta`` (``CLASSES``, ``PALETTE``) or a save_pretrained folder's config."""
-    config_path = src / CONFIG_NAME
-    if src.is_dir() and config_path.is_file():
-        try:
-            saved = json.loads(config_path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{config_path} is not valid JSON: {e}") from e
-        meta = {"CLASSES": saved.get("class_names"), "PALETTE": saved.get("palette")}
-    return class_info(meta, num_classes)
+        model.save_file(dst)
+    return loaded.report
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,8 +1,15 @@
-"""``ssformer eval CONFIG --checkpoint P``: mIoU and the per-class table on a split, optionally as JSON."""
+"""``ssformer eval --checkpoint P [CONFIG]``: mIoU and the per-class table on a split, optionally as JSON.
+
+The model is loaded as every command loads it (``ssformer.load_model``); its recipe says which
+dataset and split to evaluate on and its preprocessing how. ``CONFIG`` (a recipe name or YAML
+file), ``--set`` and the flags override them; a model that carries no recipe (e.g. a converted
+official checkpoint) needs ``CONFIG``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 from pathlib import Path
 
@@ -10,15 +17,15 @@ from ssformer.engine.config import load_config, options_as_overrides
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("eval", help="evaluate a checkpoint",
-                                   description="Evaluate a training checkpoint (or save_pretrained folder) on "
-                                               "a dataset split; run under torchrun to split the images.")
-    parser.add_argument("config", help="YAML config file or shipped recipe name")
-    parser.add_argument("--checkpoint", required=True, help="latest.pt/best.pt/iter_N.pt, or any weights file "
-                                                            "or save_pretrained folder ssformer.load_weights reads")
+    parser = subparsers.add_parser("eval", help="evaluate a model on a dataset split",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", nargs="?", help="YAML config file or shipped recipe name "
+                                                  "(default: the training config the model carries)")
+    parser.add_argument("--checkpoint", required=True, help="model folder, latest.pt/best.pt/iter_N.pt, any "
+                                                            "checkpoint ssformer.load_model reads, or a Hub repo id")
     parser.add_argument("--data-root", help="dataset folder (sets data.root)")
     parser.add_argument("--split", help="split to evaluate (default: eval.split or data.val_split)")
-    parser.add_argument("--mode", choices=("whole", "slide"), help="inference mode (default: eval.mode)")
+    parser.add_argument("--mode", choices=("whole", "slide"), help="inference mode (default: the model's)")
     parser.add_argument("--tta", action="store_true", help="multi-scale + flip test-time augmentation")
     parser.add_argument("--amp", choices=("none", "bf16", "fp16"), help="autocast (default: train.amp)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: train.device)")
@@ -28,61 +35,60 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def eval_recipe(recipe: dict) -> dict:
+    """A model's training config as the base of an evaluation: its pretrained-weights path no longer matters."""
+    recipe = copy.deepcopy(recipe)
+    recipe.get("model", {})["pretrained"] = None
+    return recipe
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    import ssformer
-    from ssformer.engine.checkpoint import load_checkpoint
+    from ssformer.data.preprocessing import from_training_config
     from ssformer.engine.distributed import init_distributed
     from ssformer.engine.evaluator import evaluate
-    from ssformer.engine.trainer import build_eval_dataset, model_config, resolve_device
+    from ssformer.engine.trainer import build_eval_dataset, resolve_device
+    from ssformer.loading import load_model
     from ssformer.metrics import format_table, paper_summary
-    from ssformer.models.ssformer import SSformerConfig
     from ssformer.utils import atomic_write
 
+    loaded = load_model(args.checkpoint)
+    model = loaded.model
+    if args.config is None and model.recipe is None:
+        raise ValueError(f"--checkpoint {args.checkpoint} carries no training config: give CONFIG (a recipe name or "
+                         f"YAML file) to say which dataset to evaluate on")
     overrides = list(args.overrides) + options_as_overrides(vars(args), {
         "data_root": "data.root", "mode": "eval.mode", "amp": "train.amp", "device": "train.device"})
-    config = load_config(args.config, overrides)
-    checkpoint = Path(args.checkpoint)
-    if not checkpoint.exists():
-        raise FileNotFoundError(f"--checkpoint: {checkpoint} does not exist")
-    tc, ec = config["train"], config["eval"]
+    config = load_config(args.config, overrides, base=None if args.config else eval_recipe(model.recipe))
+    tc = config["train"]
+    test = from_training_config(config)  # the recipe's (or CONFIG's) test settings, with the overrides
+    preprocessing = loaded.preprocessing.replace(img_scale=test.img_scale, mode=test.mode, crop_size=test.crop_size,
+                                                 stride=test.stride, tta_scales=test.tta_scales, flip=test.flip)
     device_name = tc["device"] if tc["device"] != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     dist_info = init_distributed("cuda" if device_name.startswith("cuda") else "cpu")
     device = resolve_device(device_name, dist_info.local_rank)
     if tc["num_threads"] is not None:
         torch.set_num_threads(tc["num_threads"])
-    dataset = build_eval_dataset(config, args.split)
-
-    if checkpoint.is_file() and checkpoint.suffix == ".pt":
-        state = load_checkpoint(checkpoint)
-        if "model_config" in state and "model" in state:
-            model = ssformer.SSformer.from_config(SSformerConfig.from_dict(state["model_config"]))
-            model.load_state_dict(state["model"])
-        else:
-            model = ssformer.SSformer.from_config(model_config(config, dataset.num_classes))
-            ssformer.load_weights(model, state, strict=True)
-    elif checkpoint.is_dir():
-        model = ssformer.SSformer.from_pretrained(checkpoint)
-    else:
-        model = ssformer.SSformer.from_config(model_config(config, dataset.num_classes))
-        ssformer.load_weights(model, checkpoint, strict=True)
+    dataset = build_eval_dataset(config, args.split, preprocessing)
     if model.num_classes != dataset.num_classes:
-        raise ValueError(f"checkpoint {checkpoint} has {model.num_classes} classes but the dataset has "
+        raise ValueError(f"checkpoint {args.checkpoint} has {model.num_classes} classes but the dataset has "
                          f"{dataset.num_classes}")
     model.to(device)
-    results = evaluate(model, dataset, dataset.num_classes, dataset.ignore_index, ec["mode"], ec["crop_size"],
-                       ec["stride"], tta=args.tta, scales=ec["scales"], flip=ec["flip"], device=device,
-                       amp=tc["amp"], num_workers=ec["num_workers"], dist_info=dist_info, progress=True)
+    p = preprocessing
+    results = evaluate(model, dataset, dataset.num_classes, dataset.ignore_index, p.mode, p.crop_size, p.stride,
+                       tta=args.tta, scales=p.tta_scales, flip=p.flip, device=device, amp=tc["amp"],
+                       num_workers=config["eval"]["num_workers"], dist_info=dist_info, progress=True)
     if dist_info.is_main:
-        split = args.split or ec["split"] or config["data"]["val_split"]
-        print(f"{checkpoint} on {config['data']['type']} {split} ({len(dataset)} images, mode {ec['mode']}"
+        split = args.split or config["eval"]["split"] or config["data"]["val_split"]
+        print(f"{args.checkpoint} on {config['data']['type']} {split} ({len(dataset)} images, mode {p.mode}"
               f"{', TTA' if args.tta else ''}):")
         print(format_table(results, dataset.class_names))
         print(paper_summary(results))
         if args.out:
-            record = {"checkpoint": str(checkpoint), "split": split, "mode": ec["mode"], "tta": args.tta,
-                      "images": len(dataset), "class_names": list(dataset.class_names), **results}
+            record = {"checkpoint": str(args.checkpoint), "split": split, "mode": p.mode, "tta": args.tta,
+                      "images": len(dataset), "preprocessing": p.to_dict(), "class_names": list(dataset.class_names),
+                      **results}
             out = Path(args.out)
             with atomic_write(out) as tmp:
                 tmp.write_text(json.dumps(record, indent=2) + "\n")

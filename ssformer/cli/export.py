@@ -10,7 +10,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                               description="Exports with a (1, 3, H, W) input named 'images' and (1, K, H, W) "
                                           "logits, then runs the written file once and prints the largest "
                                           "absolute logit difference to PyTorch (ONNX: via onnxruntime).")
-    p.add_argument("--checkpoint", required=True, help="save_pretrained folder or checkpoint file")
+    p.add_argument("--checkpoint", required=True, help="model folder, checkpoint file or Hub repo id")
     p.add_argument("--config", help="model settings when the checkpoint has none (JSON, folder or variant name)")
     p.add_argument("--format", required=True, choices=["onnx", "torchscript", "exported-program"])
     p.add_argument("--size", required=True, type=int, nargs=2, metavar=("H", "W"), help="input size to trace at")
@@ -26,11 +26,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ssformer.inference.export import export_model
-    from ssformer.inference.loading import load_model
+    from ssformer.loading import load_model
 
     if min(args.size) < 1:
         raise ValueError(f"--size must be positive, got {args.size}")
-    model, _ = load_model(args.checkpoint, args.config)
+    model = load_model(args.checkpoint, args.config).model
     result = export_model(model, args.format, tuple(args.size), args.out, dynamic=args.dynamic, opset=args.opset)
     for (h, w), diff in result.checks:
         print(f"ssformer export: {args.format} at {h}x{w}: max |logit difference| to PyTorch = {diff:.3g}")

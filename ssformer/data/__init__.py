@@ -4,10 +4,11 @@ from ssformer.data.classes import dataset_classes, default_palette
 from ssformer.data.datasets import (
     ADE20K, DATASETS, CamVid, Cityscapes, FolderDataset, PascalVOC, SegmentationDataset, build_dataset)
 from ssformer.data.io import DataError, read_image, read_label
-from ssformer.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Normalize, TestTransform, TrainTransform
+from ssformer.data.preprocessing import Preprocessing, TestTransform
+from ssformer.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Normalize, TrainTransform
 
 __all__ = [
     "ADE20K", "DATASETS", "CamVid", "Cityscapes", "DataError", "FolderDataset", "IMAGENET_MEAN", "IMAGENET_STD",
-    "Normalize", "PascalVOC", "SegmentationDataset", "TestTransform", "TrainTransform", "build_dataset",
+    "Normalize", "PascalVOC", "Preprocessing", "SegmentationDataset", "TestTransform", "TrainTransform", "build_dataset",
     "dataset_classes", "default_palette", "read_image", "read_label",
 ]

@@ -1,15 +1,16 @@
-"""Training and test transforms equivalent to the official mmseg 0.24.1 pipeline.
+"""Training transforms equivalent to the official mmseg 0.24.1 pipeline, and the image operations
+the test-time preprocessing (:mod:`ssformer.data.preprocessing`) is built from.
 
 Train: keep-ratio resize to ``img_scale`` times a random ratio -> random crop (retried while one
 class covers more than ``cat_max_ratio`` of it) -> horizontal flip -> photometric distortion ->
 normalise (ImageNet mean/std, RGB) -> pad to the crop size (image 0, label 255).
-Test: keep-ratio resize of the image only; the label stays at its original size, where the
-official evaluation compares it with the prediction.
+Test: keep-ratio resize of the image with OpenCV's bilinear filter, exactly as mmcv
+(:func:`resize_image_exact`); the label stays at its original size.
 
 Every random draw comes from the ``numpy.random.Generator`` passed in, in the same order as the
 official pipeline draws them; there is no global random state.
 
-Differences from mmseg (measured against it in tests/data/test_transforms_official.py, which
+Differences of the training pipeline from mmseg (measured against it in tests/data/test_transforms_official.py, which
 replays mmseg's own random draws: mean difference under 1 grey level, at most 6, on its cases):
 - images are resized with Pillow's bilinear filter, which averages over the whole footprint when
   shrinking (OpenCV's bilinear samples 2x2 pixels, so fine texture can alias there);
@@ -80,6 +81,17 @@ def resize_image(image: np.ndarray, size: tuple[int, int],
     sy, sx = image.shape[0] / size[0], image.shape[1] / size[1]
     region = (left * sx, top * sy, (left + width) * sx, (top + height) * sy)
     return np.asarray(source.resize((width, height), Image.BILINEAR, box=region))
+
+
+def resize_image_exact(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a uint8 HWC image to ``size`` (h, w) exactly as mmcv's test pipeline does it:
+    OpenCV's ``INTER_LINEAR`` (fixed-point on uint8; Pillow's filter differs and, when shrinking,
+    also smooths)."""
+    import cv2
+
+    if tuple(image.shape[:2]) == tuple(size):
+        return image
+    return cv2.resize(np.ascontiguousarray(image), (int(size[1]), int(size[0])), interpolation=cv2.INTER_LINEAR)
 
 
 def random_crop_box(size: tuple[int, int], crop_size: Sequence[int],
@@ -216,11 +228,13 @@ def photometric_distortion(image: np.ndarray, rng: np.random.Generator, brightne
 
 def normalize(image: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN,
               std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
-    """uint8 HWC RGB -> float32 CHW tensor, (x - mean) / std per channel."""
+    """uint8 HWC RGB -> float32 CHW tensor, ``(x - mean) * (1 / std)`` per channel, bit for bit as mmseg's
+    ``Normalize`` (mean and std kept as float32; OpenCV subtracts the mean in float32, then multiplies
+    by the float64 inverse of the float32 std and rounds)."""
     chw = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float()
     mean_t = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
-    return (chw - mean_t) / std_t
+    inv_std = 1.0 / torch.tensor(std, dtype=torch.float32).double().view(3, 1, 1)
+    return ((chw - mean_t).double() * inv_std).float()
 
 
 def pad(image: torch.Tensor, label: torch.Tensor, size: Sequence[int], image_value: float = 0.0,
@@ -298,22 +312,3 @@ class TrainTransform:
             crop_image = photometric_distortion(np.ascontiguousarray(crop_image), rng)
         return pad(normalize(crop_image, self.mean, self.std), label_tensor(crop_label), self.crop_size,
                    0.0, self.ignore_index)
-
-
-class TestTransform:
-    """Test-time keep-ratio resize of the image to ``img_scale`` (long, short) and normalisation.
-
-    The label is returned unchanged (original size): predictions are resized back to it.
-    ``img_scale=None`` keeps the original size.
-    """
-
-    def __init__(self, img_scale: Sequence[int] | None = (2048, 512), mean: Sequence[float] = IMAGENET_MEAN,
-                 std: Sequence[float] = IMAGENET_STD) -> None:
-        self.img_scale = tuple(int(s) for s in img_scale) if img_scale is not None else None
-        self.mean, self.std = tuple(mean), tuple(std)
-
-    def __call__(self, image: np.ndarray, label: np.ndarray,
-                 rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.img_scale is not None:
-            image = resize_image(image, rescale_size(image.shape[0], image.shape[1], self.img_scale))
-        return normalize(image, self.mean, self.std), label_tensor(label)

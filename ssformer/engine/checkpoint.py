@@ -3,7 +3,9 @@
 A checkpoint is a dict of tensors and primitive containers only, so ``torch.load(weights_only=True)``
 reads it: ``model`` (state dict), ``model_config``, ``optimizer``, ``scaler``, ``iteration`` (number of
 completed iterations), ``rng`` (torch/CUDA states as tensors, numpy and Python states as lists),
-``best`` and ``config``.
+``best``, ``config`` (the training config: the model's recipe) and ``preprocessing`` (its test
+settings), so a training checkpoint loads as a model like any other file
+(:func:`ssformer.load_model`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ssformer.utils import atomic_write
+from ssformer.checkpoints.io import torch_load, write_torch
 
 
 def capture_rng() -> dict[str, Any]:
@@ -45,20 +47,14 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write ``state`` to ``path`` atomically (a crash leaves the previous file intact)."""
-    path = Path(path)
-    with atomic_write(path) as tmp:
-        torch.save(state, tmp)
-    return path
+    return write_torch(state, path)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt or foreign pickle
-        raise ValueError(f"checkpoint {path} could not be read with weights_only=True: {e}") from e
+    state = torch_load(path)
     if not isinstance(state, dict):
         raise ValueError(f"checkpoint {path} is not a dict")
     return state

@@ -143,10 +143,13 @@ def _nest(keys: list[str], value: Any) -> dict[str, Any]:
     return value
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: list[str] = (),
-                **section_updates: Any) -> dict[str, Any]:
-    """Defaults <- YAML file <- ``--set`` overrides <- keyword sections; then validated."""
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] = (), base: dict[str, Any] | None = None,
+                validate: bool = True, **section_updates: Any) -> dict[str, Any]:
+    """Defaults <- ``base`` (a config dict, e.g. a model's recipe) <- YAML file <- ``--set`` overrides
+    <- keyword sections; then validated (``validate=False`` only merges, e.g. to print a recipe)."""
     config = copy.deepcopy(DEFAULTS)
+    if base is not None:
+        config = _merge(config, base, "", open_keys=False)
     if path is not None:
         file = resolve_config_path(path)
         try:
@@ -161,7 +164,8 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
         config = _merge(config, _nest(keys, value), "", open_keys=False)
     for section, value in section_updates.items():
         config = _merge(config, {section: value}, "", open_keys=False)
-    validate_config(config)
+    if validate:
+        validate_config(config)
     return config
 
 

@@ -2,8 +2,9 @@
 
 Work-directory layout: ``latest.pt`` (every ``checkpoint_interval`` iterations and at the end),
 ``best.pt`` (best mIoU so far), ``iter_N.pt`` (the newest ``keep_checkpoints``), ``log.jsonl`` (one
-JSON object per log/eval event), ``config.yaml`` (the resolved config), ``model/`` (the final weights
-as ``save_pretrained``) and TensorBoard events when ``tensorboard`` is installed.
+JSON object per log/eval event), ``config.yaml`` (the resolved config), ``model/`` (the final model
+folder: weights, preprocessing, labels and recipe, as ``save_pretrained``) and TensorBoard events
+when ``tensorboard`` is installed. Every checkpoint loads as a model through ``ssformer.load_model``.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 import ssformer
-from ssformer.data import TestTransform, TrainTransform, build_dataset
+from ssformer.data import TrainTransform, build_dataset
 from ssformer.data.frequencies import class_weights
+from ssformer.data.preprocessing import Preprocessing, TestTransform, from_training_config
 from ssformer.engine.checkpoint import (capture_rng, load_checkpoint, restore_rng, rotate_checkpoints,
                                         save_checkpoint)
 from ssformer.engine.criterion import build_criterion
-from ssformer.engine.distributed import DistInfo, all_reduce_sum, barrier, init_distributed
+from ssformer.engine.distributed import all_reduce_sum, barrier, init_distributed
 from ssformer.engine.evaluator import autocast_context, evaluate
 from ssformer.engine.optim import build_optimizer, poly_warmup_lr, set_lr
 from ssformer.engine.sampling import ConcatSeeded, StreamBatchSampler
@@ -56,10 +58,11 @@ def build_train_dataset(config: dict[str, Any]):
     return parts[0] if len(parts) == 1 else ConcatSeeded(parts), parts[0]
 
 
-def build_eval_dataset(config: dict[str, Any], split: str | None = None):
+def build_eval_dataset(config: dict[str, Any], split: str | None = None, preprocessing: Preprocessing | None = None):
+    """The evaluation split, preprocessed as ``preprocessing`` (default: the config's test settings)."""
     data = config["data"]
     split = split or config["eval"]["split"] or data["val_split"]
-    transform = TestTransform(img_scale=data["test_transform"]["img_scale"])
+    transform = TestTransform(preprocessing or from_training_config(config))
     return build_dataset({"type": data["type"], "root": data["root"], **data["options"]}, transform, split=split)
 
 
@@ -170,6 +173,9 @@ def train(config: dict[str, Any], resume: bool = False, echo=print) -> dict[str,
     torch.manual_seed(tc["seed"])  # identical initial weights on every rank
     model = ssformer.SSformer.from_config(model_config(config, num_classes, first_part.class_names,
                                                        first_part.palette))
+    # What travels with the weights into every checkpoint and model/: test pipeline, labels, recipe.
+    model.preprocessing = from_training_config(config, ignore_index=ignore_index)
+    model.recipe = _to_primitive(config)
     if config["model"]["pretrained"] is not None:
         report = ssformer.load_weights(model, config["model"]["pretrained"], strict=False)
         if dist_info.is_main:
@@ -232,7 +238,8 @@ def train(config: dict[str, Any], resume: bool = False, echo=print) -> dict[str,
             rng = gathered
         return {"model": model.state_dict(), "model_config": _to_primitive(asdict(model.config)),
                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "iteration": iteration,
-                "rng": rng, "best": best, "world_size": dist_info.world_size, "config": _to_primitive(config)}
+                "rng": rng, "best": best, "world_size": dist_info.world_size, "config": model.recipe,
+                "preprocessing": model.preprocessing.to_dict()}
 
     bar = tqdm(total=iters, initial=start_iter, disable=None if tc["progress"] and dist_info.is_main else True,
                dynamic_ncols=True, desc="train")

@@ -1,9 +1,10 @@
 """``Segmenter``: a trained SSformer as a function from images to class masks at their own size.
 
-Preprocessing is the evaluation's (``ssformer.data.transforms``, the official test pipeline):
-keep-ratio resize so the long side <= max(img_scale) and the short side <= min(img_scale)
-(default (2048, 512), ADE20K's), ImageNet mean/std normalisation in RGB; the logits are resized
-back to the original size (bilinear, align_corners=False) before the argmax / softmax.
+Preprocessing is the model's own (:class:`ssformer.data.preprocessing.Preprocessing`, carried by
+every file a model is saved in): the official test pipeline's keep-ratio resize with OpenCV's
+bilinear filter and mean/std normalisation; whole or sliding-window inference; the logits are
+resized back to the original size (bilinear, align_corners=False) before the argmax / softmax.
+Arguments given here override the model's settings.
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ssformer.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize, rescale_size, resize_image
 from ssformer.inference import visualize
 from ssformer.inference.images import ImageInput, load_rgb
-from ssformer.inference.loading import ConfigInput, load_model
 from ssformer.inference.sliding import slide_inference, tta_inference, whole_inference
+from ssformer.loading import ConfigInput, load_model
 from ssformer.models.ssformer import SSformer
 
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
@@ -54,60 +54,62 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
 class Segmenter:
     """Predict class masks with an SSformer.
 
-    ``model_or_path``: an :class:`SSformer`, a ``save_pretrained`` folder or a checkpoint file in
-    any format :func:`ssformer.load_weights` reads (model settings from ``config`` -- a JSON file,
-    folder, dict, SSformerConfig or variant name -- else from the checkpoint). ``mode`` "whole" or
-    "slide" (``crop``/``stride`` windows on the resized image); ``tta`` averages the softmax over
-    ``scales`` x horizontal flip. ``img_scale=None`` feeds images at their original size.
-    An :class:`SSformer` passed in is put in eval mode and moved/cast to ``device``/``dtype`` in
-    place (no copy: models can be large).
+    ``model_or_path``: an :class:`SSformer` or anything :func:`ssformer.load_model` reads (a model
+    folder, training or official checkpoint, converted file, Hub repo id); ``config`` overrides
+    its model settings. ``mode`` "whole" or "slide" (``crop``/``stride`` windows on the resized
+    image), ``img_scale`` (``None``: images at their original size) and ``scales`` (of ``tta``)
+    default to the model's preprocessing. An :class:`SSformer` passed in is put in eval mode and
+    moved/cast to ``device``/``dtype`` in place (no copy: models can be large).
     """
 
     def __init__(self, model_or_path: SSformer | str | os.PathLike, device: str | torch.device = "auto",
                  dtype: str | torch.dtype = "auto", mode: str | None = None,
                  crop: int | Sequence[int] | None = None, stride: int | Sequence[int] | None = None,
-                 tta: bool = False, scales: Sequence[float] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75),
+                 tta: bool = False, scales: Sequence[float] | None = None,
                  img_scale: Sequence[int] | None | str = "auto", config: ConfigInput = None,
                  class_names: Sequence[str] | None = None, palette: Sequence[Sequence[int]] | None = None):
-        model, found = load_model(model_or_path, config)
+        loaded = load_model(model_or_path, config)
+        self.notes = loaded.notes
+        model = loaded.model
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
-        self.mode = mode or found.get("mode", "whole")
-        if self.mode not in ("whole", "slide"):
-            raise ValueError(f"mode must be 'whole' or 'slide', got {self.mode!r}")
-        self.crop = crop if crop is not None else found.get("crop", (512, 512))
-        self.stride = stride if stride is not None else found.get("stride", (341, 341))
+        if isinstance(img_scale, str) and img_scale != "auto":
+            raise ValueError(f"img_scale must be 'auto', None or (long, short), got {img_scale!r}")
+        pairs = {name: (value, value) if isinstance(value, int) else value
+                 for name, value in (("crop_size", crop), ("stride", stride))}
+        self.preprocessing = loaded.preprocessing.replace(mode=mode, tta_scales=scales, **pairs)
+        if img_scale is None or not isinstance(img_scale, str):
+            self.preprocessing = type(self.preprocessing).from_dict(
+                {**self.preprocessing.to_dict(), "img_scale": img_scale}, where="Segmenter img_scale")
         self.tta = tta
-        self.scales = tuple(scales)
-        if isinstance(img_scale, str):
-            if img_scale != "auto":
-                raise ValueError(f"img_scale must be 'auto', None or (long, short), got {img_scale!r}")
-            img_scale = found.get("img_scale", (2048, 512))
-        if img_scale is not None and (len(img_scale) != 2 or min(img_scale) < 1):
-            raise ValueError(f"img_scale must be two positive sizes, got {img_scale}")
-        self.img_scale = tuple(int(s) for s in img_scale) if img_scale is not None else None
         cfg = self.model.config
         self.num_classes = cfg.num_classes
         self.class_names = visualize.class_labels(self.num_classes, class_names or cfg.class_names)
         self.palette = visualize.class_palette(self.num_classes, palette or cfg.palette)
 
+    @property
+    def mode(self) -> str:
+        return self.preprocessing.mode
+
+    @property
+    def img_scale(self) -> tuple[int, int] | None:
+        return self.preprocessing.img_scale
+
     # --- core -----------------------------------------------------------------------------------
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """RGB image -> normalised (3, h, w) float32 tensor at the test scale."""
-        array = np.asarray(image)
-        if self.img_scale is not None:
-            array = resize_image(array, rescale_size(array.shape[0], array.shape[1], self.img_scale))
-        return normalize(array, IMAGENET_MEAN, IMAGENET_STD)
+        return self.preprocessing(np.asarray(image))
 
     def _scores(self, batch: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
         """(B, K, H, W) float32 logits (or averaged probabilities with TTA) at ``out_size``."""
         batch = batch.to(device=self.device)  # float32 images in any model precision (see PatchEmbed)
+        p = self.preprocessing
         if self.tta:
-            return tta_inference(self.model, batch, self.scales, flip=True, mode=self.mode,
-                                 num_classes=self.num_classes, crop=self.crop, stride=self.stride, out_size=out_size)
-        if self.mode == "slide":
-            return slide_inference(self.model, batch, self.num_classes, self.crop, self.stride, out_size=out_size)
+            return tta_inference(self.model, batch, p.tta_scales, flip=p.flip, mode=p.mode, num_classes=self.num_classes,
+                                 crop=p.crop_size, stride=p.stride, out_size=out_size)
+        if p.mode == "slide":
+            return slide_inference(self.model, batch, self.num_classes, p.crop_size, p.stride, out_size=out_size)
         return whole_inference(self.model, batch, out_size=out_size)
 
     def _run(self, images: Sequence[ImageInput], batch_size: int, proba: bool) -> list[np.ndarray]:
@@ -162,5 +164,6 @@ class Segmenter:
         return visualize.legend(self.class_names, self.palette, classes)
 
     def describe(self) -> dict[str, Any]:
+        """The settings predictions are made with (recorded in predict's ``predictions.json``)."""
         return dict(num_classes=self.num_classes, device=str(self.device), dtype=str(self.dtype).replace("torch.", ""),
-                    mode=self.mode, img_scale=self.img_scale, tta=self.tta)
+                    tta=self.tta, preprocessing=self.preprocessing.to_dict())

@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ssformer.checkpoints.artifact import write_file, write_folder
+from ssformer.checkpoints.weights import load_weights
+from ssformer.data.preprocessing import Preprocessing
 from ssformer.models import hugepages
 from ssformer.models.decoder import AllMLPDecoder
 from ssformer.models.export_friendly import use_export_path
 from ssformer.models.swin import SwinEncoder
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
+if TYPE_CHECKING:
+    from ssformer.loading import LoadedModel
 
 
 @dataclass
@@ -64,7 +66,13 @@ class SSformerConfig:
 
 
 class SSformer(nn.Module):
-    """Semantic segmentation model: ``forward(images) -> logits`` of shape (B, K, H, W)."""
+    """Semantic segmentation model: ``forward(images) -> logits`` of shape (B, K, H, W).
+
+    Beside the weights a model carries what makes it usable as it was trained: ``config`` (the
+    architecture, class names and palette), ``preprocessing`` (test pipeline and label conventions;
+    None when unknown) and ``recipe`` (the training config it came from, if any). ``save_pretrained``
+    writes all three; :func:`ssformer.loading.load_model` reads them back from every file format.
+    """
 
     def __init__(self, num_classes: int = 150, embed_dim: int = 128, depths: Sequence[int] = (2, 2, 18, 2),
                  num_heads: Sequence[int] = (4, 8, 16, 32), window_size: int = 7, decoder_dim: int = 256,
@@ -80,6 +88,8 @@ class SSformer(nn.Module):
         self.encoder = SwinEncoder(embed_dim, depths, num_heads, window_size, mlp_ratio, drop_path_rate,
                                    in_channels)
         self.decoder = AllMLPDecoder(self.encoder.dims, num_classes, decoder_dim, dropout)
+        self.preprocessing: Preprocessing | None = None
+        self.recipe: dict[str, Any] | None = None
         self.init_weights()
 
     @property
@@ -121,39 +131,42 @@ class SSformer(nn.Module):
         return upsample_logits(self.forward_logits(images), images.shape[2:])
 
     # --- persistence -------------------------------------------------------------------------
+    def _documents(self) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
+        preprocessing = self.preprocessing.to_dict() if self.preprocessing is not None else None
+        return asdict(self.config), preprocessing, self.recipe
+
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` into ``directory`` (atomically each)."""
-        from safetensors.torch import save_file
+        """Write a model folder: ``config.json``, ``model.safetensors`` and, when known,
+        ``preprocessor_config.json`` and ``training_config.json`` (each atomically)."""
+        return write_folder(directory, self.state_dict(), *self._documents())
 
-        from ssformer.utils import atomic_write
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        config = asdict(self.config)
-        with atomic_write(directory / CONFIG_NAME) as tmp:
-            tmp.write_text(json.dumps(config, indent=2) + "\n")
-        tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        with atomic_write(directory / WEIGHTS_NAME) as tmp:
-            save_file(tensors, str(tmp), metadata={"format": "ssformer"})
-        return directory
+    def save_file(self, path: str | os.PathLike) -> Path:
+        """The whole model in one file: ``.safetensors`` (settings in its metadata) or a torch file."""
+        return write_file(path, self.state_dict(), *self._documents())
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, **overrides: Any) -> SSformer:
-        """Rebuild a model written by :meth:`save_pretrained`; ``overrides`` replace config entries."""
-        from ssformer.models.weights import load_weights
+    def from_pretrained(cls, source: str | os.PathLike, **kwargs: Any) -> SSformer:
+        """The model any supported file, folder or Hub repo id holds (:func:`ssformer.loading.load_model`,
+        which takes the same keyword arguments), in eval mode."""
+        return cls.load(source, **kwargs).model
 
-        directory = Path(directory)
-        config_path = directory / CONFIG_NAME
-        if not config_path.is_file():
-            raise FileNotFoundError(f"{config_path} not found: not a save_pretrained folder")
-        try:
-            data = json.loads(config_path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{config_path} is not valid JSON: {e}") from e
-        data.update(overrides)
-        model = cls.from_config(SSformerConfig.from_dict(data))
-        load_weights(model, directory / WEIGHTS_NAME, strict=True)
-        return model
+    @classmethod
+    def load(cls, source: str | os.PathLike, **kwargs: Any) -> LoadedModel:
+        """:meth:`from_pretrained` with the load report and notes."""
+        from ssformer.loading import load_model  # the loading route sits above the model it builds
+
+        return load_model(source, **kwargs)
+
+    def push_to_hub(self, repo_id: str, private: bool | None = None, token: str | None = None,
+                    commit_message: str = "Upload SSformer model") -> str:
+        """Upload the model folder to the Hugging Face Hub (needs the ``hub`` extra); returns the commit URL."""
+        import tempfile
+
+        from ssformer.checkpoints.hub import upload
+
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp)
+            return upload(tmp, repo_id, private=private, token=token, commit_message=commit_message)
 
     @classmethod
     def from_config(cls, config: SSformerConfig) -> SSformer:
@@ -197,7 +210,5 @@ def create_model(name: str, num_classes: int = 150, pretrained: str | os.PathLik
         raise ValueError(f"unknown model {name!r}; choose one of {list_models()}")
     model = SSformer(num_classes=num_classes, **{**VARIANTS[name], **overrides})
     if pretrained is not None:
-        from ssformer.models.weights import load_weights
-
         load_weights(model, pretrained, strict=strict)
     return model

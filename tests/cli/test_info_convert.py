@@ -9,9 +9,9 @@ import torch
 
 import ssformer
 from ssformer.cli.main import main
-from ssformer.models.weights import read_checkpoint
+from ssformer.checkpoints import read_state_dict
 from tests.conftest import FIXTURES
-from tests.models.test_weights import make_microsoft_checkpoint, official
+from tests.checkpoints.test_weights import make_microsoft_checkpoint, official
 
 W7 = FIXTURES / "official_w7.pth"
 
@@ -52,8 +52,10 @@ def test_info_errors(capsys, tmp_path):
     assert code == 2 and str(bad) in err and "not a readable" in err
     code, _, err = run_cli(capsys, "info", "ssformer_swin_t", "--size", 0, 4)
     assert code == 2 and "--size" in err
-    with pytest.raises(SystemExit):
-        main(["info", "no_such_model"])
+    code, _, err = run_cli(capsys, "info", "no_such_model")
+    assert code == 2 and "unknown model 'no_such_model'" in err and "ssformer_swin_t" in err
+    code, _, err = run_cli(capsys, "info")  # no argument: one readable line, not a usage dump
+    assert code == 2 and "give a model variant" in err and len(err.strip().splitlines()) == 1
 
 
 # --- convert ----------------------------------------------------------------------------------------
@@ -91,7 +93,7 @@ def test_convert_keeps_mmseg_class_names_and_palette(capsys, tmp_path):
 def test_convert_to_file(capsys, tmp_path, suffix):
     dst = tmp_path / f"w7{suffix}"
     assert run_cli(capsys, "convert", W7, dst)[0] == 0
-    state = read_checkpoint(dst)
+    state = read_state_dict(dst)
     assert all(k.startswith(("encoder.", "decoder.")) for k in state)
     if suffix == ".safetensors":
         assert dst.read_bytes()[8:9] == b"{"  # safetensors header, not a zip
@@ -121,7 +123,7 @@ def test_convert_microsoft_backbone(capsys, tmp_path):
                                state["backbone.stages.1.downsample.reduction.weight"], rtol=0, atol=0)
     # As a file, a backbone stays a backbone: no decoder is written.
     assert run_cli(capsys, "convert", src, tmp_path / "enc.safetensors")[0] == 0
-    keys = set(read_checkpoint(tmp_path / "enc.safetensors"))
+    keys = set(read_state_dict(tmp_path / "enc.safetensors"))
     assert keys and all(k.startswith("encoder.") for k in keys)
 
 

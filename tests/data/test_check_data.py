@@ -79,7 +79,7 @@ def test_cli_with_config_fails_and_lists_problems(tmp_path, capsys):
 
 def test_cli_direct_arguments_ok(tmp_path, capsys):
     make_camvid(tmp_path)
-    assert run_cli(["--type", "camvid", "--root", str(tmp_path), "--split", "val"]) == 0
+    assert run_cli(["--type", "camvid", "--data-root", str(tmp_path), "--split", "val"]) == 0
     out = capsys.readouterr().out
     assert "2 pairs, 0 problem(s)" in out and "OK: no problems found" in out and "== camvid train" not in out
 
@@ -109,7 +109,8 @@ def test_cli_folder_dataset_options(tmp_path, capsys):
 def test_cli_shipped_recipe_with_root(tmp_path, capsys):
     """The camvid_cpu recipe trains on train+val and evaluates on test: all three are checked."""
     make_camvid(tmp_path, splits=(("train", 2), ("val", 1), ("test", 1)))
-    assert run_cli(["camvid_cpu", "--root", str(tmp_path)]) == 0
+    assert run_cli(["camvid_cpu", "--data-root", str(tmp_path)]) == 0
+    assert run_cli(["camvid_cpu", "--root", str(tmp_path)]) == 0  # the old spelling still works
     out = capsys.readouterr().out
     assert all(f"== camvid {split}" in out for split in ("train", "val", "test"))
 

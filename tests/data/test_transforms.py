@@ -11,7 +11,7 @@ from ssformer.data.transforms import (
     IMAGENET_MEAN, IMAGENET_STD, TrainTransform, adjust_brightness, adjust_contrast,
     adjust_saturation, class_ratio_ok, normalize, photometric_distortion, random_crop_box, rescale_size,
     resize_image, resize_label, shift_hue)
-from ssformer.data.transforms import TestTransform as EvalTransform  # not collected by pytest
+from ssformer.data.preprocessing import TestTransform as EvalTransform  # not collected by pytest
 
 
 def rng(seed=0):

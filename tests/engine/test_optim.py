@@ -9,7 +9,7 @@ import torch
 
 import ssformer
 from ssformer.engine.optim import build_optimizer, param_groups, poly_warmup_lr
-from ssformer.models.weights import from_mmseg
+from ssformer.checkpoints.keymaps import from_mmseg
 from tests.conftest import FIXTURES
 
 

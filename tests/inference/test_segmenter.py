@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -13,7 +14,7 @@ from PIL import Image
 import ssformer
 from ssformer.inference.images import ImageError
 from ssformer.inference.segmenter import Segmenter
-from ssformer.models.weights import CheckpointError
+from ssformer.checkpoints import CheckpointError
 from tests.conftest import tiny_model_kwargs
 
 
@@ -38,9 +39,12 @@ def picture():
 def test_mask_has_the_original_size_and_follows_the_eval_pipeline(segmenter, model, picture):
     mask = segmenter.predict(picture)
     assert mask.shape == (30, 50) and mask.dtype == np.int64
-    # by hand: 50x30 with scale (96, 64): factor min(96/50, 64/30) = 1.92 -> 96x58 (w x h)
-    resized = np.asarray(Image.fromarray(picture).resize((96, 58), Image.BILINEAR)).astype(np.float32)
-    x = (resized - np.array([123.675, 116.28, 103.53])) / np.array([58.395, 57.12, 57.375])
+    # by hand: 50x30 with scale (96, 64): factor min(96/50, 64/30) = 1.92 -> 96x58 (w x h), resized with
+    # OpenCV's bilinear filter as mmcv's test pipeline does (mmcv.imrescale -> cv2.resize INTER_LINEAR)
+    resized = cv2.resize(picture, (96, 58), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    # mmcv.imnormalize: cv2.subtract(img, mean), cv2.multiply(img, 1 / std) on the float32 image
+    x = cv2.multiply(cv2.subtract(resized, np.float64([[123.675, 116.28, 103.53]])),
+                     1 / np.float64([[58.395, 57.12, 57.375]]))
     x = torch.from_numpy(x.transpose(2, 0, 1)[None].astype(np.float32))
     with torch.no_grad():
         logits = F.interpolate(model(x), size=(30, 50), mode="bilinear", align_corners=False)

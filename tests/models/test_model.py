@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import ssformer
-from ssformer.models.ssformer import CONFIG_NAME
+from ssformer.checkpoints.artifact import CONFIG_NAME
 from tests.conftest import tiny_model_kwargs
 
 
@@ -113,7 +113,9 @@ def test_from_pretrained_errors(tmp_path):
     (tmp_path / CONFIG_NAME).write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         ssformer.SSformer.from_pretrained(tmp_path)
-    (tmp_path / CONFIG_NAME).write_text(json.dumps({"num_classes": 3, "colour": 1}))
+    ssformer.SSformer(**tiny_model_kwargs(num_classes=3)).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / CONFIG_NAME).read_text())
+    (tmp_path / CONFIG_NAME).write_text(json.dumps({**config, "colour": 1}))
     with pytest.raises(ValueError, match="unknown SSformer config keys"):
         ssformer.SSformer.from_pretrained(tmp_path)
 

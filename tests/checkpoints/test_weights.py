@@ -15,7 +15,9 @@ import pytest
 import torch
 
 import ssformer
-from ssformer.models.weights import CheckpointError, read_checkpoint, resize_bias_table, save_state_dict
+from ssformer.checkpoints import CheckpointError, read_state_dict
+from ssformer.checkpoints.io import write_state_dict
+from ssformer.checkpoints.keymaps import resize_bias_table
 from tests.conftest import FIXTURES, tiny_model_kwargs
 
 ATOL = 1e-4
@@ -177,7 +179,7 @@ def test_timm_checkpoint_reproduces_official_encoder(tmp_path):
     state, io = official("w7")
     timm_state = make_timm_checkpoint(state)
     assert "layers.0.downsample.reduction.weight" not in timm_state and "layers.3.downsample.norm.weight" in timm_state
-    path = save_state_dict(timm_state, tmp_path / "model.safetensors")  # the layout of timm's Hub files
+    path = write_state_dict(timm_state, tmp_path / "model.safetensors")  # the layout of timm's Hub files
     model = model_for(io)
     report = ssformer.load_weights(model, path, strict=True)
     assert report.format == "timm"
@@ -419,8 +421,8 @@ def test_own_format_round_trip(tmp_path, suffix):
     _, io = official("w7")
     source = model_for(io)
     ssformer.load_weights(source, FIXTURES / "official_w7.pth")
-    path = save_state_dict(source.state_dict(), tmp_path / f"model{suffix}")
-    assert set(read_checkpoint(path)) == set(source.state_dict())
+    path = write_state_dict(source.state_dict(), tmp_path / f"model{suffix}")
+    assert set(read_state_dict(path)) == set(source.state_dict())
     target = model_for(io)
     report = ssformer.load_weights(target, path, strict=True)
     assert report.format == "ssformer" and report.ok and report.initialised == []
@@ -455,7 +457,7 @@ def test_file_that_is_not_a_checkpoint(tmp_path, tiny_model, name, content):
 
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
 def test_truncated_file(tmp_path, tiny_model, suffix):
-    path = save_state_dict(tiny_model.state_dict(), tmp_path / f"full{suffix}")
+    path = write_state_dict(tiny_model.state_dict(), tmp_path / f"full{suffix}")
     data = path.read_bytes()
     cut = tmp_path / f"cut{suffix}"
     cut.write_bytes(data[: len(data) // 2])

@@ -1,164 +1,36 @@
-"""Read any supported checkpoint, map its keys onto :class:`SSformer`, and report what happened.
+"""Key maps from every supported checkpoint format onto this project's names: state dict in, state dict out.
 
 Formats are recognised by their keys, never by file name:
 
 * this project's own (``encoder.*`` / ``decoder.*``), from ``save_pretrained`` or ``convert``;
-* official SSformer / mmseg checkpoints (``backbone.*`` + ``decode_head.*``, optionally wrapped in
-  ``{'state_dict': ..., 'meta': ...}``) and mmseg-converted Swin backbones (bare ``stages.*`` or
-  with a ``backbone.`` prefix only);
-* Microsoft Swin ImageNet checkpoints (``{'model': ...}``, ``layers.{i}.blocks.{j}.attn.qkv``), and
-  timm < 0.9, which used the same keys;
+* official SSformer / mmseg checkpoints (``backbone.*`` + ``decode_head.*``) and mmseg-converted
+  Swin backbones (bare ``stages.*`` or with a ``backbone.`` prefix only);
+* Microsoft Swin ImageNet checkpoints (``layers.{i}.blocks.{j}.attn.qkv``), and timm < 0.9, which
+  used the same keys;
 * timm >= 0.9 ``SwinTransformer`` state dicts (patch merging at the start of the next stage,
   ``head.fc``), also from ``features_only`` models (``layers_{i}.``);
 * Hugging Face ``SwinModel`` / ``SwinBackbone`` state dicts, with the Hub's key names
   (``attention.self.query``) or those of transformers 5 (``attention.q_proj``), optionally
   prefixed ``swin.`` (image classification) or ``backbone.`` (UperNet).
 
-Classifier heads and the final norm of ImageNet classifiers are ignored (listed in the report);
-encoder-only formats leave the decoder, and formats without per-stage output norms leave
-``encoder.norms``, as initialised (listed as ``initialised``, not as errors). Relative position bias
-tables trained with another window size are resized bicubically.
+Classifier heads and the final norm of ImageNet classifiers are ignored; encoder-only formats
+have no decoder and formats without per-stage output norms no ``encoder.norms`` (the
+:class:`Mapped` flags say so). Nothing here knows the model class: it maps names and shapes only.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-StateDict = dict[str, torch.Tensor]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint could not be read or does not fit the model."""
+from ssformer.checkpoints.io import CheckpointError, StateDict
 
 
-@dataclass
-class LoadReport:
-    """What :func:`load_weights` did. Model keys are in this project's naming, ``ignored`` in the file's.
-
-    ``missing`` keys are errors in strict mode; ``initialised`` keys are parts the checkpoint's
-    format cannot hold (the decoder of a backbone checkpoint, the stage norms of a classifier),
-    left as initialised.
-    """
-
-    format: str
-    loaded: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
-    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
-    resized: list[str] = field(default_factory=list)
-    initialised: list[str] = field(default_factory=list)
-    ignored: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when nothing is missing, unexpected or wrongly shaped."""
-        return not (self.missing or self.unexpected or self.mismatched)
-
-    def __str__(self) -> str:
-        lines = [f"format: {self.format}; loaded {len(self.loaded)} tensors"]
-        if self.resized:
-            lines.append(f"resized relative position tables ({len(self.resized)}): " + ", ".join(self.resized))
-        if self.initialised:
-            lines.append(f"left as initialised ({len(self.initialised)}): " + _summarise(self.initialised))
-        if self.ignored:
-            lines.append(f"ignored from the checkpoint ({len(self.ignored)}): " + _summarise(self.ignored))
-        if self.missing:
-            lines.append(f"missing ({len(self.missing)}): " + ", ".join(self.missing))
-        if self.unexpected:
-            lines.append(f"unexpected ({len(self.unexpected)}): " + ", ".join(self.unexpected))
-        for key, want, got in self.mismatched:
-            lines.append(f"shape mismatch: {key}: model {want}, checkpoint {got}")
-        return "\n".join(lines)
-
-
-def _summarise(keys: list[str], limit: int = 8) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
-
-
-# --- reading ----------------------------------------------------------------------------------
-def read_checkpoint(path: str | os.PathLike) -> StateDict:
-    """Load a state dict from ``.safetensors``, a torch file (``weights_only=True``) or a
-    ``save_pretrained`` folder, unwrapped from ``state_dict`` / ``model`` wrappers."""
-    return read_checkpoint_with_meta(path)[0]
-
-
-def read_checkpoint_with_meta(path: str | os.PathLike) -> tuple[StateDict, dict]:
-    """:func:`read_checkpoint` plus the file's ``meta`` dict (mmseg keeps ``CLASSES`` and ``PALETTE`` there)."""
-    path = Path(path)
-    if path.is_dir():
-        from ssformer.models.ssformer import WEIGHTS_NAME
-
-        path = path / WEIGHTS_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path)), {}
-        except (SafetensorError, OSError, ValueError) as e:
-            raise CheckpointError(f"{path} is not a readable safetensors file: {e}") from e
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types here (pickle, zip, EOF, runtime)
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from e
-    meta = obj.get("meta") if isinstance(obj, Mapping) else None
-    return unwrap(obj, source=str(path)), dict(meta) if isinstance(meta, Mapping) else {}
-
-
-def class_info(meta: Mapping[str, object], num_classes: int) -> tuple[list[str] | None, list[list[int]] | None]:
-    """Class names and palette from an mmseg ``meta`` dict, when they fit ``num_classes``."""
-    names, palette = meta.get("CLASSES"), meta.get("PALETTE")
-    names = [str(n) for n in names] if isinstance(names, (list, tuple)) and len(names) == num_classes else None
-    ok = (names is not None and isinstance(palette, (list, tuple)) and len(palette) == num_classes
-          and all(isinstance(c, (list, tuple)) and len(c) == 3 for c in palette))
-    return names, [[int(v) for v in c] for c in palette] if ok else None
-
-
-def unwrap(obj: object, source: str = "checkpoint") -> StateDict:
-    """Find the tensor mapping inside common wrappers (``state_dict``, ``model``, ``module.``)."""
-    for key in ("state_dict", "model", "module"):
-        if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
-            obj = obj[key]
-            break
-    if not isinstance(obj, Mapping) or not obj:
-        raise CheckpointError(f"{source} holds no state dict (got {type(obj).__name__})")
-    tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
-    if not tensors:
-        raise CheckpointError(f"{source} holds no tensors")
-    if all(k.startswith("module.") for k in tensors):
-        tensors = {k[len("module."):]: v for k, v in tensors.items()}
-    return tensors
-
-
-def save_state_dict(state: Mapping[str, torch.Tensor], path: str | os.PathLike) -> Path:
-    """Write tensors atomically: safetensors for a ``.safetensors`` path, else a torch file."""
-    from ssformer.utils import atomic_write
-
-    path = Path(path)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    with atomic_write(path) as tmp:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import save_file
-
-            save_file(tensors, str(tmp), metadata={"format": "ssformer"})
-        else:
-            torch.save(tensors, tmp)
-    return path
-
-
-# --- key mapping ------------------------------------------------------------------------------
 @dataclass
 class Mapped:
     """A checkpoint in this project's naming, plus what its format cannot hold or did not use."""
@@ -453,49 +325,8 @@ def resize_bias_table(table: torch.Tensor, window_size: int) -> torch.Tensor:
     return grid.reshape(heads, new_side * new_side).T.contiguous().to(table.dtype)
 
 
-def _is_resizable(key: str, want: torch.Size, got: torch.Size) -> bool:
+def is_resizable_bias_table(key: str, want: torch.Size, got: torch.Size) -> bool:
     if not key.endswith("relative_position_bias_table") or len(want) != 2 or len(got) != 2:
         return False
     return want[1] == got[1] and math.isqrt(got[0]) ** 2 == got[0] and math.isqrt(want[0]) % 2 == 1
 
-
-# --- loading ----------------------------------------------------------------------------------
-def load_weights(model: nn.Module, checkpoint: str | os.PathLike | Mapping[str, torch.Tensor],
-                 strict: bool = True) -> LoadReport:
-    """Copy a checkpoint's tensors into ``model``, whatever the supported format.
-
-    ``strict=True`` raises :class:`CheckpointError` listing every missing, unexpected and wrongly
-    shaped key, before anything is copied. Parts the format cannot hold (the decoder of a backbone
-    checkpoint, the stage norms of an ImageNet classifier) are left as initialised and listed in
-    ``report.initialised``; that is not an error.
-    """
-    sd = read_checkpoint(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else unwrap(checkpoint)
-    fmt, mapped = to_ssformer_state_dict(sd)
-    own = model.state_dict()
-    report = LoadReport(format=fmt, ignored=sorted(mapped.ignored), unexpected=list(mapped.unmapped))
-    to_load: StateDict = {}
-    for key, value in mapped.state.items():
-        if key not in own:
-            report.unexpected.append(key)
-        elif own[key].shape == value.shape:
-            to_load[key] = value
-        elif _is_resizable(key, own[key].shape, value.shape):
-            to_load[key] = resize_bias_table(value, (math.isqrt(own[key].shape[0]) + 1) // 2)
-            report.resized.append(key)
-        else:
-            report.mismatched.append((key, tuple(own[key].shape), tuple(value.shape)))
-
-    def cannot_hold(key: str) -> bool:
-        return ((not mapped.has_decoder and key.startswith("decoder."))
-                or (not mapped.has_stage_norms and key.startswith("encoder.norms.")))
-
-    absent = [k for k in own if k not in mapped.state]
-    report.initialised = [k for k in absent if cannot_hold(k)]
-    report.missing = [k for k in absent if not cannot_hold(k)]
-    if strict and not report.ok:
-        raise CheckpointError(f"checkpoint does not fit the model (strict):\n{report}")
-    with torch.no_grad():
-        for key, value in to_load.items():
-            own[key].copy_(value)
-    report.loaded = sorted(to_load)
-    return report

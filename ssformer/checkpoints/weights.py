@@ -1,0 +1,114 @@
+"""Copying a checkpoint's tensors into a model, whatever the format, and reporting what happened."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ssformer.checkpoints.io import CheckpointError, StateDict, read_safetensors, torch_load, unwrap
+from ssformer.checkpoints.keymaps import is_resizable_bias_table, resize_bias_table, to_ssformer_state_dict
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_weights` did. Model keys are in this project's naming, ``ignored`` in the file's.
+
+    ``missing`` keys are errors in strict mode; ``initialised`` keys are parts the checkpoint's
+    format cannot hold (the decoder of a backbone checkpoint, the stage norms of a classifier),
+    left as initialised.
+    """
+
+    format: str
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+    resized: list[str] = field(default_factory=list)
+    initialised: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is missing, unexpected or wrongly shaped."""
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def __str__(self) -> str:
+        lines = [f"format: {self.format}; loaded {len(self.loaded)} tensors"]
+        if self.resized:
+            lines.append(f"resized relative position tables ({len(self.resized)}): " + ", ".join(self.resized))
+        if self.initialised:
+            lines.append(f"left as initialised ({len(self.initialised)}): " + _summarise(self.initialised))
+        if self.ignored:
+            lines.append(f"ignored from the checkpoint ({len(self.ignored)}): " + _summarise(self.ignored))
+        if self.missing:
+            lines.append(f"missing ({len(self.missing)}): " + ", ".join(self.missing))
+        if self.unexpected:
+            lines.append(f"unexpected ({len(self.unexpected)}): " + ", ".join(self.unexpected))
+        for key, want, got in self.mismatched:
+            lines.append(f"shape mismatch: {key}: model {want}, checkpoint {got}")
+        return "\n".join(lines)
+
+
+def _summarise(keys: list[str], limit: int = 8) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+
+def read_state_dict(path: str | os.PathLike) -> StateDict:
+    """The tensors of a ``.safetensors`` file, a torch file or a ``save_pretrained`` folder, unwrapped."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.safetensors"  # a model folder (ssformer.checkpoints.artifact.WEIGHTS_NAME)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if path.suffix == ".safetensors":
+        return read_safetensors(path)[0]
+    return unwrap(torch_load(path), source=str(path))
+
+
+def load_weights(model: nn.Module, checkpoint: str | os.PathLike | Mapping[str, torch.Tensor],
+                 strict: bool = True) -> LoadReport:
+    """Copy a checkpoint's tensors into ``model``, whatever the supported format.
+
+    ``strict=True`` raises :class:`CheckpointError` listing every missing, unexpected and wrongly
+    shaped key, before anything is copied. Parts the format cannot hold (the decoder of a backbone
+    checkpoint, the stage norms of an ImageNet classifier) are left as initialised and listed in
+    ``report.initialised``; that is not an error.
+    """
+    sd = read_state_dict(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else unwrap(checkpoint)
+    fmt, mapped = to_ssformer_state_dict(sd)
+    own = model.state_dict()
+    report = LoadReport(format=fmt, ignored=sorted(mapped.ignored), unexpected=list(mapped.unmapped))
+    to_load: StateDict = {}
+    for key, value in mapped.state.items():
+        if key not in own:
+            report.unexpected.append(key)
+        elif own[key].shape == value.shape:
+            to_load[key] = value
+        elif is_resizable_bias_table(key, own[key].shape, value.shape):
+            to_load[key] = resize_bias_table(value, (math.isqrt(own[key].shape[0]) + 1) // 2)
+            report.resized.append(key)
+        else:
+            report.mismatched.append((key, tuple(own[key].shape), tuple(value.shape)))
+
+    def cannot_hold(key: str) -> bool:
+        return ((not mapped.has_decoder and key.startswith("decoder."))
+                or (not mapped.has_stage_norms and key.startswith("encoder.norms.")))
+
+    absent = [k for k in own if k not in mapped.state]
+    report.initialised = [k for k in absent if cannot_hold(k)]
+    report.missing = [k for k in absent if not cannot_hold(k)]
+    if strict and not report.ok:
+        raise CheckpointError(f"checkpoint does not fit the model (strict):\n{report}")
+    with torch.no_grad():
+        for key, value in to_load.items():
+            own[key].copy_(value)
+    report.loaded = sorted(to_load)
+    return report
