@@ -116,3 +116,16 @@ def format_table(results: dict, class_names: Sequence[str] | None = None) -> str
     lines.append(f"{'mean':<{width}}  " + "  ".join(f"{pct(results['m' + c]):>9}" for c in PER_CLASS))
     lines.append(f"aAcc {pct(results['aAcc'])}  mIoU {pct(results['mIoU'])}  mAcc {pct(results['mAcc'])}  (percent)")
     return "\n".join(lines)
+
+
+def paper_summary(results: dict) -> str:
+    """One line with the three numbers CamVid papers (SegNet, ENet) tabulate, in percent.
+
+    Global accuracy is aAcc = sum(I) / sum(L) over all labelled pixels; class-average accuracy is
+    mAcc, the mean over classes of Acc = I / L; class IoU is mIoU.
+    """
+    def pct(value: float) -> str:
+        return "nan" if math.isnan(value) else f"{100 * value:.2f}"
+
+    return (f"global accuracy (aAcc) {pct(results['aAcc'])}  class-average accuracy (mAcc) {pct(results['mAcc'])}  "
+            f"mean IoU (mIoU) {pct(results['mIoU'])}  (percent)")

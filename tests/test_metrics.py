@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ssformer.metrics import PER_CLASS, IoUMetric, format_table
+from ssformer.metrics import PER_CLASS, IoUMetric, format_table, paper_summary
 from tests.conftest import FIXTURES
 
 
@@ -96,6 +96,14 @@ def test_format_table():
     assert lines[4].split()[1] == "nan"  # sky: no label, no valid prediction
     with pytest.raises(ValueError, match="2 class names for 3 classes"):
         format_table(metric.compute(), ["a", "b"])
+
+
+def test_paper_summary_gives_global_and_class_average_accuracy():
+    # class 0: I 2, L 3, U 3; class 1: I 1, L 1, U 2 -> aAcc 3/4, mAcc (2/3 + 1)/2, mIoU (2/3 + 1/2)/2
+    metric = IoUMetric(2)
+    metric.update(np.array([0, 0, 1, 1, 0]), np.array([0, 0, 0, 1, 255]))
+    assert paper_summary(metric.compute()) == ("global accuracy (aAcc) 75.00  class-average accuracy (mAcc) 83.33  "
+                                               "mean IoU (mIoU) 58.33  (percent)")
 
 
 def _reduce_worker(rank: int, world_size: int, init_file: str, out_file: str) -> None:

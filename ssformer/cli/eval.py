@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from ssformer.engine.evaluator import evaluate
     from ssformer.engine.trainer import build_eval_dataset, resolve_device
     from ssformer.loading import load_model
-    from ssformer.metrics import format_table
+    from ssformer.metrics import format_table, paper_summary
     from ssformer.utils import atomic_write
 
     loaded = load_model(args.checkpoint)
@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.checkpoint} on {config['data']['type']} {split} ({len(dataset)} images, mode {p.mode}"
               f"{', TTA' if args.tta else ''}):")
         print(format_table(results, dataset.class_names))
+        print(paper_summary(results))
         if args.out:
             record = {"checkpoint": str(args.checkpoint), "split": split, "mode": p.mode, "tta": args.tta,
                       "images": len(dataset), "preprocessing": p.to_dict(), "class_names": list(dataset.class_names),

@@ -39,7 +39,10 @@ DEFAULTS: dict[str, Any] = {
         "lr": 6.0e-5, "weight_decay": 0.01, "betas": [0.9, 0.999], "eps": 1.0e-8,
         "no_decay_keys": ["absolute_pos_embed", "relative_position_bias_table", "norm"],
         "warmup_iters": 1500, "warmup_ratio": 1.0e-6, "power": 1.0, "min_lr": 0.0,
-        "avg_non_ignore": False, "clip_grad": None, "amp": "none", "sync_bn": False, "bn_eval": False,
+        "avg_non_ignore": False,  # the default of the cross_entropy terms' avg_non_ignore
+        "loss": [{"type": "cross_entropy"}],  # weighted sum of terms, see LOSS_KEYS and docs/training.md
+        "ohem": None,             # {thresh: float or null, min_kept: int}: OHEM pixel selection
+        "clip_grad": None, "amp": "none", "sync_bn": False, "bn_eval": False,
         "gradient_checkpointing": False, "seed": 0, "device": "auto",
         "num_threads": None,      # CPU threads for torch (None: torch's default); 1 is fastest on a busy CPU
         "log_interval": 50, "eval_interval": 16000, "checkpoint_interval": 16000, "keep_checkpoints": 3,
@@ -55,6 +58,14 @@ DEFAULTS: dict[str, Any] = {
 }
 
 AMP_MODES = ("none", "bf16", "fp16")
+# Loss term type -> its keys and their defaults (besides ``type`` and ``weight``, default 1.0).
+LOSS_KEYS: dict[str, dict[str, Any]] = {
+    "cross_entropy": {"class_weight": None, "avg_non_ignore": None},  # None: train.avg_non_ignore
+    "dice": {"class_weight": None, "smooth": 1.0, "exponent": 2.0},
+    "focal": {"class_weight": None, "gamma": 2.0, "alpha": 0.5},
+    "lovasz": {"class_weight": None, "classes": "present", "per_image": False},
+}
+CLASS_WEIGHT_METHODS = ("median_frequency", "enet")
 EVAL_MODES = ("whole", "slide")
 
 
@@ -241,6 +252,7 @@ def validate_config(config: dict[str, Any]) -> None:
         raise ValueError(f"train.device must be auto, cpu or cuda[:N], got {train['device']!r}")
     if len(train["betas"]) != 2 or not all(0 <= b < 1 for b in train["betas"]):
         raise ValueError(f"train.betas must be two numbers in [0, 1), got {train['betas']!r}")
+    _validate_loss(train)
 
     if ev["mode"] not in EVAL_MODES:
         raise ValueError(f"eval.mode must be whole or slide, got {ev['mode']!r}")
@@ -249,3 +261,74 @@ def validate_config(config: dict[str, Any]) -> None:
     if not ev["scales"] or any(not isinstance(s, (int, float)) or s <= 0 for s in ev["scales"]):
         raise ValueError(f"eval.scales must be positive factors, got {ev['scales']!r}")
     _positive_int(ev, "num_workers", "eval", allow_zero=True)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _validate_loss(train: dict[str, Any]) -> None:
+    """Check ``train.loss`` / ``train.ohem`` and fill in every term's defaults (in place)."""
+    terms = train["loss"]
+    if not isinstance(terms, list) or not terms:
+        raise ValueError(f"train.loss must be a non-empty list of terms like [{{type: cross_entropy}}], got {terms!r}")
+    filled = []
+    for i, term in enumerate(terms):
+        where = f"train.loss[{i}]"
+        if not isinstance(term, dict) or term.get("type") not in LOSS_KEYS:
+            got = term.get("type") if isinstance(term, dict) else term
+            raise ValueError(f"{where}.type must be one of {', '.join(LOSS_KEYS)}, got {got!r}")
+        allowed = {"type": term["type"], "weight": 1.0, **LOSS_KEYS[term["type"]]}
+        unknown = sorted(set(term) - set(allowed))
+        if unknown:
+            raise ValueError(f"unknown key {where}.{unknown[0]} for type {term['type']}; known: {', '.join(allowed)}")
+        term = {**allowed, **term}
+        term["weight"] = _coerce(term["weight"])
+        if not _is_number(term["weight"]) or term["weight"] < 0:
+            raise ValueError(f"{where}.weight must be a number >= 0, got {term['weight']!r}")
+        weight = _coerce(term["class_weight"])
+        if not (weight is None or weight in CLASS_WEIGHT_METHODS or isinstance(weight, list) and weight
+                and all(_is_number(w) and w >= 0 for w in weight)):
+            raise ValueError(f"{where}.class_weight must be null, {' or '.join(CLASS_WEIGHT_METHODS)} or a list of "
+                             f"numbers >= 0 (one per class), got {weight!r}")
+        term["class_weight"] = weight
+        if term["type"] == "cross_entropy":
+            if term["avg_non_ignore"] is None:
+                term["avg_non_ignore"] = train["avg_non_ignore"]
+            if not isinstance(term["avg_non_ignore"], bool):
+                raise ValueError(f"{where}.avg_non_ignore must be true or false, got {term['avg_non_ignore']!r}")
+        for key, low, strict in (("smooth", 0.0, False), ("exponent", 0.0, True), ("gamma", 0.0, False)):
+            if key in term:
+                term[key] = _coerce(term[key])
+                _number(term, key, where, low, strict)
+        if "alpha" in term:
+            alpha = term["alpha"] = _coerce(term["alpha"])
+            values = alpha if isinstance(alpha, list) and alpha else [alpha]
+            if not all(_is_number(a) and 0 <= a <= 1 for a in values):
+                raise ValueError(f"{where}.alpha must be a number in [0, 1] or one such number per class, got {alpha!r}")
+        if "classes" in term and term["classes"] not in ("present", "all") and not (
+                isinstance(term["classes"], list) and term["classes"]
+                and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in term["classes"])):
+            raise ValueError(f"{where}.classes must be present, all or a list of class ids, got {term['classes']!r}")
+        if "per_image" in term and not isinstance(term["per_image"], bool):
+            raise ValueError(f"{where}.per_image must be true or false, got {term['per_image']!r}")
+        filled.append(term)
+    train["loss"] = filled
+
+    ohem = train["ohem"]
+    if ohem is None:
+        return
+    if not isinstance(ohem, dict):
+        raise ValueError(f"train.ohem must be null or a mapping {{thresh: 0.7, min_kept: 100000}}, "  # noqa: TRY004
+                         f"got {ohem!r}")  # (config errors are ValueErrors: the CLI prints them as one line)
+    unknown = sorted(set(ohem) - {"thresh", "min_kept"})
+    if unknown:
+        raise ValueError(f"unknown key train.ohem.{unknown[0]}; known: thresh, min_kept")
+    ohem = train["ohem"] = {"thresh": None, "min_kept": 100000, **{k: _coerce(v) for k, v in ohem.items()}}
+    if ohem["thresh"] is not None and not (_is_number(ohem["thresh"]) and 0 < ohem["thresh"] <= 1):
+        raise ValueError(f"train.ohem.thresh must be null or a probability in (0, 1], got {ohem['thresh']!r}")
+    if isinstance(ohem["min_kept"], bool) or not isinstance(ohem["min_kept"], int) or ohem["min_kept"] < 2:
+        raise ValueError(f"train.ohem.min_kept must be an integer >= 2 (pixels per image), got {ohem['min_kept']!r}")
+    if ohem["thresh"] is None and not any(t["type"] == "cross_entropy" for t in filled):
+        raise ValueError("train.ohem.thresh: null ranks pixels by the cross_entropy terms' loss, but train.loss "
+                         "has no cross_entropy term; give a thresh")

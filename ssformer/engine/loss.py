@@ -115,16 +115,12 @@ def _resize_band(columns_done: torch.Tensor, sources: slice, taps: torch.Tensor)
     return torch.matmul(taps, window).view(b, -1, width, k)
 
 
-def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255,
-                      avg_non_ignore: bool = False) -> torch.Tensor:
-    """Cross-entropy of (B, K, h, w) logits against (B, H, W) labels.
+def per_pixel_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
+    """(B, H, W) cross-entropy of (B, K, h, w) logits resized to the (B, H, W) labels; 0 where ignored.
 
-    The logits are resized to the label size (bilinear, ``align_corners=False``) in float32, as
-    mmseg does, but band by band (:class:`UpsampledCrossEntropy`). With ``avg_non_ignore=False``
-    (the official setting) ignored pixels contribute 0 but still count in the denominator, i.e. the
-    mean is over all B*H*W pixels; with ``True`` it is over the non-ignored pixels only (mmseg
-    divides by their count plus float32 eps). A label that is neither a class nor ``ignore_index``
-    raises ``ValueError``.
+    Checks the shapes and the label values (a label that is neither a class nor ``ignore_index``
+    raises ``ValueError``), then runs :class:`UpsampledCrossEntropy`. Weighted and mined losses
+    (``ssformer.engine.criterion``) scale this map before reducing it.
     """
     if labels.dim() != 3 or logits.dim() != 4 or logits.shape[0] != labels.shape[0]:
         raise ValueError(f"expected logits (B, K, h, w) and labels (B, H, W), got {tuple(logits.shape)} "
@@ -136,7 +132,21 @@ def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: 
         bad = labels[out_of_range].unique()[:5].tolist()
         raise ValueError(f"labels {bad} are outside the {num_classes} classes [0, {num_classes - 1}] "
                          f"and are not ignore_index={ignore_index}")
-    per_pixel = UpsampledCrossEntropy.apply(logits, labels, ignore_index)
+    return UpsampledCrossEntropy.apply(logits, labels, ignore_index)
+
+
+def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255,
+                      avg_non_ignore: bool = False) -> torch.Tensor:
+    """Cross-entropy of (B, K, h, w) logits against (B, H, W) labels.
+
+    The logits are resized to the label size (bilinear, ``align_corners=False``) in float32, as
+    mmseg does, but band by band (:class:`UpsampledCrossEntropy`). With ``avg_non_ignore=False``
+    (the official setting) ignored pixels contribute 0 but still count in the denominator, i.e. the
+    mean is over all B*H*W pixels; with ``True`` it is over the non-ignored pixels only (mmseg
+    divides by their count plus float32 eps). A label that is neither a class nor ``ignore_index``
+    raises ``ValueError``.
+    """
+    per_pixel = per_pixel_cross_entropy(logits, labels, ignore_index)
     if avg_non_ignore:
-        return per_pixel.sum() / (labelled.sum().float() + torch.finfo(torch.float32).eps)
+        return per_pixel.sum() / ((labels != ignore_index).sum().float() + torch.finfo(torch.float32).eps)
     return per_pixel.mean()

@@ -26,12 +26,13 @@ from tqdm import tqdm
 
 import ssformer
 from ssformer.data import TrainTransform, build_dataset
+from ssformer.data.frequencies import class_weights
 from ssformer.data.preprocessing import Preprocessing, TestTransform, from_training_config
 from ssformer.engine.checkpoint import (capture_rng, load_checkpoint, restore_rng, rotate_checkpoints,
                                         save_checkpoint)
+from ssformer.engine.criterion import build_criterion
 from ssformer.engine.distributed import all_reduce_sum, barrier, init_distributed
 from ssformer.engine.evaluator import autocast_context, evaluate
-from ssformer.engine.loss import segmentation_loss
 from ssformer.engine.optim import build_optimizer, poly_warmup_lr, set_lr
 from ssformer.engine.sampling import ConcatSeeded, StreamBatchSampler
 from ssformer.models.ssformer import SSformerConfig, VARIANTS
@@ -165,6 +166,9 @@ def train(config: dict[str, Any], resume: bool = False, echo=print) -> dict[str,
     train_set, first_part = build_train_dataset(config)
     eval_set = build_eval_dataset(config)
     num_classes, ignore_index = first_part.num_classes, first_part.ignore_index
+    parts = train_set.datasets if isinstance(train_set, ConcatSeeded) else [train_set]
+    criterion = build_criterion(tc, num_classes, ignore_index, lambda method: class_weights(method, parts),
+                                echo if dist_info.is_main else None)
 
     torch.manual_seed(tc["seed"])  # identical initial weights on every rank
     model = ssformer.SSformer.from_config(model_config(config, num_classes, first_part.class_names,
@@ -258,7 +262,7 @@ def train(config: dict[str, Any], resume: bool = False, echo=print) -> dict[str,
             with sync:
                 with autocast_context(device, tc["amp"]):
                     logits = net(images)
-                loss = segmentation_loss(logits, labels, ignore_index, tc["avg_non_ignore"])
+                loss = criterion(logits, labels)
                 scaler.scale(loss / accum).backward()
             loss_total += loss.detach() / accum
         status = torch.stack([loss_total.float(), (~torch.isfinite(loss_total)).float()]).cpu()

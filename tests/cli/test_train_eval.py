@@ -25,6 +25,8 @@ def test_train_then_eval_whole_slide_tta(tmp_path, capsys):
     record = json.loads(out.read_text())
     assert record["images"] == 16 and record["split"] == "val.txt" and len(record["IoU"]) == 4
     assert 0.0 <= record["mIoU"] <= 1.0 and 0.0 < record["aAcc"] <= 1.0
+    assert (f"global accuracy (aAcc) {100 * record['aAcc']:.2f}  class-average accuracy (mAcc) "
+            f"{100 * record['mAcc']:.2f}  mean IoU (mIoU) {100 * record['mIoU']:.2f}") in printed
     # the same weights through the save_pretrained folder give the same numbers
     assert main([*common, "--checkpoint", str(work / "model"), "--out", str(tmp_path / "m2.json")]) == 0
     assert json.loads((tmp_path / "m2.json").read_text())["IoU"] == record["IoU"]

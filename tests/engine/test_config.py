@@ -76,3 +76,53 @@ def test_bad_files_and_syntax(tmp_path, root):
         load_config(bad)
     with pytest.raises(ValueError, match="key=value"):
         load_config("sample", [f"data.root={root}", "train.iters"])
+
+
+def test_loss_defaults_to_plain_cross_entropy(root):
+    c = load_config("sample", [f"data.root={root}"])
+    assert c["train"]["loss"] == [{"type": "cross_entropy", "weight": 1.0, "class_weight": None,
+                                   "avg_non_ignore": False}]
+    assert c["train"]["ohem"] is None
+    c = load_config("sample", [f"data.root={root}", "train.avg_non_ignore=true"])
+    assert c["train"]["loss"][0]["avg_non_ignore"] is True
+
+
+def test_loss_list_and_ohem_are_filled_in(root):
+    loss = ("train.loss=[{type: cross_entropy, class_weight: median_frequency}, {type: dice, weight: 0.5}, "
+            "{type: lovasz, classes: [0, 2], per_image: true}, {type: focal, alpha: [0.25, 0.5, 0.5, 0.75], gamma: 1}]")
+    c = load_config("sample", [f"data.root={root}", loss, "train.ohem={thresh: 0.7}"])
+    ce, dice, lovasz, focal = c["train"]["loss"]
+    assert ce == {"type": "cross_entropy", "weight": 1.0, "class_weight": "median_frequency", "avg_non_ignore": False}
+    assert dice == {"type": "dice", "weight": 0.5, "class_weight": None, "smooth": 1.0, "exponent": 2.0}
+    assert lovasz["classes"] == [0, 2] and lovasz["per_image"] is True
+    assert focal["gamma"] == 1 and focal["alpha"] == [0.25, 0.5, 0.5, 0.75]
+    assert c["train"]["ohem"] == {"thresh": 0.7, "min_kept": 100000}
+
+
+@pytest.mark.parametrize("override, match", [
+    ("train.loss=[]", r"train.loss must be a non-empty list"),
+    ("train.loss=[{type: hinge}]", r"train.loss\[0\].type must be one of cross_entropy, dice, focal, lovasz, got 'hinge'"),
+    ("train.loss=[cross_entropy]", r"train.loss\[0\].type must be one of .*got 'cross_entropy'"),
+    ("train.loss=[{type: dice}, {type: dice, gamma: 2}]", r"unknown key train.loss\[1\].gamma for type dice"),
+    ("train.loss=[{type: dice, weight: -1}]", r"train.loss\[0\].weight must be a number >= 0, got -1"),
+    ("train.loss=[{type: cross_entropy, class_weight: balanced}]",
+     r"train.loss\[0\].class_weight must be null, median_frequency or enet or a list .*got 'balanced'"),
+    ("train.loss=[{type: cross_entropy, class_weight: [1, -2]}]", r"train.loss\[0\].class_weight must be"),
+    ("train.loss=[{type: cross_entropy, avg_non_ignore: 1}]", r"train.loss\[0\].avg_non_ignore must be true or false"),
+    ("train.loss=[{type: dice, exponent: 0}]", r"train.loss\[0\].exponent must be a number > 0"),
+    ("train.loss=[{type: focal, alpha: 1.5}]", r"train.loss\[0\].alpha must be a number in \[0, 1\]"),
+    ("train.loss=[{type: lovasz, classes: some}]", r"train.loss\[0\].classes must be present, all or a list"),
+    ("train.loss=[{type: lovasz, per_image: yes please}]", r"train.loss\[0\].per_image must be true or false"),
+    ("train.ohem=0.7", r"train.ohem must be null or a mapping"),
+    ("train.ohem={thres: 0.7}", r"unknown key train.ohem.thres; known: thresh, min_kept"),
+    ("train.ohem={thresh: 1.5}", r"train.ohem.thresh must be null or a probability in \(0, 1\], got 1.5"),
+    ("train.ohem={min_kept: 1}", r"train.ohem.min_kept must be an integer >= 2"),
+])
+def test_bad_loss_settings_name_the_key(root, override, match):
+    with pytest.raises(ValueError, match=match):
+        load_config("sample", [f"data.root={root}", override])
+
+
+def test_ohem_ranking_needs_a_cross_entropy_term(root):
+    with pytest.raises(ValueError, match=r"train.ohem.thresh: null ranks pixels by the cross_entropy terms"):
+        load_config("sample", [f"data.root={root}", "train.loss=[{type: dice}]", "train.ohem={min_kept: 1000}"])

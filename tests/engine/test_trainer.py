@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+import ssformer.engine.criterion as criterion_module
 import ssformer.engine.trainer as trainer_module
 from ssformer.engine.checkpoint import load_checkpoint
 from ssformer.engine.trainer import TrainingDiverged, train
@@ -67,7 +68,7 @@ def test_fixed_seed_repeats_and_another_seed_differs(tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    real_loss = trainer_module.segmentation_loss
+    real_loss = criterion_module.segmentation_loss  # what the default loss calls
     calls = {"n": 0}
 
     def nan_on_fifth(*args, **kwargs):
@@ -75,7 +76,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
         loss = real_loss(*args, **kwargs)
         return loss * float("nan") if calls["n"] == 5 else loss
 
-    monkeypatch.setattr(trainer_module, "segmentation_loss", nan_on_fifth)
+    monkeypatch.setattr(criterion_module, "segmentation_loss", nan_on_fifth)
     work = tmp_path / "run"
     with pytest.raises(TrainingDiverged, match=r"nan at iteration 5.*latest\.pt \(iteration 3\) was kept"):
         train(tiny_config(work))
@@ -141,3 +142,20 @@ def test_tensorboard_events_mirror_the_json_log(tmp_path):
     assert {e.step: e.value for e in events.Scalars("train/loss")} == pytest.approx(logged, rel=1e-6)
     evals = [r for r in records if r["event"] == "eval"]
     assert events.Scalars("eval/mIoU")[-1].value == pytest.approx(evals[-1]["mIoU"], rel=1e-6)
+
+
+def test_configured_loss_list_with_class_weights_and_ohem_trains(tmp_path):
+    from ssformer.data.frequencies import class_weights
+    from ssformer.engine.trainer import build_train_dataset
+
+    messages = []
+    work = tmp_path / "run"
+    config = tiny_config(work, "train.iters=2", "train.loss=[{type: cross_entropy, class_weight: median_frequency}, "
+                         "{type: dice, weight: 0.5}, {type: lovasz, weight: 0.5}, {type: focal}]",
+                         "train.ohem={thresh: 0.7, min_kept: 100}")
+    train(config, echo=messages.append)
+    expected = class_weights("median_frequency", [build_train_dataset(config)[1]])
+    assert f"train.loss[0].class_weight median_frequency: {', '.join(f'{w:.4f}' for w in expected)}" in messages
+    records = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in records if r["event"] == "train"] == [1, 2]
+    assert all(r["loss"] > 0 for r in records if r["event"] == "train")

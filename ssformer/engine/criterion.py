@@ -1,0 +1,123 @@
+"""The training loss: a weighted sum of loss terms with optional OHEM, as mmseg's ``loss_decode`` list.
+
+The terms come from ``train.loss`` (validated and filled in by ``ssformer.engine.config``):
+``cross_entropy`` (banded, never materialising the full-size logits), ``dice``, ``focal`` and
+``lovasz`` (on the logits resized to the label size). ``train.ohem`` selects hard pixels once per
+step as mmseg's ``OHEMPixelSampler`` does; its 0/1 weights scale the cross-entropy (and focal) terms,
+while Dice and Lovász ignore them, as in mmseg 0.24.1 (whose Dice and Lovász drop the weight).
+With the default ``[{type: cross_entropy}]`` and no OHEM the loss is exactly
+:func:`ssformer.engine.loss.segmentation_loss`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ssformer.engine.loss import per_pixel_cross_entropy, segmentation_loss
+from ssformer.engine.loss_terms import (
+    dice_loss,
+    focal_loss,
+    lovasz_softmax_loss,
+    ohem_pixel_weight,
+)
+
+_EPS = torch.finfo(torch.float32).eps
+
+
+class SegmentationCriterion:
+    """``criterion(logits (B, K, h, w), labels (B, H, W)) -> scalar loss``.
+
+    ``terms`` are filled-in ``train.loss`` entries whose ``class_weight`` is None or a list of K
+    numbers (names like ``median_frequency`` resolved by :func:`build_criterion`).
+    """
+
+    def __init__(self, terms: Sequence[dict[str, Any]], ignore_index: int = 255,
+                 ohem: dict[str, Any] | None = None) -> None:
+        self.terms = [dict(t) for t in terms]
+        self.ignore_index, self.ohem = ignore_index, ohem
+        for term in self.terms:
+            if term["class_weight"] is not None:
+                term["class_weight"] = torch.tensor(term["class_weight"], dtype=torch.float32)
+        self.plain = (not ohem and len(self.terms) == 1 and self.terms[0]["type"] == "cross_entropy"
+                      and self.terms[0]["weight"] == 1 and self.terms[0]["class_weight"] is None)
+
+    def __call__(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.plain:
+            return segmentation_loss(logits, labels, self.ignore_index, self.terms[0]["avg_non_ignore"])
+        valid = labels != self.ignore_index
+        target = labels.masked_fill(~valid, 0).long()
+        need_ce = self.ohem or any(t["type"] == "cross_entropy" for t in self.terms)
+        ce = per_pixel_cross_entropy(logits, labels, self.ignore_index) if need_ce else None
+        full = None
+        if any(t["type"] != "cross_entropy" for t in self.terms):
+            full = F.interpolate(logits.float(), size=labels.shape[1:], mode="bilinear", align_corners=False)
+
+        def weighted_ce(term: dict[str, Any]) -> torch.Tensor:
+            weight = term["class_weight"]
+            return ce if weight is None else ce * weight.to(ce.device)[target]
+
+        pixel_weight = None
+        if self.ohem:
+            if self.ohem["thresh"] is not None:
+                pixel_weight = ohem_pixel_weight(labels, self.ignore_index, self.ohem["min_kept"], self.ohem["thresh"],
+                                                 true_class_probability=torch.exp(-ce.detach()))
+            else:
+                ranking = sum(t["weight"] * weighted_ce(t).detach() for t in self.terms
+                              if t["type"] == "cross_entropy")
+                pixel_weight = ohem_pixel_weight(labels, self.ignore_index, self.ohem["min_kept"],
+                                                 pixel_loss=ranking)
+        total = logits.new_zeros((), dtype=torch.float32)
+        for term in self.terms:
+            kind, weight = term["type"], term["class_weight"]
+            weight = weight.to(logits.device) if weight is not None else None
+            if kind == "cross_entropy":
+                per_pixel = weighted_ce(term)
+                if pixel_weight is not None:
+                    per_pixel = per_pixel * pixel_weight
+                value = (per_pixel.sum() / (valid.sum() + _EPS) if term["avg_non_ignore"] else per_pixel.mean())
+            elif kind == "dice":
+                value = dice_loss(full, labels, self.ignore_index, term["smooth"], term["exponent"], weight)
+            elif kind == "focal":
+                value = focal_loss(full, labels, self.ignore_index, term["gamma"], term["alpha"], weight, pixel_weight)
+            else:
+                value = lovasz_softmax_loss(full, labels, self.ignore_index, term["classes"], term["per_image"], weight)
+            total = total + term["weight"] * value
+        return total
+
+
+def build_criterion(train: dict[str, Any], num_classes: int, ignore_index: int,
+                    class_weight_source: Callable[[str], Sequence[float]] | None = None,
+                    echo: Callable[[str], None] | None = None) -> SegmentationCriterion:
+    """The criterion of a validated ``train`` config section for a dataset of ``num_classes`` classes.
+
+    ``class_weight_source(method)`` computes named class weights (e.g. median frequency balancing of
+    the training labels, ``ssformer.data.frequencies.class_weights``); it is called once per method.
+    """
+    computed: dict[str, list[float]] = {}
+    terms = []
+    for i, spec in enumerate(train["loss"]):
+        term, where = dict(spec), f"train.loss[{i}].class_weight"
+        weight = term["class_weight"]
+        if isinstance(weight, str):
+            if weight not in computed:
+                if class_weight_source is None:
+                    raise ValueError(f"{where}: {weight!r} needs the training set to count class frequencies")
+                computed[weight] = [float(w) for w in class_weight_source(weight)]
+                if echo is not None:
+                    echo(f"{where} {weight}: " + ", ".join(f"{w:.4f}" for w in computed[weight]))
+            term["class_weight"] = computed[weight]
+        elif weight is not None and len(weight) != num_classes:
+            raise ValueError(f"{where} has {len(weight)} values but the dataset has {num_classes} classes")
+        alpha = term.get("alpha")
+        if isinstance(alpha, list) and len(alpha) != num_classes:
+            raise ValueError(f"train.loss[{i}].alpha has {len(alpha)} values but the dataset has "
+                             f"{num_classes} classes")
+        classes = term.get("classes")
+        if isinstance(classes, list) and any(c >= num_classes for c in classes):
+            raise ValueError(f"train.loss[{i}].classes {classes} names classes outside [0, {num_classes - 1}]")
+        terms.append(term)
+    return SegmentationCriterion(terms, ignore_index, train["ohem"])
