@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     import ssformer
     from ssformer.engine.checkpoint import load_checkpoint
-    from ssformer.engine.distributed import init_distributed
+    from ssformer.engine.distributed import cleanup, init_distributed
     from ssformer.engine.evaluator import evaluate
     from ssformer.engine.trainer import build_eval_dataset, model_config, resolve_device
     from ssformer.metrics import format_table
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     tc, ec = config["train"], config["eval"]
     device_name = tc["device"] if tc["device"] != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     dist_info = init_distributed("cuda" if device_name.startswith("cuda") else "cpu")
-    device = resolve_device(device_name, dist_info.local_rank)
+    device = resolve_device(device_name, dist_info.local_rank, dist_info.enabled)
     if tc["num_threads"] is not None:
         torch.set_num_threads(tc["num_threads"])
     dataset = build_eval_dataset(config, args.split)
@@ -86,4 +86,6 @@ def run(args: argparse.Namespace) -> int:
             with atomic_write(out) as tmp:
                 tmp.write_text(json.dumps(record, indent=2) + "\n")
             print(f"metrics written to {out}")
+    if dist_info.created_group:
+        cleanup()
     return 0

@@ -113,7 +113,7 @@ def resolve_device(name: str, local_rank: int = 0, distributed: bool = False) ->
                              f"{count} processes per node (torchrun --nproc-per-node)")
         return torch.device("cuda", local_rank)
     device = torch.device(name)
-    index = 0 if device.index is None else device.index
+    index = local_rank if device.index is None else device.index
     if index >= count:
         raise ValueError(f"train.device={name} but only {count} GPU(s) are visible (cuda:0 to cuda:{count - 1})")
     return torch.device("cuda", index)

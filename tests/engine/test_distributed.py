@@ -84,5 +84,6 @@ def test_more_processes_than_gpus_is_a_clear_error(two_gpus):
 def test_single_process_cuda_n_is_used_as_given(two_gpus):
     assert resolve_device("cuda:1") == torch.device("cuda", 1)
     assert resolve_device("cuda") == torch.device("cuda", 0)
+    assert resolve_device("cuda", local_rank=1) == torch.device("cuda", 1)  # eval's group layout
     with pytest.raises(ValueError, match=r"train.device=cuda:2 but only 2 GPU"):
         resolve_device("cuda:2")
