@@ -15,7 +15,7 @@ from tests.conftest import REPO
 def test_cpu_mode_of_the_gpu_check(tmp_path):
     env = {**os.environ, "PYTHON": sys.executable}
     done = subprocess.run(["bash", str(REPO / "tools" / "gpu_check.sh"), "--cpu", "--out", str(tmp_path)],
-                          capture_output=True, text=True, env=env, timeout=600)
+                          capture_output=True, text=True, env=env, timeout=600, check=False)
     summary = (tmp_path / "summary.txt").read_text()
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     for step in ("train-bf16-kill-resume", "torchrun-2-processes", "eval-bf16", "predict", "benchmark-train-bf16"):
