@@ -77,8 +77,9 @@ def reduction_device(group=None) -> torch.device:
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """In-place sum over processes, on the group's :func:`reduction_device` (no-op without a group)."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    """In-place sum over processes, on the group's :func:`reduction_device` (no-op without a group;
+    a one-process group still runs the collective, so a single GPU exercises the NCCL path)."""
+    if dist.is_available() and dist.is_initialized():
         device = reduction_device()
         if tensor.device == device:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
