@@ -92,7 +92,7 @@ CLI=("$PY" -m ssformer.cli.main)
 
 # --- 1. tests ---------------------------------------------------------------------------------
 if [ "$DEVICE" = cuda ]; then
-  step tests "$PY" -m pytest -q -p no:cacheprovider tests/engine tests/models/test_exactness.py \
+  step tests timeout 300 "$PY" -m pytest -q -p no:cacheprovider tests/engine tests/models/test_exactness.py \
     tests/models/test_model.py tests/inference/test_export.py tests/cli/test_benchmark.py tests/test_utils.py
 else
   skip tests "the CPU entries run in the normal test suite"
