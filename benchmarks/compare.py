@@ -24,6 +24,10 @@ class agrees with the official fp32 one.
 Run with the official venv's interpreter, this repository on the path (see docs/benchmarks.md):
 
     /tmp/ssformer-official/bin/python benchmarks/compare.py --threads 2 --runs 7
+
+``--device cuda`` runs every contender on the GPU (timings synchronise the device around each call;
+the page-fault and system-time columns then describe only the host side). ``bf16`` there means
+bf16 weights for ours and bf16 autocast for the others, as on the CPU.
 """
 
 from __future__ import annotations
@@ -160,7 +164,14 @@ class Call(NamedTuple):
     system_seconds: float
 
 
-def interleaved(contenders: dict[str, Callable[[], object]], runs: int, warmup: int) -> dict[str, list[Call]]:
+def synchronize(device: torch.device | None) -> None:
+    """Wait for queued GPU work, so a call's wall time includes its kernels (no-op on the CPU)."""
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved(contenders: dict[str, Callable[[], object]], runs: int, warmup: int,
+                device: torch.device | None = None) -> dict[str, list[Call]]:
     """Every call of each contender, one call each per round, the first one rotating."""
     names = list(contenders)
     for _ in range(warmup):
@@ -169,9 +180,11 @@ def interleaved(contenders: dict[str, Callable[[], object]], runs: int, warmup: 
     calls: dict[str, list[Call]] = {name: [] for name in names}
     for r in range(runs):
         for name in names[r % len(names):] + names[:r % len(names)]:
+            synchronize(device)
             before = resource.getrusage(resource.RUSAGE_SELF)
             start = time.perf_counter()
             contenders[name]()
+            synchronize(device)
             seconds = time.perf_counter() - start
             after = resource.getrusage(resource.RUSAGE_SELF)
             calls[name].append(Call(seconds, after.ru_minflt - before.ru_minflt, after.ru_stime - before.ru_stime))
@@ -181,7 +194,7 @@ def interleaved(contenders: dict[str, Callable[[], object]], runs: int, warmup: 
 def inference(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
               autocast: bool = False) -> Callable[[], torch.Tensor]:
     def call() -> torch.Tensor:
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        with torch.inference_mode(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
             return fn(x)
 
     return call
@@ -197,7 +210,7 @@ def train_step(forward: Callable[[torch.Tensor], torch.Tensor], loss_fn, params,
     optimizer = torch.optim.AdamW(params, lr=6e-5, weight_decay=0.01, fused=True)
 
     def call() -> float:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
             logits = forward(x)
         loss = loss_fn(logits, labels)
         loss.backward()
@@ -254,7 +267,11 @@ def main() -> None:
                         help="folder holding official.py (build_official)")
     parser.add_argument("--json", type=Path, help="also write all numbers to this JSON file")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu); every contender runs there")
     args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: CUDA is not available")
     sys.path.insert(0, str(args.official_dir))
     if not args.no_hf:  # before official.py, which puts a spec-less torchvision stub into sys.modules
         import transformers  # noqa: F401
@@ -263,8 +280,11 @@ def main() -> None:
     height, width = args.size
     report: dict[str, object] = {
         "command": " ".join([Path(sys.executable).name] + sys.argv), "threads": torch.get_num_threads(),
-        "torch": torch.__version__, "load_average_start": os.getloadavg()}
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()}")
+        "torch": torch.__version__, "device": str(device), "load_average_start": os.getloadavg()}
+    if device.type == "cuda":
+        report["gpu"] = torch.cuda.get_device_name(device)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {report.get('gpu', device)}, "
+          f"load average {os.getloadavg()}")
 
     if not args.no_inference:
         official = build_official_model(args.model, args.num_classes, args.checkpoint, args.seed)
@@ -272,21 +292,22 @@ def main() -> None:
         load = ssformer.load_weights(ours, official.state_dict(), strict=True)
         assert not load.missing and not load.unexpected
         ours.eval()
+        hf = None if args.no_hf else HFSwinSSformer(ours).eval().to(device)
+        official, ours = official.to(device), ours.to(device)
         ours_bf16 = copy.deepcopy(ours).to(torch.bfloat16)
-        hf = None if args.no_hf else HFSwinSSformer(ours).eval()
 
-        images = real_images(args.images, args.num_images, height, width)
+        images = [x.to(device) for x in real_images(args.images, args.num_images, height, width)]
         accuracy: dict[str, dict[str, float]] = {}
         with torch.inference_mode():
             for i, x in enumerate(images):
                 reference = official.encode_decode(x, None)
                 classes = reference.argmax(1)
                 outputs = {"ours-fp32": ours(x), "ours-bf16": ours_bf16(x.bfloat16()).float()}
-                with torch.autocast("cpu", dtype=torch.bfloat16):
+                with torch.autocast(device.type, dtype=torch.bfloat16):
                     outputs["official-bf16"] = official.encode_decode(x, None).float()
                 if hf is not None:
                     outputs["hf-fp32"] = hf(x)
-                    with torch.autocast("cpu", dtype=torch.bfloat16):
+                    with torch.autocast(device.type, dtype=torch.bfloat16):
                         outputs["hf-bf16"] = hf(x).float()
                 for name, logits in outputs.items():
                     entry = accuracy.setdefault(name, {"max_abs_logit_diff": 0.0, "argmax_agreement": []})
@@ -316,7 +337,7 @@ def main() -> None:
             if unknown:
                 parser.error(f"--only: unknown contenders {unknown}; choose from {sorted(contenders)}")
             contenders = {name: call for name, call in contenders.items() if name in args.only}
-        stats = summarise(interleaved(contenders, args.runs, args.warmup))
+        stats = summarise(interleaved(contenders, args.runs, args.warmup, device))
         report["inference"] = stats
         print_table(f"inference {args.model} 1x3x{height}x{width}, {args.runs} interleaved rounds", stats,
                     "ours-fp32", ["official-fp32", "hf-fp32"])
@@ -330,9 +351,10 @@ def main() -> None:
         ours = ssformer.create_model(args.train_model, num_classes=args.num_classes)
         ssformer.load_weights(ours, official.state_dict(), strict=True)
         ours.train()
+        official, ours = official.to(device), ours.to(device)
         generator = torch.Generator().manual_seed(args.seed)
-        x = torch.randn(args.train_batch, 3, height, width, generator=generator)
-        labels = torch.randint(0, args.num_classes, (args.train_batch, height, width), generator=generator)
+        x = torch.randn(args.train_batch, 3, height, width, generator=generator).to(device)
+        labels = torch.randint(0, args.num_classes, (args.train_batch, height, width), generator=generator).to(device)
         contenders = {}
         for autocast in (False, True):
             tag = "bf16-autocast" if autocast else "fp32"
@@ -341,7 +363,7 @@ def main() -> None:
                                                    x, labels, autocast)
             contenders[f"official-{tag}"] = train_step(lambda t: official.encode_decode(t, None), official_loss,
                                                        official.parameters(), x, labels, autocast)
-        stats = summarise(interleaved(contenders, args.train_runs, args.warmup))
+        stats = summarise(interleaved(contenders, args.train_runs, args.warmup, device))
         report["train"] = stats
         print_table(f"training step {args.train_model} {args.train_batch}x3x{height}x{width} "
                     f"(forward, cross-entropy, backward, AdamW), {args.train_runs} interleaved rounds", stats,

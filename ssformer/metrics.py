@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ssformer.engine.distributed import all_reduce_sum
+
 PER_CLASS = ("IoU", "Acc", "Dice", "Fscore", "Precision", "Recall")
 
 
@@ -65,12 +67,7 @@ class IoUMetric:
 
     def all_reduce(self) -> None:
         """Sum the counts over all processes (no-op unless torch.distributed is initialised)."""
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            backend = torch.distributed.get_backend()
-            device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
-            counts = self.counts.to(device)
-            torch.distributed.all_reduce(counts)
-            self.counts = counts.cpu()
+        all_reduce_sum(self.counts)  # on the group's device (the GPU under NCCL)
 
     def compute(self) -> dict:
         """aAcc, mIoU, mAcc, mDice, mFscore, mPrecision, mRecall (floats) and per-class lists."""

@@ -16,6 +16,15 @@ ADE_SAMPLE = Path(os.environ.get("SSFORMER_ADE_SAMPLE", SHARED / "data" / "ade20
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
+# Every device this machine has: tests taking the ``device`` fixture run once per entry (the CPU
+# always, CUDA when present; tools/gpu_check.sh runs them on a GPU machine).
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> torch.device:
+    return torch.device(request.param)
+
 
 def tiny_model_kwargs(num_classes: int = 4) -> dict:
     """A few-thousand-parameter SSformer for fast tests."""

@@ -10,8 +10,9 @@ allocator's peak.
 Inference runs the plain ``model.eval()`` / ``model(x)`` call under ``torch.inference_mode()``;
 ``--dtype bf16`` / ``fp16`` converts the model and the input (``model.to(dtype)``).
 ``--train`` times one full training step as the trainer runs it (1/4-size logits, the cross-entropy
-of ``ssformer.engine.loss`` on random labels, backward, AdamW step); there ``bf16`` / ``fp16``
-means autocast with fp32 weights, as training would use.
+of ``ssformer.engine.loss`` on random labels, backward, the trainer's AdamW and loss scaler); there
+``bf16`` / ``fp16`` means autocast with fp32 weights, as training would use (fp16 with the
+GradScaler, on CUDA only).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from pathlib import Path
 
 import torch
 
+from ssformer.engine.evaluator import autocast_context
 from ssformer.engine.loss import segmentation_loss
+from ssformer.engine.optim import build_grad_scaler, build_optimizer
 from ssformer.engine.trainer import LogitsAtQuarter
 from ssformer.models.ssformer import SSformer, create_model, list_models
 
@@ -155,16 +158,20 @@ def inference_step(model: torch.nn.Module, images: torch.Tensor) -> Callable[[],
 
 
 def training_step(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                  optimizer: torch.optim.Optimizer, autocast_dtype: torch.dtype | None) -> Callable[[], object]:
-    """The trainer's step: 1/4-size logits, its cross-entropy (ignore index 255), backward, optimiser step."""
-    device_type = images.device.type
+                  optimizer: torch.optim.Optimizer, amp: str = "none",
+                  scaler: torch.amp.GradScaler | None = None) -> Callable[[], object]:
+    """The trainer's step: 1/4-size logits under its autocast, its cross-entropy (ignore index 255),
+    backward and optimiser step through its loss scaler (enabled for fp16)."""
+    device = images.device
+    scaler = scaler or build_grad_scaler(amp, device)
 
     def step() -> object:
-        with torch.autocast(device_type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+        with autocast_context(device, amp):
             logits = model(images)
         loss = segmentation_loss(logits, labels, ignore_index=255)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         optimizer.zero_grad(set_to_none=True)
         return loss
 
@@ -200,11 +207,11 @@ def benchmark(model: SSformer, height: int, width: int, batch: int = 1, dtype: s
     if train:
         model.train()
         labels = torch.randint(0, model.num_classes, (batch, height, width), generator=generator).to(target)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=6e-5, weight_decay=0.01, fused=True)
+        optimizer = build_optimizer(model, lr=6e-5, weight_decay=0.01)  # the trainer's AdamW groups
         quarter = LogitsAtQuarter(model)
         runner: torch.nn.Module = torch.compile(quarter) if compile else quarter
-        step = training_step(runner, images, labels, optimizer,
-                             None if torch_dtype == torch.float32 else torch_dtype)
+        amp = "none" if dtype == "fp32" else dtype
+        step = training_step(runner, images, labels, optimizer, amp, build_grad_scaler(amp, target))
     else:
         model.eval().to(torch_dtype)
         images = images.to(torch_dtype)

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ssformer.data.preprocessing import from_training_config
-    from ssformer.engine.distributed import init_distributed
+    from ssformer.engine.distributed import cleanup, init_distributed
     from ssformer.engine.evaluator import evaluate
     from ssformer.engine.trainer import build_eval_dataset, resolve_device
     from ssformer.loading import load_model
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
                                                  stride=test.stride, tta_scales=test.tta_scales, flip=test.flip)
     device_name = tc["device"] if tc["device"] != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     dist_info = init_distributed("cuda" if device_name.startswith("cuda") else "cpu")
-    device = resolve_device(device_name, dist_info.local_rank)
+    device = resolve_device(device_name, dist_info.local_rank, dist_info.enabled)
     if tc["num_threads"] is not None:
         torch.set_num_threads(tc["num_threads"])
     dataset = build_eval_dataset(config, args.split, preprocessing)
@@ -93,4 +93,6 @@ def run(args: argparse.Namespace) -> int:
             with atomic_write(out) as tmp:
                 tmp.write_text(json.dumps(record, indent=2) + "\n")
             print(f"metrics written to {out}")
+    if dist_info.created_group:
+        cleanup()
     return 0

@@ -2,7 +2,7 @@
 
 A checkpoint is a dict of tensors and primitive containers only, so ``weights_only`` loading
 reads it: ``model`` (state dict), ``model_config``, ``optimizer``, ``scaler``, ``iteration`` (number of
-completed iterations), ``rng`` (torch/CUDA states as tensors, numpy and Python states as lists),
+completed iterations), ``rng`` (torch and the process's own GPU states as tensors, numpy and Python states as lists),
 ``best``, ``config`` (the training config: the model's recipe) and ``preprocessing`` (its test
 settings), so a training checkpoint loads as a model like any other file
 (:func:`ssformer.load_model`).
@@ -21,8 +21,12 @@ import torch
 from ssformer.checkpoints.io import torch_load, write_torch
 
 
-def capture_rng() -> dict[str, Any]:
-    """Global RNG states as tensors / plain lists."""
+def capture_rng(device: torch.device | str | None = None) -> dict[str, Any]:
+    """Global RNG states as tensors / plain lists; with a CUDA ``device``, that GPU's state only.
+
+    One state per process, not ``get_rng_state_all()``: a resume may see fewer GPUs, and each
+    process's stream belongs to its rank, not to a physical GPU index.
+    """
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     version, py_state, gauss = random.getstate()
     state: dict[str, Any] = {
@@ -30,19 +34,44 @@ def capture_rng() -> dict[str, Any]:
         "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
         "python": [int(version), list(py_state), gauss],
     }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    device = _cuda_device(device)
+    if device is not None:
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def restore_rng(state: dict[str, Any]) -> None:
+def _cuda_device(device: torch.device | str | None) -> torch.device | None:
+    """The CUDA device whose RNG state is saved / restored: ``device``, or the current GPU if in use."""
+    if device is not None:
+        device = torch.device(device)
+        if device.type != "cuda":
+            return None
+        return device if device.index is not None else torch.device("cuda", torch.cuda.current_device())
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return torch.device("cuda", torch.cuda.current_device())
+    return None
+
+
+def restore_rng(state: dict[str, Any], device: torch.device | str | None = None) -> None:
+    """Inverse of :func:`capture_rng`: the saved CUDA state goes to ``device`` (default: the current GPU).
+
+    Older checkpoints hold one state per visible GPU; the current process takes the state of its own
+    device index when present.
+    """
     torch.set_rng_state(state["torch"])
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     version, py_state, gauss = state["python"]
     random.setstate((version, tuple(py_state), gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    target = _cuda_device(device) if torch.cuda.is_available() else None
+    if cuda is None or target is None:
+        return
+    if isinstance(cuda, (list, tuple)):  # written by get_rng_state_all() before
+        if target.index >= len(cuda):
+            return
+        cuda = cuda[target.index]
+    torch.cuda.set_rng_state(cuda, target)
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:

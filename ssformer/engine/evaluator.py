@@ -18,14 +18,25 @@ from tqdm import tqdm
 from ssformer.engine.distributed import DistInfo
 from ssformer.inference.sliding import slide_inference, tta_inference, whole_inference
 from ssformer.metrics import IoUMetric
+from ssformer.utils import cuda_bf16_native
+
+
+def check_amp(device: torch.device, amp: str) -> None:
+    """Refuse autocast modes the device cannot run natively (fp16 off CUDA, emulated bf16 GPUs)."""
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError("train.amp=fp16 needs a CUDA device; use train.amp=bf16 on CPU")
+    if amp == "bf16" and device.type == "cuda" and not cuda_bf16_native(device):
+        major, minor = torch.cuda.get_device_capability(device)
+        raise ValueError(f"train.amp=bf16: {torch.cuda.get_device_name(device)} (compute capability "
+                         f"{major}.{minor}) has no native bfloat16 (it needs 8.0 or newer, Ampere on); "
+                         f"use train.amp=fp16")
 
 
 def autocast_context(device: torch.device, amp: str):
     """bf16/fp16 autocast for ``amp`` in {"bf16", "fp16"}, nothing for "none"."""
     if amp == "none":
         return contextlib.nullcontext()
-    if amp == "fp16" and device.type != "cuda":
-        raise ValueError("train.amp=fp16 needs a CUDA device; use bf16 on CPU")
+    check_amp(device, amp)
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 

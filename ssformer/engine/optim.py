@@ -56,3 +56,21 @@ def poly_warmup_lr(iteration: int, base_lr: float, max_iters: int, power: float 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
+
+
+def build_grad_scaler(amp: str, device: torch.device | str) -> torch.amp.GradScaler:
+    """The loss scaler fp16 autocast needs (fp16 gradients underflow without it); disabled otherwise."""
+    device = torch.device(device)
+    return torch.amp.GradScaler(device.type, enabled=amp == "fp16")
+
+
+def load_scaler_state(scaler: torch.amp.GradScaler, state: dict) -> bool:
+    """Restore a checkpoint's scaler state where there is one; False if the scaler starts afresh.
+
+    A run without fp16 saves an empty state (disabled scaler), which an enabled scaler refuses to
+    load, so resuming a bf16 or fp32 run with ``amp=fp16`` starts from the initial scale.
+    """
+    if not scaler.is_enabled() or not state:
+        return False
+    scaler.load_state_dict(state)
+    return True

@@ -31,9 +31,9 @@ from ssformer.data.preprocessing import Preprocessing, TestTransform, from_train
 from ssformer.engine.checkpoint import (capture_rng, load_checkpoint, restore_rng, rotate_checkpoints,
                                         save_checkpoint)
 from ssformer.engine.criterion import build_criterion
-from ssformer.engine.distributed import all_reduce_sum, barrier, init_distributed
-from ssformer.engine.evaluator import autocast_context, evaluate
-from ssformer.engine.optim import build_optimizer, poly_warmup_lr, set_lr
+from ssformer.engine.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed, torchrun_env
+from ssformer.engine.evaluator import autocast_context, check_amp, evaluate
+from ssformer.engine.optim import build_grad_scaler, build_optimizer, load_scaler_state, poly_warmup_lr, set_lr
 from ssformer.engine.sampling import ConcatSeeded, StreamBatchSampler
 from ssformer.models.ssformer import SSformerConfig, VARIANTS
 
@@ -92,14 +92,34 @@ class LogitsAtQuarter(nn.Module):
         return self.model.forward_logits(images)
 
 
-def resolve_device(name: str, dist_info_local_rank: int = 0) -> torch.device:
+def resolve_device(name: str, local_rank: int = 0, distributed: bool = False) -> torch.device:
+    """The training device for ``train.device``.
+
+    Under torchrun (``distributed``) each process takes GPU ``LOCAL_RANK``: ``auto`` and ``cuda`` map
+    to it and ``cuda:N`` is refused (every process would train on GPU N); choose the GPUs with
+    ``CUDA_VISIBLE_DEVICES``. A single process uses ``cuda:N`` as given.
+    """
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"train.device={name} but CUDA is not available")
-    if name == "cuda":
-        return torch.device("cuda", dist_info_local_rank)
-    return torch.device(name)
+    if not name.startswith("cuda"):
+        return torch.device(name)
+    count = torch.cuda.device_count()
+    if distributed:
+        if name != "cuda":
+            raise ValueError(f"train.device={name} under torchrun would put every process on that GPU; use "
+                             f"train.device=cuda (process LOCAL_RANK takes GPU LOCAL_RANK) and choose GPUs "
+                             f"with CUDA_VISIBLE_DEVICES")
+        if local_rank >= count:
+            raise ValueError(f"LOCAL_RANK={local_rank} but only {count} GPU(s) are visible: start at most "
+                             f"{count} processes per node (torchrun --nproc-per-node)")
+        return torch.device("cuda", local_rank)
+    device = torch.device(name)
+    index = local_rank if device.index is None else device.index
+    if index >= count:
+        raise ValueError(f"train.device={name} but only {count} GPU(s) are visible (cuda:0 to cuda:{count - 1})")
+    return torch.device("cuda", index)
 
 
 def _set_bn_eval(model: nn.Module) -> None:
@@ -147,20 +167,32 @@ class JsonLog:
 
 # --- the loop -----------------------------------------------------------------------------------
 def train(config: dict[str, Any], resume: bool = False, echo=print) -> dict[str, Any]:
-    """Run (or resume) the training described by a validated config; returns a summary dict."""
-    tc, ec = config["train"], config["eval"]
+    """Run (or resume) the training described by a validated config; returns a summary dict.
+
+    Under torchrun the process group is joined here and destroyed on the way out (unless the
+    caller had created it).
+    """
+    tc = config["train"]
     if config["work_dir"] is None:
         raise ValueError("work_dir is not set: give --work-dir DIR")
+    layout = torchrun_env()  # the device is checked before joining the group, so a bad one fails alone
+    device = resolve_device(tc["device"], layout.local_rank, layout.enabled)
+    check_amp(device, tc["amp"])
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # the current device is the one CUDA RNG states and collectives use
+    dist_info = init_distributed(device.type)
+    try:
+        return _train(config, resume, echo, device, dist_info)
+    finally:
+        if dist_info.created_group:
+            cleanup()
+
+
+def _train(config: dict[str, Any], resume: bool, echo, device: torch.device, dist_info: DistInfo) -> dict[str, Any]:
+    tc, ec = config["train"], config["eval"]
     work_dir = Path(config["work_dir"])
-    device_name = tc["device"]
-    if device_name == "auto":
-        device_name = "cuda" if torch.cuda.is_available() else "cpu"
-    dist_info = init_distributed("cuda" if device_name.startswith("cuda") else "cpu")
-    device = resolve_device(device_name, dist_info.local_rank)
     if tc["num_threads"] is not None:
         torch.set_num_threads(tc["num_threads"])
-    if tc["amp"] == "fp16" and device.type != "cuda":
-        raise ValueError("train.amp=fp16 needs a CUDA device; use train.amp=bf16 on CPU")
 
     # Data first: a wrong root or option fails before the model is built.
     train_set, first_part = build_train_dataset(config)
@@ -188,7 +220,7 @@ def train(config: dict[str, Any], resume: bool = False, echo=print) -> dict[str,
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
     optimizer = build_optimizer(model, tc["lr"], tc["weight_decay"], tc["betas"], tc["eps"], tc["no_decay_keys"])
-    scaler = torch.amp.GradScaler("cuda", enabled=tc["amp"] == "fp16")
+    scaler = build_grad_scaler(tc["amp"], device)
 
     start_iter, best = 0, {"mIoU": -1.0, "iter": 0}
     latest = work_dir / "latest.pt"
@@ -198,12 +230,12 @@ def train(config: dict[str, Any], resume: bool = False, echo=print) -> dict[str,
         state = load_checkpoint(latest)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
+        load_scaler_state(scaler, state["scaler"])
         start_iter, best = int(state["iteration"]), dict(state["best"])
         if dist_info.world_size != state.get("world_size", 1):
             raise ValueError(f"{latest} was written by {state.get('world_size', 1)} processes, "
                              f"this run has {dist_info.world_size}; exact resume needs the same number")
-        restore_rng(state["rng"][dist_info.rank] if isinstance(state["rng"], list) else state["rng"])
+        restore_rng(state["rng"][dist_info.rank] if isinstance(state["rng"], list) else state["rng"], device)
         if dist_info.is_main:
             echo(f"resumed from {latest} at iteration {start_iter}")
     else:
@@ -213,7 +245,14 @@ def train(config: dict[str, Any], resume: bool = False, echo=print) -> dict[str,
 
     net: nn.Module = LogitsAtQuarter(model)
     if dist_info.enabled:
-        net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+        # Gradients live in DDP's buckets (allocated here in the parameters' layout) and are zeroed, not
+        # freed, each iteration: autograd's channels-last gradients of 1x1 convolutions would otherwise
+        # trip DDP's "grad strides do not match bucket view strides" check.
+        for p in model.parameters():
+            if p.requires_grad:
+                p.grad = torch.zeros_like(p)
+        net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None,
+                                      gradient_as_bucket_view=True)
 
     if dist_info.is_main:
         work_dir.mkdir(parents=True, exist_ok=True)
@@ -231,7 +270,7 @@ def train(config: dict[str, Any], resume: bool = False, echo=print) -> dict[str,
     iters = tc["iters"]
 
     def state_dict(iteration: int) -> dict[str, Any]:
-        rng = capture_rng()
+        rng = capture_rng(device)
         if dist_info.enabled:
             gathered: list = [None] * dist_info.world_size
             torch.distributed.all_gather_object(gathered, rng)
@@ -252,7 +291,7 @@ def train(config: dict[str, Any], resume: bool = False, echo=print) -> dict[str,
     while it < iters:
         lr = poly_warmup_lr(it, tc["lr"], iters, tc["power"], tc["min_lr"], tc["warmup_iters"], tc["warmup_ratio"])
         set_lr(optimizer, lr)
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=not dist_info.enabled)  # DDP: keep the bucket views
         loss_total = torch.zeros((), device=device)
         for micro in range(accum):
             sample = next(stream)
@@ -265,8 +304,8 @@ def train(config: dict[str, Any], resume: bool = False, echo=print) -> dict[str,
                 loss = criterion(logits, labels)
                 scaler.scale(loss / accum).backward()
             loss_total += loss.detach() / accum
-        status = torch.stack([loss_total.float(), (~torch.isfinite(loss_total)).float()]).cpu()
-        all_reduce_sum(status)
+        status = torch.stack([loss_total.float(), (~torch.isfinite(loss_total)).float()])
+        status = all_reduce_sum(status).cpu()  # summed on the group's device (the GPU under NCCL)
         if status[1] > 0:
             bar.close()
             good = load_checkpoint(latest)["iteration"] if latest.is_file() else None

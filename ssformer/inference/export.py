@@ -1,6 +1,7 @@
 """Exporting a trained SSformer to ONNX, TorchScript or a ``torch.export`` program, checked on the spot.
 
-Every export runs the saved file on a random image of the export size (dynamic ONNX: also at
+The example inputs follow the model's device (a GPU model exports a GPU program; ONNX is traced
+from a CPU copy). Every export runs the saved file on a random image of the export size (dynamic ONNX: also at
 45x70 and 203x317) and reports the largest absolute logit difference to the PyTorch model (ONNX
 through onnxruntime), so a broken export fails here, not in deployment.
 
@@ -14,6 +15,7 @@ dynamic exported programs are refused with :class:`ExportError`; see docs/infere
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -42,9 +44,19 @@ class ExportResult:
         return max(diff for _, diff in self.checks)
 
 
-def _example(size: tuple[int, int], seed: int = 0) -> torch.Tensor:
+def _example(size: tuple[int, int], seed: int = 0, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The same random image on every device (drawn on the CPU, then moved)."""
     generator = torch.Generator().manual_seed(seed)
-    return torch.randn(1, 3, *size, generator=generator)
+    return torch.randn(1, 3, *size, generator=generator).to(device)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model``'s parameters live; example inputs follow it (a CUDA model gets CUDA inputs)."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
 
 
 def export_program(model: nn.Module, size: tuple[int, int], dynamic: bool = False,
@@ -52,7 +64,7 @@ def export_program(model: nn.Module, size: tuple[int, int], dynamic: bool = Fals
     """``torch.export`` of ``model`` (eval mode) on a (1, 3, H, W) input; H and W symbolic when
     ``dynamic`` (from 32 to ``max_size``), which currently raises :class:`ExportError` (the stage
     sizes' floor divisions end in guards that specialise them)."""
-    example = _example(size)
+    example = _example(size, device=model_device(model))
     dynamic_shapes = None
     if dynamic:
         height = torch.export.Dim("height", min=32, max=max_size)
@@ -70,7 +82,7 @@ def export_program(model: nn.Module, size: tuple[int, int], dynamic: bool = Fals
 def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     if a.shape != b.shape:
         raise ExportError(f"exported model gives shape {tuple(a.shape)}, PyTorch {tuple(b.shape)}")
-    return float((a.float() - b.float()).abs().max())
+    return float((a.float().cpu() - b.float().cpu()).abs().max())
 
 
 # At 32 px or more every stage's feature map is smaller than the first one, so the trace records
@@ -130,10 +142,15 @@ def export_model(model: nn.Module, fmt: str, size: tuple[int, int], out: str | o
         except ImportError as e:
             raise ExportError("ONNX export needs onnx, onnxscript and onnxruntime: pip install 'ssformer[onnx]'") from e
     out = Path(out)
+    if fmt == "onnx" and model_device(model).type != "cpu":
+        # ONNX files are device-neutral and checked in onnxruntime on the CPU: trace a CPU copy, which
+        # also keeps CUDA-only attention kernels out of the graph
+        model = copy.deepcopy(model).cpu()
     model = model.float().eval()
+    device = model_device(model)
     sizes = _check_sizes(size, dynamic)
     with torch.no_grad():
-        expected = {s: model(_example(s, seed=i)) for i, s in enumerate(sizes)}
+        expected = {s: model(_example(s, seed=i, device=device)).cpu() for i, s in enumerate(sizes)}
     result = ExportResult(out, fmt)
 
     if fmt == "onnx" and dynamic:
@@ -145,12 +162,12 @@ def export_model(model: nn.Module, fmt: str, size: tuple[int, int], out: str | o
         # Traced from the exported program: its graph is plain aten ops, so Python-side caches and
         # custom autograd functions in the model never reach the tracer.
         with torch.no_grad():
-            traced = torch.jit.trace(program.module(), (_example(size),), check_trace=False)
+            traced = torch.jit.trace(program.module(), (_example(size, device=device),), check_trace=False)
         with atomic_write(out) as tmp:
             torch.jit.save(traced, str(tmp))
-        loaded = torch.jit.load(str(out))
+        loaded = torch.jit.load(str(out), map_location=device)
         with torch.no_grad():
-            result.checks = [(s, _max_diff(loaded(_example(s, i)), expected[s])) for i, s in enumerate(sizes)]
+            result.checks = [(s, _max_diff(loaded(_example(s, i, device)), expected[s])) for i, s in enumerate(sizes)]
         return result
 
     if fmt == "exported-program":
@@ -158,11 +175,11 @@ def export_model(model: nn.Module, fmt: str, size: tuple[int, int], out: str | o
             torch.export.save(program, f)
         loaded = torch.export.load(out).module()
         with torch.no_grad():
-            result.checks = [(s, _max_diff(loaded(_example(s, i)), expected[s])) for i, s in enumerate(sizes)]
+            result.checks = [(s, _max_diff(loaded(_example(s, i, device)), expected[s])) for i, s in enumerate(sizes)]
         return result
 
     kwargs = {} if opset is None else {"opset_version": opset}
-    onnx_program = torch.onnx.export(program, (_example(size),), input_names=["images"], output_names=["logits"],
+    onnx_program = torch.onnx.export(program, (_example(size, device=device),), input_names=["images"], output_names=["logits"],
                                      dynamo=True, verbose=False, **kwargs)
     with atomic_write(out) as tmp:
         onnx_program.save(str(tmp))

@@ -22,6 +22,7 @@ from ssformer.inference.images import ImageInput, load_rgb
 from ssformer.inference.sliding import slide_inference, tta_inference, whole_inference
 from ssformer.loading import ConfigInput, load_model
 from ssformer.models.ssformer import SSformer
+from ssformer.utils import cuda_bf16_native
 
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
           "fp16": torch.float16, "float16": torch.float16}
@@ -39,12 +40,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
     """"auto": float32 on the CPU (exact, and reduced precision is rarely faster there);
-    bfloat16 on GPUs that support it, else float16."""
+    bfloat16 on GPUs that run it natively (compute capability 8.0+), else float16."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype == "auto":
         if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            return torch.bfloat16 if cuda_bf16_native(device) else torch.float16
         return torch.float32
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be auto, fp32, bf16 or fp16, got {dtype!r}")

@@ -87,3 +87,40 @@ def test_percentile_matches_numpy():
     values = [0.5, 0.1, 0.9, 0.3, 0.7, 0.2]
     for q in (0.0, 0.5, 0.9, 1.0):
         assert percentile(values, q) == pytest.approx(np.percentile(values, 100 * q))
+
+
+def test_train_step_uses_the_trainers_optimizer_and_scaler(monkeypatch, device):
+    """``--train`` builds the trainer's AdamW (decay groups, not fused) and, for fp16, its GradScaler."""
+    from ssformer.cli.benchmark import benchmark
+
+    made, steps = [], []
+    real_adamw, real_step = torch.optim.AdamW, torch.amp.GradScaler.step
+
+    class SpyAdamW(real_adamw):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    def spy_step(scaler, optimizer, *args, **kwargs):
+        steps.append(scaler.is_enabled())
+        return real_step(scaler, optimizer, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "AdamW", SpyAdamW)
+    monkeypatch.setattr(torch.amp.GradScaler, "step", spy_step)
+    torch.manual_seed(0)
+    model = ssformer.SSformer(**tiny_model_kwargs(num_classes=3))
+    dtype = "fp16" if device.type == "cuda" else "bf16"
+    benchmark(model, 64, 64, batch=2, dtype=dtype, device=str(device), train=True, runs=1, warmup=0,
+              count_flops=False)
+    (optimizer,) = made
+    assert [g["name"] for g in optimizer.param_groups] == ["decay", "no_decay"]
+    assert not optimizer.defaults.get("fused")
+    assert steps == [dtype == "fp16"]  # the scaler steps the optimiser; enabled for fp16 only
+
+
+def test_fp16_training_off_cuda_is_refused_like_the_trainer(tiny_dir):
+    from ssformer.cli.benchmark import benchmark
+
+    _, model = tiny_dir
+    with pytest.raises(ValueError, match="train.amp=fp16 needs a CUDA device"):
+        benchmark(model, 32, 32, dtype="fp16", device="cpu", train=True, runs=1, warmup=0, count_flops=False)

@@ -6,7 +6,8 @@ from ssformer.engine.config import load_config, sample_root
 
 
 def tiny_overrides(work_dir, *extra: str) -> list[str]:
-    return [f"data.root={sample_root()}", f"work_dir={work_dir}",
+    """On the CPU unless ``extra`` sets ``train.device`` (tests that take the ``device`` fixture do)."""
+    return [f"data.root={sample_root()}", f"work_dir={work_dir}", "train.device=cpu",
             "model.embed_dim=8", "model.depths=[1,1,1,1]", "model.num_heads=[1,1,2,2]", "model.window_size=4",
             "model.decoder_dim=8", "model.drop_path_rate=0.1", "model.dropout=0.1",
             "data.train_transform.crop_size=[32,32]", "data.test_transform.img_scale=[64,48]",

@@ -68,14 +68,16 @@ def _resize_then_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignor
                                                      ((1, 1), (5, 3)), ((16, 12), (64, 48)), ((9, 2), (37, 5))])
 @pytest.mark.parametrize("avg_non_ignore", [False, True])
 def test_banded_loss_and_gradient_equal_resize_then_cross_entropy(logits_size, label_size, avg_non_ignore,
-                                                                 monkeypatch):
+                                                                 monkeypatch, device):
     import ssformer.engine.loss as loss_module
 
     monkeypatch.setattr(loss_module, "_BAND_ELEMENTS_CPU", 200)  # many bands, even at these sizes
+    monkeypatch.setattr(loss_module, "_BAND_ELEMENTS_GPU", 200)
     generator = torch.Generator().manual_seed(sum(logits_size + label_size))
-    logits = torch.randn(2, 5, *logits_size, generator=generator, dtype=torch.float64) * 3
+    logits = (torch.randn(2, 5, *logits_size, generator=generator, dtype=torch.float64) * 3).to(device)
     labels = torch.randint(0, 5, (2, *label_size), generator=generator)
     labels[:, ::3, ::2] = 255
+    labels = labels.to(device)
     ours, reference = logits.clone().requires_grad_(), logits.clone().requires_grad_()
     loss = segmentation_loss(ours, labels, avg_non_ignore=avg_non_ignore)
     expected = _resize_then_cross_entropy(reference, labels, avg_non_ignore=avg_non_ignore)

@@ -57,3 +57,27 @@ def test_schedule_values_by_hand():
     assert poly_warmup_lr(160000, base, total, 1.0, 0.0, warm, ratio) == 0.0
     # power 2 and a floor: (1e-3 - 1e-5) * 0.5^2 + 1e-5 = 2.575e-4
     assert poly_warmup_lr(50, 1e-3, 100, 2.0, 1e-5, 0, ratio) == pytest.approx(2.575e-4, rel=1e-12)
+
+
+# --- the loss scaler --------------------------------------------------------------------------
+def test_fp16_resume_of_a_run_without_a_scaler_starts_a_fresh_scale():
+    """A bf16/fp32 run saves an empty scaler state, which an enabled GradScaler refuses to load."""
+    from ssformer.engine.optim import build_grad_scaler, load_scaler_state
+
+    saved = build_grad_scaler("bf16", "cpu").state_dict()
+    scaler = build_grad_scaler("fp16", "cpu")  # the CPU scaler stands in for CUDA's (same class)
+    with pytest.raises(RuntimeError, match="empty"):
+        scaler.load_state_dict(saved)  # what the trainer did before
+    assert load_scaler_state(scaler, saved) is False
+    assert scaler.is_enabled() and scaler.get_scale() == 2.0 ** 16
+
+
+def test_fp16_scaler_state_round_trips():
+    from ssformer.engine.optim import build_grad_scaler, load_scaler_state
+
+    first = build_grad_scaler("fp16", "cpu")
+    first.scale(torch.ones(()))  # creates the scale tensor, as the first training step does
+    first.update(new_scale=512.0)
+    second = build_grad_scaler("fp16", "cpu")
+    assert load_scaler_state(second, first.state_dict()) is True and second.get_scale() == 512.0
+    assert load_scaler_state(build_grad_scaler("none", "cpu"), first.state_dict()) is False  # fp16 -> fp32

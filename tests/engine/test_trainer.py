@@ -159,3 +159,56 @@ def test_configured_loss_list_with_class_weights_and_ohem_trains(tmp_path):
     records = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
     assert [r["iter"] for r in records if r["event"] == "train"] == [1, 2]
     assert all(r["loss"] > 0 for r in records if r["event"] == "train")
+
+
+def _amp_modes(device: torch.device) -> list[str]:
+    """The autocast modes ``device`` runs natively: bf16 on the CPU; fp16 and (Ampere+) bf16 on GPUs."""
+    if device.type != "cuda":
+        return ["bf16"]
+    from ssformer.utils import cuda_bf16_native
+
+    return ["fp16"] + (["bf16"] if cuda_bf16_native(device) else [])
+
+
+def _kill_at(monkeypatch, iteration: int) -> None:
+    real_lr = trainer_module.poly_warmup_lr
+
+    def crash(it, *args):
+        if it == iteration:
+            raise KeyboardInterrupt("simulated kill")
+        return real_lr(it, *args)
+
+    monkeypatch.setattr(trainer_module, "poly_warmup_lr", crash)
+
+
+def test_mixed_precision_kill_and_resume_on_every_device(tmp_path, monkeypatch, device):
+    """Each native autocast mode trains, is killed after its iteration-3 checkpoint and resumes to the
+    end; the resumed weights match an uninterrupted run (exactly on the CPU; GPU kernels such as
+    atomic-add backward passes are not bit-deterministic)."""
+    for amp in _amp_modes(device):
+        extra = (f"train.device={device}", f"train.amp={amp}")
+        train(tiny_config(tmp_path / amp / "straight", *extra))
+        with monkeypatch.context() as m:
+            _kill_at(m, 3)
+            with pytest.raises(KeyboardInterrupt):
+                train(tiny_config(tmp_path / amp / "resumed", *extra))
+        assert train(tiny_config(tmp_path / amp / "resumed", *extra), resume=True)["iterations"] == 6
+        a, b = (load_checkpoint(tmp_path / amp / run / "latest.pt") for run in ("straight", "resumed"))
+        assert bool(a["scaler"]) == (amp == "fp16")  # fp16 keeps its loss scale in the checkpoint
+        for key, value in a["model"].items():
+            if device.type == "cpu":
+                assert torch.equal(b["model"][key], value), (amp, key)
+            else:
+                torch.testing.assert_close(b["model"][key], value, rtol=1e-3, atol=1e-4, msg=f"{amp} {key}")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 training needs CUDA (tools/gpu_check.sh)")
+def test_a_bf16_run_resumes_with_fp16(tmp_path):
+    """The empty scaler state of a bf16 (or fp32) run is not loaded into fp16's enabled GradScaler."""
+    from ssformer.utils import cuda_bf16_native
+
+    first = "bf16" if cuda_bf16_native(torch.device("cuda")) else "none"
+    train(tiny_config(tmp_path, "train.device=cuda", f"train.amp={first}", "train.iters=3"))
+    assert load_checkpoint(tmp_path / "latest.pt")["scaler"] == {}
+    assert train(tiny_config(tmp_path, "train.device=cuda", "train.amp=fp16"), resume=True)["iterations"] == 6
+    assert load_checkpoint(tmp_path / "latest.pt")["scaler"]["scale"] > 0

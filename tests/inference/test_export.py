@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 
 import pytest
@@ -19,25 +20,28 @@ def model():
 
 
 @pytest.mark.slow
-def test_onnx_export_matches_pytorch(model, tmp_path):
-    """At 45x70 here; tests/cli exports at 40x60 (two sizes, neither a multiple of 32)."""
+def test_onnx_export_matches_pytorch(model, device, tmp_path):
+    """At 45x70 here; tests/cli exports at 40x60 (two sizes, neither a multiple of 32). A GPU model
+    is traced from a CPU copy (ONNX files are device-neutral)."""
     size = (45, 70)
     pytest.importorskip("onnxruntime", reason="onnxruntime is in the dev extra")
-    result = export_model(model, "onnx", size, tmp_path / "model.onnx")
+    result = export_model(copy.deepcopy(model).to(device), "onnx", size, tmp_path / "model.onnx")
     assert (tmp_path / "model.onnx").stat().st_size > 10_000
     assert [s for s, _ in result.checks] == [size]
     assert result.max_abs_diff < 1e-3
 
 
 @pytest.mark.slow
-def test_exported_program_round_trip(model, tmp_path):
-    """``torch.export.export`` on the model, saved, loaded and run."""
-    result = export_model(model, "exported-program", (40, 56), tmp_path / "model.pt2")
+def test_exported_program_round_trip(model, device, tmp_path):
+    """``torch.export.export`` on the model (on ``device``: example inputs follow it), saved, loaded and run."""
+    on_device = copy.deepcopy(model).to(device)
+    result = export_model(on_device, "exported-program", (40, 56), tmp_path / "model.pt2")
     assert result.max_abs_diff < 1e-4
     loaded = torch.export.load(tmp_path / "model.pt2").module()
     x = torch.randn(1, 3, 40, 56)
+    tol = 1e-4 if device.type == "cpu" else 5e-3  # the GPU's convolutions may use TF32
     with torch.no_grad():
-        torch.testing.assert_close(loaded(x), model(x), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(loaded(x.to(device)).cpu(), model(x), rtol=tol, atol=tol)
 
 
 def test_torch_export_export_default_mode(model):
@@ -117,3 +121,12 @@ def test_bad_export_arguments(model, tmp_path):
         export_model(model, "tflite", (32, 32), tmp_path / "m")
     with pytest.raises(ValueError, match="size"):
         export_model(model, "onnx", (0, 32), tmp_path / "m")
+
+
+def test_example_inputs_follow_the_model_device():
+    """A GPU model got CPU example inputs before; "meta" stands in for the GPU here."""
+    from ssformer.inference.export import _example, model_device
+
+    meta = ssformer.SSformer(**tiny_model_kwargs(num_classes=5)).to("meta")
+    assert model_device(meta) == torch.device("meta")
+    assert _example((8, 8), 0, model_device(meta)).device == torch.device("meta")

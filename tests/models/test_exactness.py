@@ -32,12 +32,23 @@ def test_fixture_is_non_trivial(name):
     assert tables and all(t.std() > 0.1 for t in tables)
 
 
+@pytest.fixture
+def exact_device(device, monkeypatch):
+    """``device`` with full-precision float32 (no TF32 convolutions / matmuls on GPUs)."""
+    if device.type == "cuda":
+        monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+        monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    return device
+
+
 @pytest.mark.parametrize("name", CONFIGS)
-def test_logits_match_official(name):
+def test_logits_match_official(name, exact_device):
+    """On every device: the CPU's spelled-out attention and folded BatchNorm, the GPU's fused kernels."""
     model, io = build_from_fixture(name)
+    model.to(exact_device)
     with torch.no_grad():
         for case in io["cases"]:
-            logits = model(case["input"])
+            logits = model(case["input"].to(exact_device)).cpu()
             assert logits.shape == case["logits"].shape
             torch.testing.assert_close(logits, case["logits"], rtol=0, atol=1e-4)
 

@@ -13,9 +13,9 @@ from tests.conftest import tiny_model_kwargs
 
 
 @pytest.mark.parametrize("size", [(1, 1), (3, 5), (7, 7), (31, 33), (64, 64), (203, 317), (1024, 2048)])
-def test_any_input_size(tiny_model, size):
-    tiny_model.eval()
-    x = torch.randn(1, 3, *size)
+def test_any_input_size(tiny_model, size, device):
+    tiny_model.eval().to(device)
+    x = torch.randn(1, 3, *size).to(device)
     with torch.no_grad():
         logits = tiny_model(x)
         features = tiny_model.encoder(x)
@@ -27,9 +27,9 @@ def test_any_input_size(tiny_model, size):
         h, w = -(-h // 2), -(-w // 2)
 
 
-def test_gradients_reach_every_parameter(tiny_model):
-    tiny_model.train()
-    x = torch.randn(2, 3, 45, 61)
+def test_gradients_reach_every_parameter(tiny_model, device):
+    tiny_model.train().to(device)
+    x = torch.randn(2, 3, 45, 61).to(device)
     tiny_model(x).square().mean().backward()
     no_grad = [n for n, p in tiny_model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert no_grad == []
@@ -56,9 +56,9 @@ def test_drop_path_rates_are_linear():
     assert max(steps) - min(steps) < 1e-6
 
 
-def test_gradient_checkpointing_gives_same_gradients(tiny_model):
-    x = torch.randn(1, 3, 40, 40)
-    tiny_model.eval()  # deterministic; checkpointing applies whenever grad is enabled
+def test_gradient_checkpointing_gives_same_gradients(tiny_model, device):
+    x = torch.randn(1, 3, 40, 40).to(device)
+    tiny_model.eval().to(device)  # deterministic; checkpointing applies whenever grad is enabled
     tiny_model(x).sum().backward()
     plain = {n: p.grad.clone() for n, p in tiny_model.named_parameters()}
     tiny_model.zero_grad()
