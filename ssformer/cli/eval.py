@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from ssformer.engine.config import load_config, options_as_overrides
@@ -73,17 +74,25 @@ def run(args: argparse.Namespace) -> int:
     model.to(device)
     results = evaluate(model, dataset, dataset.num_classes, dataset.ignore_index, ec["mode"], ec["crop_size"],
                        ec["stride"], tta=args.tta, scales=ec["scales"], flip=ec["flip"], device=device,
-                       amp=tc["amp"], num_workers=ec["num_workers"], dist_info=dist_info, progress=True)
+                       amp=tc["amp"], num_workers=ec["num_workers"], dist_info=dist_info, progress=True,
+                       skip_unreadable=True)
+    failed = results.pop("failed")
     if dist_info.is_main:
         split = args.split or ec["split"] or config["data"]["val_split"]
-        print(f"{checkpoint} on {config['data']['type']} {split} ({len(dataset)} images, mode {ec['mode']}"
+        print(f"{checkpoint} on {config['data']['type']} {split} ({len(dataset) - len(failed)} images, mode {ec['mode']}"
               f"{', TTA' if args.tta else ''}):")
         print(format_table(results, dataset.class_names))
         if args.out:
             record = {"checkpoint": str(checkpoint), "split": split, "mode": ec["mode"], "tta": args.tta,
-                      "images": len(dataset), "class_names": list(dataset.class_names), **results}
+                      "images": len(dataset) - len(failed), "failed": failed,
+                      "class_names": list(dataset.class_names), **results}
             out = Path(args.out)
             with atomic_write(out) as tmp:
                 tmp.write_text(json.dumps(record, indent=2) + "\n")
             print(f"metrics written to {out}")
-    return 0
+        if failed:
+            print(f"ssformer eval: {len(failed)} of {len(dataset)} images could not be read and were left out:",
+                  file=sys.stderr)
+            for message in failed:
+                print(f"  {message}", file=sys.stderr)
+    return 1 if failed else 0

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ssformer.inference.files import expand_inputs
-    from ssformer.inference.images import ImageError, load_rgb
+    from ssformer.inference.images import load_rgb
     from ssformer.inference.segmenter import Segmenter
     from ssformer.inference.visualize import class_shares
     from ssformer.utils import atomic_write
@@ -62,44 +62,73 @@ def run(args: argparse.Namespace) -> int:
 
     failures: list[tuple[Path, str]] = []
     summary: dict[str, dict] = {}
-    progress = tqdm(total=len(items), unit="img", desc="predict", file=sys.stderr, disable=None)
-    for first in range(0, len(items), args.batch_size):
-        chunk, images = [], []
-        for item in items[first:first + args.batch_size]:
-            try:
-                images.append(load_rgb(item.path))
-                chunk.append(item)
-            except (ImageError, OSError) as e:
-                failures.append((item.path, str(e)))
-                progress.write(f"ssformer predict: skipped {item.path}: {e}", file=sys.stderr)
-                progress.update(1)
-        if not chunk:
-            continue
+
+    def fail(item, error: Exception) -> None:
+        failures.append((item.path, str(error)))
+        progress.write(f"ssformer predict: skipped {item.path}: {error}", file=sys.stderr)
+
+    def write(item, image, mask: np.ndarray, proba: np.ndarray | None) -> None:
+        base = out / item.relative
+        with atomic_write(base.parent / (base.name + ".png")) as tmp:
+            segmenter.mask_image(mask).save(tmp, format="PNG")
+        if not args.no_overlay:
+            with atomic_write(base.parent / (base.name + "_overlay.jpg")) as tmp:
+                segmenter.overlay(image, mask, args.alpha).save(tmp, format="JPEG", quality=90)
+        if proba is not None:
+            with atomic_write(base.parent / (base.name + "_proba.npy")) as tmp:
+                with open(tmp, "wb") as f:
+                    np.save(f, proba.astype(np.float16))
+        shares = class_shares(mask, segmenter.num_classes)
+        summary[str(item.relative)] = {
+            "input": str(item.path), "height": int(mask.shape[0]), "width": int(mask.shape[1]),
+            "classes": {segmenter.class_names[c]: round(float(shares[c]), 6) for c in np.flatnonzero(shares)}}
+
+    def predict(images: list) -> tuple[list, list]:
         if args.save_proba:
             probas = segmenter.predict_proba_batch(images, args.batch_size)
-            masks = [p.argmax(axis=0) for p in probas]
-        else:
-            probas, masks = None, segmenter.predict_batch(images, args.batch_size)
-        for k, (item, image, mask) in enumerate(zip(chunk, images, masks)):
-            base = out / item.relative
-            with atomic_write(base.parent / (base.name + ".png")) as tmp:
-                segmenter.mask_image(mask).save(tmp, format="PNG")
-            if not args.no_overlay:
-                with atomic_write(base.parent / (base.name + "_overlay.jpg")) as tmp:
-                    segmenter.overlay(image, mask, args.alpha).save(tmp, format="JPEG", quality=90)
-            if probas is not None:
-                with atomic_write(base.parent / (base.name + "_proba.npy")) as tmp:
-                    with open(tmp, "wb") as f:
-                        np.save(f, probas[k].astype(np.float16))
-            shares = class_shares(mask, segmenter.num_classes)
-            summary[str(item.relative)] = {
-                "input": str(item.path), "height": int(mask.shape[0]), "width": int(mask.shape[1]),
-                "classes": {segmenter.class_names[c]: round(float(shares[c]), 6) for c in np.flatnonzero(shares)}}
-            progress.update(1)
-    progress.close()
-    with atomic_write(out / "predictions.json") as tmp:
-        tmp.write_text(json.dumps({"model": segmenter.describe(), "images": summary,
-                                   "failed": {str(p): msg for p, msg in failures}}, indent=2) + "\n")
+            return probas, [p.argmax(axis=0) for p in probas]
+        return [None] * len(images), segmenter.predict_batch(images, args.batch_size)
+
+    # Every input is tried; a file that cannot be read, predicted or written is reported with its
+    # path and listed in predictions.json, and the others carry on (exit code 1 at the end).
+    progress = tqdm(total=len(items), unit="img", desc="predict", file=sys.stderr, disable=None)
+    try:
+        for first in range(0, len(items), args.batch_size):
+            chunk, images = [], []
+            for item in items[first:first + args.batch_size]:
+                try:
+                    images.append(load_rgb(item.path))
+                    chunk.append(item)
+                except (ValueError, OSError) as e:  # ImageError is a ValueError
+                    fail(item, e)
+                    progress.update(1)
+            if not chunk:
+                continue
+            try:
+                probas, masks = predict(images)
+                results = list(zip(chunk, images, probas, masks))
+            except (ValueError, RuntimeError, MemoryError):  # find the image(s) at fault, one at a time
+                results = []
+                for item, image in zip(chunk, images):
+                    try:
+                        (proba,), (mask,) = predict([image])
+                        results.append((item, image, proba, mask))
+                    except (ValueError, RuntimeError, MemoryError) as e:
+                        fail(item, e)
+                        progress.update(1)
+            del images
+            for item, image, proba, mask in results:
+                try:
+                    write(item, image, mask, proba)
+                except (ValueError, OSError) as e:  # e.g. wider than JPEG allows
+                    fail(item, e)
+                progress.update(1)
+            del results
+    finally:
+        progress.close()
+        with atomic_write(out / "predictions.json") as tmp:
+            tmp.write_text(json.dumps({"model": segmenter.describe(), "images": summary,
+                                       "failed": {str(p): msg for p, msg in failures}}, indent=2) + "\n")
     print(f"ssformer predict: wrote {len(summary)} masks to {out}")
     if failures:
         print(f"ssformer predict: {len(failures)} of {len(items)} inputs failed:", file=sys.stderr)
