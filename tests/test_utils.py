@@ -32,3 +32,22 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
             tmp.write_text("new")
             raise RuntimeError("crash")
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_checkpoints_follow_the_umask(tmp_path):
+    import torch
+
+    import ssformer
+    from ssformer.engine.checkpoint import save_checkpoint
+    from tests.conftest import tiny_model_kwargs
+
+    old = os.umask(0o022)
+    try:
+        model = ssformer.SSformer(**tiny_model_kwargs())
+        model.save_pretrained(tmp_path / "model")
+        save_checkpoint({"model": model.state_dict(), "iter": torch.tensor(1)}, tmp_path / "latest.pt")
+    finally:
+        os.umask(old)
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(files) >= 3
+    assert {stat.S_IMODE(p.stat().st_mode) for p in files} == {0o644}

@@ -351,6 +351,10 @@ def header_timeout_protocol(seconds: float) -> type[H11Protocol]:
     return Protocol
 
 
+# For uvicorn's command line: ``--http ssformer.inference.serve:HeaderTimeoutProtocol`` (10 s).
+HeaderTimeoutProtocol = header_timeout_protocol(ServeLimits.header_timeout)
+
+
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.create_server((host, port), family=family, reuse_port=False)

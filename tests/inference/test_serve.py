@@ -313,3 +313,20 @@ def test_a_full_queue_answers_503_with_retry_after():
     finally:
         release.set()
         srv.stop()
+
+
+def test_app_from_environment_for_uvicorn_workers(tmp_path, monkeypatch):
+    from starlette.applications import Starlette
+
+    from ssformer.inference.serve import HeaderTimeoutProtocol, ServeLimits, app_from_environment
+
+    monkeypatch.delenv("SSFORMER_CHECKPOINT", raising=False)
+    with pytest.raises(ValueError, match="set SSFORMER_CHECKPOINT"):
+        app_from_environment()
+    torch.manual_seed(0)
+    ssformer.SSformer(**tiny_model_kwargs(num_classes=3)).save_pretrained(tmp_path / "m")
+    monkeypatch.setenv("SSFORMER_CHECKPOINT", str(tmp_path / "m"))
+    monkeypatch.setenv("SSFORMER_QUEUE", "3")
+    app = app_from_environment()
+    assert isinstance(app, Starlette) and {r.path for r in app.routes} >= {"/api/predict", "/health"}
+    assert ServeLimits().header_timeout == 10.0 and HeaderTimeoutProtocol.__mro__[1].__name__ == "H11Protocol"
