@@ -27,10 +27,9 @@ def test_files_follow_the_umask(tmp_path, umask, mode):
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     target = tmp_path / "out.txt"
     target.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_write(target) as tmp:
-            tmp.write_text("new")
-            raise RuntimeError("crash")
+    with pytest.raises(RuntimeError), atomic_write(target) as tmp:
+        tmp.write_text("new")
+        raise RuntimeError("crash")
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.txt"]
 
 

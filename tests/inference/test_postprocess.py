@@ -7,7 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssformer.inference.postprocess import check_full_size, class_group_size, resized_argmax
+from ssformer.inference.postprocess import (
+    check_full_size,
+    class_group_size,
+    resized_argmax,
+)
 
 
 def full_size_mask(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

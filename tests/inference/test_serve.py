@@ -90,7 +90,7 @@ def raw_exchange(port: int, data: bytes, wait: float = 20.0) -> tuple[bytes, flo
     try:
         while chunk := sock.recv(65536):
             received += chunk
-    except socket.timeout:
+    except TimeoutError:
         received += b"<still open>"
     finally:
         sock.close()
@@ -318,7 +318,11 @@ def test_a_full_queue_answers_503_with_retry_after():
 def test_app_from_environment_for_uvicorn_workers(tmp_path, monkeypatch):
     from starlette.applications import Starlette
 
-    from ssformer.inference.serve import HeaderTimeoutProtocol, ServeLimits, app_from_environment
+    from ssformer.inference.serve import (
+        HeaderTimeoutProtocol,
+        ServeLimits,
+        app_from_environment,
+    )
 
     monkeypatch.delenv("SSFORMER_CHECKPOINT", raising=False)
     with pytest.raises(ValueError, match="set SSFORMER_CHECKPOINT"):
