@@ -11,11 +11,28 @@ from pathlib import Path
 import torch
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux reports it (``os.umask`` can only
+    be read by setting it, which races with other threads creating files)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename.
 
     A crash or exception leaves any previous file at ``path`` untouched and removes the temporary.
+    The file gets the permissions a plain ``open(path, "w")`` would (0666 minus the umask), not
+    the temporary's private 0600.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -26,6 +43,7 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

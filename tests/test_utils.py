@@ -1,11 +1,16 @@
-"""``cuda_bf16_native``: emulated bfloat16 does not count (``dtype="auto"`` then picks fp16)."""
+"""``ssformer.utils``: atomic_write (all or nothing, the permissions a plain open() would give) and
+``cuda_bf16_native`` (emulated bfloat16 does not count: ``dtype="auto"`` then picks fp16)."""
 
 from __future__ import annotations
 
+import os
+import stat
+
+import pytest
 import torch
 
 from ssformer.inference.segmenter import resolve_dtype
-from ssformer.utils import cuda_bf16_native
+from ssformer.utils import atomic_write, cuda_bf16_native, current_umask
 from tests.engine.test_evaluator import fake_gpu
 
 
@@ -25,3 +30,45 @@ def test_no_gpu_has_no_native_bf16(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert not cuda_bf16_native()
     assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_files_follow_the_umask(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        assert current_umask() == umask
+        with atomic_write(tmp_path / "out.txt") as tmp:
+            tmp.write_text("x")
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out.txt").stat().st_mode) == mode == stat.S_IMODE(plain.stat().st_mode)
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_write(target) as tmp:
+        tmp.write_text("new")
+        raise RuntimeError("crash")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_checkpoints_follow_the_umask(tmp_path):
+    import torch
+
+    import ssformer
+    from ssformer.engine.checkpoint import save_checkpoint
+    from tests.conftest import tiny_model_kwargs
+
+    old = os.umask(0o022)
+    try:
+        model = ssformer.SSformer(**tiny_model_kwargs())
+        model.save_pretrained(tmp_path / "model")
+        save_checkpoint({"model": model.state_dict(), "iter": torch.tensor(1)}, tmp_path / "latest.pt")
+    finally:
+        os.umask(old)
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(files) >= 3
+    assert {stat.S_IMODE(p.stat().st_mode) for p in files} == {0o644}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import sys
 from pathlib import Path
 
 from ssformer.engine.config import load_config, options_as_overrides
@@ -78,21 +79,28 @@ def run(args: argparse.Namespace) -> int:
     p = preprocessing
     results = evaluate(model, dataset, dataset.num_classes, dataset.ignore_index, p.mode, p.crop_size, p.stride,
                        tta=args.tta, scales=p.tta_scales, flip=p.flip, device=device, amp=tc["amp"],
-                       num_workers=config["eval"]["num_workers"], dist_info=dist_info, progress=True)
+                       num_workers=config["eval"]["num_workers"], dist_info=dist_info, progress=True,
+                       skip_unreadable=True)
+    failed = results.pop("failed")
     if dist_info.is_main:
         split = args.split or config["eval"]["split"] or config["data"]["val_split"]
-        print(f"{args.checkpoint} on {config['data']['type']} {split} ({len(dataset)} images, mode {p.mode}"
+        print(f"{args.checkpoint} on {config['data']['type']} {split} ({len(dataset) - len(failed)} images, mode {p.mode}"
               f"{', TTA' if args.tta else ''}):")
         print(format_table(results, dataset.class_names))
         print(paper_summary(results))
         if args.out:
             record = {"checkpoint": str(args.checkpoint), "split": split, "mode": p.mode, "tta": args.tta,
-                      "images": len(dataset), "preprocessing": p.to_dict(), "class_names": list(dataset.class_names),
-                      **results}
+                      "images": len(dataset) - len(failed), "failed": failed, "preprocessing": p.to_dict(),
+                      "class_names": list(dataset.class_names), **results}
             out = Path(args.out)
             with atomic_write(out) as tmp:
                 tmp.write_text(json.dumps(record, indent=2) + "\n")
             print(f"metrics written to {out}")
+        if failed:
+            print(f"ssformer eval: {len(failed)} of {len(dataset)} images could not be read and were left out:",
+                  file=sys.stderr)
+            for message in failed:
+                print(f"  {message}", file=sys.stderr)
     if dist_info.created_group:
         cleanup()
-    return 0
+    return 1 if failed else 0

@@ -22,8 +22,10 @@ def _open(path: str | os.PathLike, what: str) -> Image.Image:
     try:
         image = Image.open(path)
         image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise DataError(f"cannot read {what} {path}: {e}") from e
+    if image.width == 0 or image.height == 0:
+        raise DataError(f"{what} {path} has zero size ({image.width}x{image.height})")
     return image
 
 
@@ -62,7 +64,7 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     try:
         with Image.open(path) as image:
             width, height = image.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise DataError(f"cannot read {path}: {e}") from e
     return height, width
 

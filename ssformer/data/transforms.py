@@ -36,10 +36,11 @@ IMAGENET_STD = (58.395, 57.12, 57.375)
 
 def rescale_size(height: int, width: int, scale: Sequence[int]) -> tuple[int, int]:
     """mmseg's keep-ratio rule: the largest size with long side <= max(scale) and short side
-    <= min(scale); returns (new_height, new_width), each rounded half up."""
+    <= min(scale); returns (new_height, new_width), each rounded half up and at least 1 (a 1x40000
+    image would otherwise round to height 0)."""
     long_edge, short_edge = max(scale), min(scale)
     factor = min(long_edge / max(height, width), short_edge / min(height, width))
-    return int(height * factor + 0.5), int(width * factor + 0.5)
+    return max(1, int(height * factor + 0.5)), max(1, int(width * factor + 0.5))
 
 
 def random_scale(img_scale: Sequence[int], ratio_range: Sequence[float], rng: np.random.Generator) -> tuple[int, int]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from ssformer.engine.distributed import DistInfo
@@ -52,22 +52,58 @@ def predict_logits(model: nn.Module, image: torch.Tensor, out_size: tuple[int, i
     return whole_inference(model, image, out_size=out_size)
 
 
+class SkipUnreadable(Dataset):
+    """``dataset`` whose unreadable pairs (a ``ValueError``: bombs, truncated or zero-size files,
+    bad labels) become ``{"error": message}`` items, so one bad file does not end an evaluation."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        try:
+            return self.dataset[index]
+        except ValueError as e:
+            return {"error": str(e)}
+
+
+def _gather(items: list[str]) -> list[str]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        parts: list[list[str] | None] = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(parts, items)
+        return [item for part in parts for item in part or []]
+    return items
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset, num_classes: int, ignore_index: int = 255, mode: str = "whole",
              crop_size=(512, 512), stride=(341, 341), tta: bool = False, scales=(1.0,), flip: bool = True,
              device: torch.device | str = "cpu", amp: str = "none", num_workers: int = 0,
-             dist_info: DistInfo | None = None, progress: bool = False) -> dict[str, Any]:
-    """mmseg metrics (fractions) of ``model`` on ``dataset`` (items: dict with image, label)."""
+             dist_info: DistInfo | None = None, progress: bool = False,
+             skip_unreadable: bool = False) -> dict[str, Any]:
+    """mmseg metrics (fractions) of ``model`` on ``dataset`` (items: dict with image, label).
+
+    ``skip_unreadable``: pairs that cannot be read are left out and listed (messages naming the
+    file) under ``"failed"`` instead of stopping the evaluation.
+    """
     device = torch.device(device)
     dist_info = dist_info or DistInfo()
     was_training = model.training
     model.eval()
     indices = list(range(dist_info.rank, len(dataset), dist_info.world_size))
-    loader = DataLoader(Subset(dataset, indices), batch_size=1, shuffle=False, num_workers=num_workers,
+    source = SkipUnreadable(dataset) if skip_unreadable else dataset
+    loader = DataLoader(Subset(source, indices), batch_size=1, shuffle=False, num_workers=num_workers,
                         generator=torch.Generator())
     metric = IoUMetric(num_classes, ignore_index)
     bar = tqdm(loader, desc="eval", leave=False, disable=None if progress and dist_info.is_main else True, dynamic_ncols=True)
+    failed: list[str] = []
     for batch in bar:
+        if "error" in batch:
+            failed += batch["error"]
+            bar.write(f"eval: skipped: {batch['error'][0]}")
+            continue
         image = batch["image"].to(device)
         label = batch["label"]
         with autocast_context(device, amp):
@@ -77,4 +113,7 @@ def evaluate(model: nn.Module, dataset, num_classes: int, ignore_index: int = 25
     metric.all_reduce()
     if was_training:
         model.train()
-    return metric.compute()
+    results = metric.compute()
+    if skip_unreadable:
+        results["failed"] = _gather(failed)
+    return results

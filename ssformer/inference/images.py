@@ -67,7 +67,9 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         with Image.open(path) as image:
             image.load()
             return pil_to_rgb(image, str(path))
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ImageError(f"cannot read image {path}: {e}") from e
 
 

@@ -3,7 +3,8 @@
 Preprocessing is the model's own (:class:`ssformer.data.preprocessing.Preprocessing`, carried by
 every file a model is saved in): the official test pipeline's keep-ratio resize with OpenCV's
 bilinear filter and mean/std normalisation; whole or sliding-window inference; the logits are
-resized back to the original size (bilinear, align_corners=False) before the argmax / softmax.
+resized back to the original size (bilinear, align_corners=False) before the argmax / softmax;
+for masks a group of classes at a time (:mod:`ssformer.inference.postprocess`: same masks, bounded memory).
 Arguments given here override the model's settings.
 """
 
@@ -19,6 +20,7 @@ from PIL import Image
 
 from ssformer.inference import visualize
 from ssformer.inference.images import ImageInput, load_rgb
+from ssformer.inference.postprocess import check_full_size, resized_argmax
 from ssformer.inference.sliding import slide_inference, tta_inference, whole_inference
 from ssformer.loading import ConfigInput, load_model
 from ssformer.models.ssformer import SSformer
@@ -26,6 +28,7 @@ from ssformer.utils import cuda_bf16_native
 
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
           "fp16": torch.float16, "float16": torch.float16}
+MAX_FULL_SIZE_BYTES = 4 << 30
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -88,6 +91,8 @@ class Segmenter:
         self.num_classes = cfg.num_classes
         self.class_names = visualize.class_labels(self.num_classes, class_names or cfg.class_names)
         self.palette = visualize.class_palette(self.num_classes, palette or cfg.palette)
+        # Probabilities and TTA need (K, H, W) float32 at the image size; larger requests are refused.
+        self.max_full_size_bytes = MAX_FULL_SIZE_BYTES
 
     @property
     def mode(self) -> str:
@@ -102,8 +107,9 @@ class Segmenter:
         """RGB image -> normalised (3, h, w) float32 tensor at the test scale."""
         return self.preprocessing(np.asarray(image))
 
-    def _scores(self, batch: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
-        """(B, K, H, W) float32 logits (or averaged probabilities with TTA) at ``out_size``."""
+    def _scores(self, batch: torch.Tensor, out_size: tuple[int, int] | None) -> torch.Tensor:
+        """(B, K, H, W) float32 logits (or averaged probabilities with TTA) at ``out_size``
+        (None: the model's resolution; not for TTA, which averages at the output size)."""
         batch = batch.to(device=self.device)  # float32 images in any model precision (see PatchEmbed)
         p = self.preprocessing
         if self.tta:
@@ -127,7 +133,15 @@ class Segmenter:
             out_size = (rgb[indices[0]].height, rgb[indices[0]].width)
             for first in range(0, len(indices), batch_size):
                 chunk = indices[first:first + batch_size]
-                scores = self._scores(torch.stack([tensors[i] for i in chunk]), out_size)
+                batch = torch.stack([tensors[i] for i in chunk])
+                if not proba and not self.tta:  # never the full-size logits (see postprocess)
+                    arrays = resized_argmax(self._scores(batch, None), out_size).cpu().numpy()
+                    for i, array in zip(chunk, arrays):
+                        results[i] = array
+                    continue
+                check_full_size(self.num_classes, out_size, self.max_full_size_bytes,
+                                "probabilities" if proba else "test-time augmentation")
+                scores = self._scores(batch, out_size)
                 if proba:
                     values = scores if self.tta else scores.softmax(dim=1)
                     arrays = values.cpu().numpy().astype(np.float32)

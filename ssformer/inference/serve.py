@@ -1,32 +1,57 @@
-"""A small local demo: upload an image, see the overlay, the legend and per-class pixel shares.
+"""The local demo server: Starlette on uvicorn (the ``serve`` extra: ``pip install 'ssformer[serve]'``).
 
-Standard library only (``http.server``). Routes:
+Routes (also described at ``GET /openapi.json``):
 
-* ``GET /``: the page (``demo_page.PAGE``).
-* ``POST /api/predict``: the image file as the request body; JSON with the size, per-class pixel
-  counts and shares (classes present, largest first), and with ``?overlay=1`` the overlay as a
-  PNG data URL.
-* ``POST /api/mask``: the same body; the palette-mode PNG of class indices.
-* ``GET /api/classes``: class names and colours.
+* ``GET /``: the demo page (``demo_page.PAGE``).
+* ``POST /api/predict``: an image as the raw request body or as the file of a multipart form
+  (``curl -F file=@photo.jpg``); JSON with the size, per-class pixel counts and shares (classes
+  present, largest first), and with ``?overlay=1`` the overlay as a PNG data URL.
+* ``POST /api/mask``: the same upload; the palette-mode PNG of class indices.
+* ``GET /api/classes``: class names and colours. ``GET /health``: liveness and the queue.
 
-Errors are JSON ``{"error": ...}``: 400 for a body that is not an image, 411 without a length,
-413 above the upload limit, 404 for other paths. Requests are served in threads; predictions run
-one at a time (the model is shared).
+Every error is JSON ``{"error": ..., "status": N}``: 400 malformed request, 404 unknown path, 405
+wrong method, 408 stalled upload, 413 upload above the limit (checked against Content-Length and
+again while the body streams in, so a missing or chunked length does not get around it), 415 not an
+image format Pillow reads, 422 an image that cannot be used (truncated, zero size, above the pixel
+limit), 503 queue full (with Retry-After), 500 a server bug. Malformed HTTP (a negative or
+non-numeric Content-Length, say) is refused by uvicorn's parser before the app sees it.
+
+One model thread runs the predictions (decode, predict, encode), one request at a time, so memory
+is that of one image; at most ``queue_size`` requests are admitted (running or waiting), the rest
+get 503 at once. Connections that do not finish their headers within ``header_timeout`` seconds
+are closed; uploads that send nothing for ``body_timeout`` seconds (or take longer than
+``upload_timeout`` in all) get 408 and are closed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
+import logging
+import os
+import socket
 import threading
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
+import h11
 import numpy as np
+import uvicorn
 from PIL import Image, UnidentifiedImageError
+from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+from starlette.schemas import SchemaGenerator
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ssformer.inference.demo_page import PAGE
 from ssformer.inference.images import ImageError, pil_to_rgb
@@ -35,23 +60,48 @@ from ssformer.inference.visualize import class_shares
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # decompression-bomb guard: refuse images above ~40 megapixels
+NO_STORE = {"Cache-Control": "no-store"}
+log = logging.getLogger("ssformer.serve")
 
 
-def decode_upload(data: bytes) -> Image.Image:
-    """The uploaded bytes as an RGB image, or :class:`ImageError` saying why not."""
+@dataclass(frozen=True)
+class ServeLimits:
+    """What one client may cost the server."""
+
+    max_bytes: int = DEFAULT_MAX_BYTES  # largest upload
+    max_pixels: int = MAX_PIXELS  # largest decoded image
+    queue_size: int = 8  # requests admitted at once (one running, the others waiting for the model)
+    retry_after: int = 5  # seconds, in the 503 reply when the queue is full
+    header_timeout: float = 10.0  # seconds to send the request line and headers
+    body_timeout: float = 15.0  # seconds without upload bytes before the upload is dropped
+    upload_timeout: float = 120.0  # seconds for a whole upload
+
+
+class UploadError(Exception):
+    """A request the client must change: the status and a message for the JSON reply."""
+
+    def __init__(self, status: int, message: str, close: bool = False):
+        super().__init__(message)
+        self.status, self.message, self.close = status, message, close
+
+
+def decode_upload(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """The uploaded bytes as an RGB image, or :class:`UploadError` (415 / 422) saying why not."""
     if not data:
-        raise ImageError("the request body is empty: send the image file as the body")
+        raise UploadError(400, "the upload is empty: send the image file as the body or as a form file")
     try:
         with Image.open(io.BytesIO(data)) as image:
-            if image.width * image.height > MAX_PIXELS:
-                raise ImageError(f"image is {image.width}x{image.height}, more than {MAX_PIXELS} pixels")
+            if image.width * image.height > max_pixels:
+                raise UploadError(422, f"image is {image.width}x{image.height}, more than {max_pixels} pixels")
             image.load()
             return pil_to_rgb(image, "uploaded image")
     except UnidentifiedImageError as e:
-        raise ImageError("the upload is not a readable image (not a format Pillow recognises, "
-                         "such as PNG, JPEG, BMP, TIFF or WebP)") from e
-    except (OSError, SyntaxError, Image.DecompressionBombError) as e:
-        raise ImageError(f"the upload is not a readable image ({e})") from e
+        raise UploadError(415, "the upload is not a readable image (not a format Pillow recognises, "
+                               "such as PNG, JPEG, BMP, TIFF or WebP)") from e
+    except ImageError as e:
+        raise UploadError(422, str(e)) from e
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise UploadError(422, f"the upload is not a usable image ({e})") from e
 
 
 def describe_prediction(segmenter: Segmenter, image: Image.Image, mask: np.ndarray,
@@ -70,83 +120,298 @@ def describe_prediction(segmenter: Segmenter, image: Image.Image, mask: np.ndarr
     return result
 
 
-def make_handler(segmenter: Segmenter, max_bytes: int = DEFAULT_MAX_BYTES) -> type[BaseHTTPRequestHandler]:
-    lock = threading.Lock()
+async def limited_body(request: Request, limits: ServeLimits) -> AsyncIterator[bytes]:
+    """The request body chunk by chunk, stopped with 413 past ``max_bytes`` and 408 when stalled."""
+    length = request.headers.get("content-length")
+    if length is not None and int(length) > limits.max_bytes:  # uvicorn's parser only lets digits through
+        raise UploadError(413, f"upload of {length} bytes is larger than the limit of {limits.max_bytes} bytes",
+                          close=True)
+    stream = request.stream().__aiter__()
+    deadline = time.monotonic() + limits.upload_timeout
+    received = 0
+    while True:
+        wait = min(limits.body_timeout, deadline - time.monotonic())
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), max(wait, 0.001))
+        except StopAsyncIteration:
+            return
+        except asyncio.TimeoutError:
+            raise UploadError(408, f"upload stalled: nothing received for {wait:.0f} s (limit {limits.body_timeout:g} s "
+                                   f"without data, {limits.upload_timeout:g} s in all)", close=True) from None
+        received += len(chunk)
+        if received > limits.max_bytes:
+            raise UploadError(413, f"upload is larger than the limit of {limits.max_bytes} bytes", close=True)
+        yield chunk
 
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "ssformer-demo"
 
-        def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet; errors still reported
-            pass
+async def read_upload(request: Request, limits: ServeLimits) -> bytes:
+    """The image bytes: the raw body, or the file part of a ``multipart/form-data`` body."""
+    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+        return b"".join([chunk async for chunk in limited_body(request, limits)])
+    parser = MultiPartParser(request.headers, limited_body(request, limits), max_files=1, max_fields=16)
+    try:
+        form = await parser.parse()
+    except MultiPartException as e:
+        raise UploadError(400, f"malformed multipart upload: {e.message}") from e
+    try:
+        files = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
+        if not files:
+            raise UploadError(400, "the multipart upload has no file part (send it as -F file=@image.png)")
+        return await files[0].read()
+    finally:
+        await form.close()
 
-        def _send(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
 
-        def _json(self, status: int, payload: dict[str, Any]) -> None:
-            self._send(status, json.dumps(payload).encode("utf-8"), "application/json")
+class _Admission:
+    """At most ``limit`` requests in the model's queue (running or waiting); the event loop's
+    single thread makes the counter safe."""
 
-        def _error(self, status: HTTPStatus, message: str) -> None:
-            self._json(status, {"error": message, "status": int(status)})
+    def __init__(self, limit: int):
+        self.limit, self.active = limit, 0
 
-        def do_GET(self) -> None:
-            path = urlparse(self.path).path
-            if path in ("/", "/index.html"):
-                self._send(200, PAGE.encode("utf-8"), "text/html; charset=utf-8")
-            elif path == "/api/classes":
-                self._json(200, {"classes": [{"index": i, "name": n, "color": list(c)} for i, (n, c) in
-                                             enumerate(zip(segmenter.class_names, segmenter.palette))]})
+    def enter(self) -> bool:
+        if self.active >= self.limit:
+            return False
+        self.active += 1
+        return True
+
+    def leave(self) -> None:
+        self.active -= 1
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message, "status": status}, status_code=status, headers={**NO_STORE, **(headers or {})})
+
+
+def create_app(segmenter: Segmenter, limits: ServeLimits | None = None) -> Starlette:
+    """The ASGI app for ``segmenter`` (run it with uvicorn, or :class:`LocalServer`)."""
+    limits = limits or ServeLimits()
+    if limits.queue_size < 1 or limits.max_bytes < 1:
+        raise ValueError(f"queue_size and max_bytes must be positive, got {limits}")
+    model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ssformer-model")
+    admission = _Admission(limits.queue_size)
+    schemas = SchemaGenerator({"openapi": "3.0.0", "info": {"title": "ssformer serve", "version": "1"}})
+
+    def segment(data: bytes, as_mask: bool, with_overlay: bool) -> Response:
+        image = decode_upload(data, limits.max_pixels)
+        mask = segmenter.predict(image)
+        if as_mask:
+            buffer = io.BytesIO()
+            segmenter.mask_image(mask).save(buffer, format="PNG")
+            return Response(buffer.getvalue(), media_type="image/png", headers=NO_STORE)
+        return JSONResponse(describe_prediction(segmenter, image, mask, with_overlay), headers=NO_STORE)
+
+    async def run_upload(request: Request, as_mask: bool) -> Response:
+        with_overlay = request.query_params.get("overlay", "0").lower() in ("1", "true", "yes")
+        if not admission.enter():
+            return _error(503, f"the model queue is full ({limits.queue_size} requests); retry later",
+                          {"Retry-After": str(limits.retry_after)})
+        try:
+            data = await read_upload(request, limits)
+            return await asyncio.get_running_loop().run_in_executor(model_thread, segment, data, as_mask, with_overlay)
+        except UploadError as e:
+            return _error(e.status, e.message, {"Connection": "close"} if e.close else None)
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody is listening; nothing to log
+        except ValueError as e:  # the segmenter refusing an input (sizes and the like)
+            return _error(422, str(e))
+        finally:
+            admission.leave()
+
+    async def predict(request: Request) -> Response:
+        """
+        summary: Segment an image; class shares as JSON
+        description: Image as the raw body or as a multipart form file. ?overlay=1 adds the overlay as a PNG data URL.
+        parameters:
+          - {name: overlay, in: query, required: false, schema: {type: string, enum: ["0", "1"]}}
+        requestBody:
+          content:
+            application/octet-stream: {schema: {type: string, format: binary}}
+            multipart/form-data: {schema: {type: object, properties: {file: {type: string, format: binary}}}}
+        responses:
+          200: {description: "width, height, classes [{index, name, color, pixels, share}], overlay"}
+          400: {description: empty or malformed upload}
+          408: {description: upload stalled}
+          413: {description: upload above the size limit}
+          415: {description: not an image format Pillow reads}
+          422: {description: unusable image (truncated, zero size, too many pixels)}
+          503: {description: queue full; see Retry-After}
+        """
+        return await run_upload(request, as_mask=False)
+
+    async def mask(request: Request) -> Response:
+        """
+        summary: Segment an image; the palette-mode PNG of class indices
+        description: Same upload and errors as /api/predict.
+        requestBody:
+          content:
+            application/octet-stream: {schema: {type: string, format: binary}}
+            multipart/form-data: {schema: {type: object, properties: {file: {type: string, format: binary}}}}
+        responses:
+          200: {description: PNG, mode P, one index per pixel, content: {image/png: {}}}
+        """
+        return await run_upload(request, as_mask=True)
+
+    async def page(request: Request) -> Response:
+        """
+        summary: The demo page (HTML)
+        responses:
+          200: {description: HTML page}
+        """
+        return HTMLResponse(PAGE, headers=NO_STORE)
+
+    async def classes(request: Request) -> Response:
+        """
+        summary: Class names and colours
+        responses:
+          200: {description: "classes [{index, name, color}]"}
+        """
+        return JSONResponse({"classes": [{"index": i, "name": n, "color": list(c)} for i, (n, c) in
+                                         enumerate(zip(segmenter.class_names, segmenter.palette))]})
+
+    async def health(request: Request) -> Response:
+        """
+        summary: Liveness, the model and the queue
+        responses:
+          200: {description: "status ok, queue {active, capacity}, model"}
+        """
+        return JSONResponse({"status": "ok", "queue": {"active": admission.active, "capacity": limits.queue_size},
+                             "model": segmenter.describe()}, headers=NO_STORE)
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(schemas.get_schema(routes=app.routes))
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        message = {404: f"no such endpoint: {request.url.path}",
+                   405: f"method {request.method} is not allowed on {request.url.path}"}.get(exc.status_code, exc.detail)
+        return _error(exc.status_code, message, dict(exc.headers or {}))
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.exception("ssformer serve: error on %s %s", request.method, request.url.path)
+        return _error(500, f"internal server error ({type(exc).__name__}); see the server log")
+
+    routes = [Route("/", page, methods=["GET"]), Route("/index.html", page, methods=["GET"], include_in_schema=False),
+              Route("/api/predict", predict, methods=["POST"]), Route("/api/mask", mask, methods=["POST"]),
+              Route("/api/classes", classes, methods=["GET"]), Route("/health", health, methods=["GET"]),
+              Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False)]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: server_error})
+    return app
+
+
+def header_timeout_protocol(seconds: float) -> type[H11Protocol]:
+    """uvicorn's h11 protocol, closing connections that do not complete a request's headers within
+    ``seconds`` (uvicorn only times out idle keep-alive connections)."""
+
+    class Protocol(H11Protocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def _awaiting_headers(self) -> bool:
+            return self.conn.their_state is h11.IDLE and (self.cycle is None or self.cycle.response_complete)
+
+        def _arm(self) -> None:
+            if self._header_timer is None:
+                self._header_timer = self.loop.call_later(seconds, self._expire)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _expire(self) -> None:
+            self._header_timer = None
+            if self._awaiting_headers() and not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self._awaiting_headers():
+                self._arm()  # a deadline from the first byte: dripping bytes does not extend it
             else:
-                self._error(HTTPStatus.NOT_FOUND, f"no such page: {path}")
+                self._disarm()
 
-        def do_POST(self) -> None:
-            url = urlparse(self.path)
-            if url.path not in ("/api/predict", "/api/mask"):
-                self._error(HTTPStatus.NOT_FOUND, f"no such endpoint: {url.path}")
-                return
-            length_header = self.headers.get("Content-Length")
-            if length_header is None:
-                self.close_connection = True
-                self._error(HTTPStatus.LENGTH_REQUIRED, "Content-Length is required")
-                return
-            try:
-                length = int(length_header)
-            except ValueError:
-                self.close_connection = True
-                self._error(HTTPStatus.BAD_REQUEST, f"bad Content-Length {length_header!r}")
-                return
-            if length > max_bytes:
-                self.close_connection = True  # the unread body makes the connection unusable
-                self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                            f"upload of {length} bytes is larger than the limit of {max_bytes} bytes")
-                return
-            data = self.rfile.read(length)
-            try:
-                image = decode_upload(data)
-            except ImageError as e:
-                self._error(HTTPStatus.BAD_REQUEST, str(e))
-                return
-            with lock:
-                mask = segmenter.predict(image)
-            if url.path == "/api/mask":
-                buffer = io.BytesIO()
-                segmenter.mask_image(mask).save(buffer, format="PNG")
-                self._send(200, buffer.getvalue(), "image/png")
-                return
-            query = parse_qs(url.query)
-            with_overlay = query.get("overlay", ["0"])[0] in ("1", "true", "yes")
-            self._json(200, describe_prediction(segmenter, image, mask, with_overlay))
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
 
-    return Handler
+        def send_400_response(self, msg: str) -> None:
+            """Malformed HTTP (h11 refused it): the JSON error every other status gets."""
+            body = json.dumps({"error": "malformed HTTP request, refused by the HTTP parser (for example a negative "
+                               "or non-numeric Content-Length, or a bad header line)", "status": 400}).encode()
+            headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+            for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"), h11.Data(data=body),
+                          h11.EndOfMessage()):
+                self.transport.write(self.conn.send(event))
+            self.transport.close()
+
+    return Protocol
+
+
+# For uvicorn's command line: ``--http ssformer.inference.serve:HeaderTimeoutProtocol`` (10 s).
+HeaderTimeoutProtocol = header_timeout_protocol(ServeLimits.header_timeout)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family, reuse_port=False)
+    sock.set_inheritable(True)
+    return sock
+
+
+class LocalServer:
+    """uvicorn serving ``create_app(segmenter, limits)`` on a socket bound at construction
+    (``port=0`` picks a free one: see ``address``), in this thread or a background one."""
+
+    def __init__(self, segmenter: Segmenter, host: str = "127.0.0.1", port: int = 8000,
+                 limits: ServeLimits | None = None, log_level: str = "warning", access_log: bool = False):
+        limits = limits or ServeLimits()
+        self.socket = _bind(host, port)
+        self.address: tuple[str, int] = self.socket.getsockname()[:2]
+        config = uvicorn.Config(create_app(segmenter, limits), http=header_timeout_protocol(limits.header_timeout),
+                                lifespan="off", log_level=log_level, access_log=access_log, timeout_keep_alive=5,
+                                limit_concurrency=limits.queue_size + 64, timeout_graceful_shutdown=5)
+        self.server = uvicorn.Server(config)
+        self._thread: threading.Thread | None = None
+
+    def serve_forever(self) -> None:
+        self.server.run(sockets=[self.socket])
+
+    def start(self) -> LocalServer:
+        """Serve in a daemon thread; returns once it accepts connections."""
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True, name="ssformer-serve")
+        self._thread.start()
+        while not self.server.started and self._thread.is_alive():
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self.socket.close()
 
 
 def make_server(segmenter: Segmenter, host: str = "127.0.0.1", port: int = 8000,
-                max_bytes: int = DEFAULT_MAX_BYTES) -> ThreadingHTTPServer:
-    """A ready server (``port=0`` picks a free port: see ``server.server_address``)."""
-    server = ThreadingHTTPServer((host, port), make_handler(segmenter, max_bytes))
-    server.daemon_threads = True
-    return server
+                max_bytes: int = DEFAULT_MAX_BYTES, **limits: Any) -> LocalServer:
+    """A ready :class:`LocalServer` (other :class:`ServeLimits` fields as keywords)."""
+    return LocalServer(segmenter, host, port, ServeLimits(max_bytes=max_bytes, **limits))
+
+
+def app_from_environment() -> Starlette:
+    """An app for ``uvicorn --factory ssformer.inference.serve:app_from_environment --workers N``:
+    each worker process loads ``SSFORMER_CHECKPOINT`` (optional ``SSFORMER_CONFIG``,
+    ``SSFORMER_DEVICE``, ``SSFORMER_DTYPE``, ``SSFORMER_MODE``, ``SSFORMER_MAX_UPLOAD_MB``,
+    ``SSFORMER_QUEUE``)."""
+    checkpoint = os.environ.get("SSFORMER_CHECKPOINT")
+    if not checkpoint:
+        raise ValueError("set SSFORMER_CHECKPOINT to the model to serve (save_pretrained folder or checkpoint file)")
+    segmenter = Segmenter(checkpoint, device=os.environ.get("SSFORMER_DEVICE", "auto"),
+                          dtype=os.environ.get("SSFORMER_DTYPE", "auto"), mode=os.environ.get("SSFORMER_MODE") or None,
+                          config=os.environ.get("SSFORMER_CONFIG") or None)
+    limits = ServeLimits(max_bytes=int(float(os.environ.get("SSFORMER_MAX_UPLOAD_MB", "20")) * 1024 * 1024),
+                         queue_size=int(os.environ.get("SSFORMER_QUEUE", "8")))
+    return create_app(segmenter, limits)

@@ -1,0 +1,83 @@
+"""``ssformer predict`` over a folder with broken files: every good mask written, every failure listed."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import ssformer
+from ssformer.cli.main import main
+from tests.conftest import tiny_model_kwargs
+from tests.images_for_faults import write_bad_images
+
+
+@pytest.fixture(scope="module")
+def tiny150(tmp_path_factory):
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("model") / "tiny150"
+    ssformer.SSformer(**tiny_model_kwargs(num_classes=150)).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_a_folder_with_bad_files(tiny150, tmp_path, capsys, umask_022):
+    inputs = tmp_path / "in"
+    bad = write_bad_images(inputs / "bad")
+    rng = np.random.default_rng(1)
+    good = {"a": rng.integers(0, 256, (30, 40, 3), dtype=np.uint8), "z/b": rng.integers(0, 256, (25, 19, 3), dtype=np.uint8),
+            "thin": rng.integers(0, 256, (1, 40000, 3), dtype=np.uint8)}  # 1x40000: a mask, not a crash
+    for name, array in good.items():
+        (inputs / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(array).save(inputs / f"{name}.png")
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(tiny150), str(inputs), "--out", str(out), "--batch-size", "2"]) == 1
+    err = capsys.readouterr().err
+    summary = json.loads((out / "predictions.json").read_text())
+    assert sorted(summary["images"]) == ["a", "thin", "z/b"]
+    assert sorted(summary["failed"]) == sorted(str(inputs / "bad" / name) for name in bad)
+    assert "decompression bomb" in summary["failed"][str(inputs / "bad" / "bomb.png")].lower()
+    assert f"{len(bad)} of {len(bad) + len(good)} inputs failed" in err
+    for name in bad:
+        assert f"skipped {inputs / 'bad' / name}: " in err
+    segmenter = ssformer.Segmenter(tiny150)
+    for name, array in good.items():
+        mask = Image.open(out / f"{name}.png")
+        assert mask.size == (array.shape[1], array.shape[0])
+        np.testing.assert_array_equal(np.asarray(mask), segmenter.predict(array))
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert {p.relative_to(out).as_posix() for p in written} == {
+        "legend.png", "predictions.json", "a.png", "a_overlay.jpg", "thin.png", "thin_overlay.jpg",
+        "z/b.png", "z/b_overlay.jpg"}
+    for path in written:  # like any other tool's output under umask 022
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, (path, oct(path.stat().st_mode))
+
+
+def test_save_proba_too_large_is_a_per_file_error(tiny150, tmp_path, capsys, monkeypatch):
+    from ssformer.inference import segmenter as segmenter_module
+
+    monkeypatch.setattr(segmenter_module, "MAX_FULL_SIZE_BYTES", 150 * 30 * 30 * 4)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    rng = np.random.default_rng(2)
+    Image.fromarray(rng.integers(0, 256, (30, 30, 3), dtype=np.uint8)).save(inputs / "small.png")
+    Image.fromarray(rng.integers(0, 256, (31, 30, 3), dtype=np.uint8)).save(inputs / "large.png")
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(tiny150), str(inputs), "--out", str(out), "--save-proba"]) == 1
+    summary = json.loads((out / "predictions.json").read_text())
+    assert list(summary["images"]) == ["small"]
+    message = summary["failed"][str(inputs / "large.png")]
+    assert message.startswith("probabilities for a 31x30 image needs") and "above the limit" in message
+    assert np.load(out / "small_proba.npy").shape == (150, 30, 30)
+    assert "large.png" in capsys.readouterr().err
