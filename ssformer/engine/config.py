@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -109,10 +110,11 @@ def _merge(base: dict[str, Any], update: dict[str, Any], where: str, open_keys: 
         path = f"{where}.{key}" if where else key
         if key not in out and not open_keys:
             raise ValueError(f"unknown config key {path!r}; known keys here: {', '.join(sorted(out))}")
-        if isinstance(out.get(key), dict) and key not in ("options",) and value is not None:
+        if isinstance(out.get(key), dict) and value is not None:
             if not isinstance(value, dict):
                 raise ValueError(f"config key {path!r} must be a mapping, got {value!r}")
-            out[key] = _merge(out[key], value, path, open_keys=False)
+            # data.options holds the dataset's own keyword options: any key, merged one by one
+            out[key] = _merge(out[key], value, path, open_keys=key == "options")
         else:
             out[key] = _coerce(copy.deepcopy(value))
     return out
@@ -190,8 +192,83 @@ def _number(section: dict, key: str, where: str, low: float = 0.0, strict: bool 
         raise ValueError(f"{where}.{key} must be a number {'>' if strict else '>='} {low}, got {value!r}")
 
 
+# --- types: every key's allowed values, checked before anything reads them --------------------------
+Check = Callable[[Any], bool]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int_at_least(low: int) -> tuple[Check, str]:
+    return (lambda v: _is_int(v) and v >= low), f"an integer >= {low}"
+
+
+def _number_in(low: float, high: float | None = None, low_open: bool = False, high_open: bool = True
+               ) -> tuple[Check, str]:
+    def ok(v: Any) -> bool:
+        if not _is_number(v) or v < low or (low_open and v == low):
+            return False
+        return high is None or v < high or (not high_open and v == high)
+    bounds = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}" if high is not None else None
+    return ok, f"a number in {bounds}" if bounds else f"a number {'>' if low_open else '>='} {low}"
+
+
+def _list_of(item: tuple[Check, str], length: int | None = None) -> tuple[Check, str]:
+    check, what = item
+    ok = (lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and (length is None or len(v) == length)
+          and all(check(x) for x in v))
+    return ok, f"a list of {length or 'one or more'} values, each {what}"
+
+
+def _optional(item: tuple[Check, str]) -> tuple[Check, str]:
+    return (lambda v: v is None or item[0](v)), f"null or {item[1]}"
+
+
+BOOL: tuple[Check, str] = (lambda v: isinstance(v, bool)), "true or false"
+STRING: tuple[Check, str] = (lambda v: isinstance(v, str) and v != ""), "a non-empty string"
+SPLITS: tuple[Check, str] = (lambda v: STRING[0](v) or _list_of(STRING)[0](v)), "a split name or a list of them"
+TYPES: dict[str, tuple[Check, str]] = {
+    "model.embed_dim": _int_at_least(1), "model.window_size": _int_at_least(1), "model.decoder_dim": _int_at_least(1),
+    "model.depths": _list_of(_int_at_least(1)), "model.num_heads": _list_of(_int_at_least(1)),
+    "model.drop_path_rate": _number_in(0, 1), "model.dropout": _number_in(0, 1),
+    "model.mlp_ratio": _number_in(0, low_open=True), "model.num_classes": _optional(_int_at_least(1)),
+    "model.variant": _optional(STRING), "model.pretrained": _optional(STRING),
+    "data.type": _optional(STRING), "data.train_split": SPLITS, "data.val_split": STRING,
+    "data.train_transform.ratio_range": _optional(_list_of(_number_in(0, low_open=True), 2)),
+    "data.train_transform.cat_max_ratio": _number_in(0, 1, low_open=True, high_open=False),
+    "data.train_transform.flip_prob": _number_in(0, 1, high_open=False), "data.train_transform.photometric": BOOL,
+    "train.iters": _int_at_least(1), "train.batch_size": _int_at_least(1), "train.grad_accum": _int_at_least(1),
+    "train.num_workers": _int_at_least(0), "train.lr": _number_in(0, low_open=True),
+    "train.weight_decay": _number_in(0), "train.betas": _list_of(_number_in(0, 1), 2),
+    "train.eps": _number_in(0, low_open=True), "train.no_decay_keys": _list_of(STRING),
+    "train.warmup_iters": _int_at_least(0), "train.warmup_ratio": _number_in(0, 1, low_open=True, high_open=False),
+    "train.power": _number_in(0), "train.min_lr": _number_in(0), "train.avg_non_ignore": BOOL,
+    "train.clip_grad": _optional(_number_in(0, low_open=True)), "train.sync_bn": BOOL, "train.bn_eval": BOOL,
+    "train.gradient_checkpointing": BOOL, "train.seed": _int_at_least(0),
+    "train.num_threads": _optional(_int_at_least(1)), "train.log_interval": _int_at_least(1),
+    "train.eval_interval": _int_at_least(1), "train.checkpoint_interval": _int_at_least(1),
+    "train.keep_checkpoints": _int_at_least(0), "train.progress": BOOL,
+    "eval.split": _optional(STRING), "eval.tta": BOOL, "eval.flip": BOOL,
+    "eval.scales": _list_of(_number_in(0, low_open=True)), "eval.num_workers": _int_at_least(0),
+}
+
+
+def check_types(config: dict[str, Any]) -> None:
+    """One line naming the key, the value and what is allowed, for the first key of the wrong type."""
+    for path, (ok, allowed) in TYPES.items():
+        value: Any = config
+        for part in path.split("."):
+            value = value[part]
+        if not ok(value):
+            raise ValueError(f"{path} must be {allowed}, got {value!r}")
+    if not isinstance(config["data"]["options"], dict):
+        raise ValueError(f"data.options must be a mapping of dataset options, got {config['data']['options']!r}")
+
+
 def validate_config(config: dict[str, Any]) -> None:
     """Raise ValueError naming the key for impossible settings (before any work is done)."""
+    check_types(config)
     model, data, train, ev = config["model"], config["data"], config["train"], config["eval"]
     for key in ("embed_dim", "window_size", "decoder_dim"):
         _positive_int(model, key, "model")

@@ -126,3 +126,43 @@ def test_bad_loss_settings_name_the_key(root, override, match):
 def test_ohem_ranking_needs_a_cross_entropy_term(root):
     with pytest.raises(ValueError, match=r"train.ohem.thresh: null ranks pixels by the cross_entropy terms"):
         load_config("sample", [f"data.root={root}", "train.loss=[{type: dice}]", "train.ohem={min_kept: 1000}"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.depths=5", "model.depths must be a list of one or more values, each an integer >= 1, got 5"),
+    ("model.drop_path_rate=x", "model.drop_path_rate must be a number in [0, 1), got 'x'"),
+    ("train.betas=0.9", "train.betas must be a list of 2 values, each a number in [0, 1), got 0.9"),
+    ("eval.scales=5", "eval.scales must be a list of one or more values, each a number > 0, got 5"),
+    ("model.mlp_ratio=-1", "model.mlp_ratio must be a number > 0, got -1"),
+    ("train.batch_size=0", "train.batch_size must be an integer >= 1, got 0"),
+    ("train.iters=-3", "train.iters must be an integer >= 1, got -3"),
+    ("train.lr=abc", "train.lr must be a number > 0, got 'abc'"),
+    ("model.window_size=0", "model.window_size must be an integer >= 1, got 0"),
+    ("eval.flip=maybe", "eval.flip must be true or false, got 'maybe'"),
+    ("data.options=3", "config key 'data.options' must be a mapping, got 3"),
+])
+def test_wrong_types_name_the_key_the_value_and_what_is_allowed(root, override, message):
+    with pytest.raises(ValueError) as error:
+        load_config("sample", [f"data.root={root}", override])
+    assert str(error.value).startswith(message), str(error.value)
+
+
+def test_zero_crop_is_refused(root):
+    with pytest.raises(ValueError, match="data.train_transform.crop_size must be a positive int"):
+        load_config("sample", [f"data.root={root}", "data.train_transform.crop_size=0"])
+
+
+def test_set_merges_into_dataset_options(root):
+    config = load_config("sample", [f"data.root={root}", "data.options.img_suffix=.jpg"])
+    assert config["data"]["options"]["img_suffix"] == ".jpg"
+    assert config["data"]["options"]["class_names"] == ["background", "disc", "box", "triangle"]  # kept
+
+
+def test_bad_set_on_the_command_line_is_one_line(capsys, tmp_path):
+    from ssformer.cli.main import main
+
+    assert main(["train", "--work-dir", str(tmp_path / "w"), "--set", "model.depths=5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["ssformer train: error: model.depths must be a list of one or more values, each an integer >= 1, "
+                   "got 5"]
+    assert not (tmp_path / "w").exists()
