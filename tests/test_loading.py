@@ -87,6 +87,11 @@ def test_eval_needs_only_the_model(trained, tmp_path, capsys):
                  "--set", "eval.crop_size=[48,64]", "--out", str(tmp_path / "s.json")]) == 0
     slide = json.loads((tmp_path / "s.json").read_text())
     assert slide["mode"] == "slide" and slide["mIoU"] == pytest.approx(record["mIoU"], abs=1e-9)
+    assert main(["eval", "--checkpoint", str(trained / "model"), "--set", "eval.tta=true", "--set", "eval.scales=[1.0]",
+                 "--set", "eval.flip=false", "--out", str(tmp_path / "t.json")]) == 0  # eval.tta is read
+    tta = json.loads((tmp_path / "t.json").read_text())
+    assert tta["tta"] is True and tta["preprocessing"]["tta_scales"] == [1.0]
+    assert tta["mIoU"] == pytest.approx(record["mIoU"], abs=1e-9)  # one scale, no flip: the same argmax
     # CONFIG is still accepted and overrides the model's test settings (the sample recipe tests at 128x96)
     assert main(["eval", "sample", "--data-root", str(sample_root()), "--checkpoint", str(trained / "model"),
                  "--out", str(tmp_path / "c.json")]) == 0

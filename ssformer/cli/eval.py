@@ -27,7 +27,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--data-root", help="dataset folder (sets data.root)")
     parser.add_argument("--split", help="split to evaluate (default: eval.split or data.val_split)")
     parser.add_argument("--mode", choices=("whole", "slide"), help="inference mode (default: the model's)")
-    parser.add_argument("--tta", action="store_true", help="multi-scale + flip test-time augmentation")
+    parser.add_argument("--tta", action="store_true",
+                        help="multi-scale + flip test-time augmentation (default: eval.tta)")
     parser.add_argument("--amp", choices=("none", "bf16", "fp16"), help="autocast (default: train.amp)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: train.device)")
     parser.add_argument("--out", help="write the metrics as JSON to this file")
@@ -77,19 +78,20 @@ def run(args: argparse.Namespace) -> int:
                          f"{dataset.num_classes}")
     model.to(device)
     p = preprocessing
+    tta = args.tta or config["eval"]["tta"]
     results = evaluate(model, dataset, dataset.num_classes, dataset.ignore_index, p.mode, p.crop_size, p.stride,
-                       tta=args.tta, scales=p.tta_scales, flip=p.flip, device=device, amp=tc["amp"],
+                       tta=tta, scales=p.tta_scales, flip=p.flip, device=device, amp=tc["amp"],
                        num_workers=config["eval"]["num_workers"], dist_info=dist_info, progress=True,
                        skip_unreadable=True)
     failed = results.pop("failed")
     if dist_info.is_main:
         split = args.split or config["eval"]["split"] or config["data"]["val_split"]
         print(f"{args.checkpoint} on {config['data']['type']} {split} ({len(dataset) - len(failed)} images, mode {p.mode}"
-              f"{', TTA' if args.tta else ''}):")
+              f"{', TTA' if tta else ''}):")
         print(format_table(results, dataset.class_names))
         print(paper_summary(results))
         if args.out:
-            record = {"checkpoint": str(args.checkpoint), "split": split, "mode": p.mode, "tta": args.tta,
+            record = {"checkpoint": str(args.checkpoint), "split": split, "mode": p.mode, "tta": tta,
                       "images": len(dataset) - len(failed), "failed": failed, "preprocessing": p.to_dict(),
                       "class_names": list(dataset.class_names), **results}
             out = Path(args.out)
