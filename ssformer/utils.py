@@ -8,7 +8,6 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import torch
 
 
 def current_umask() -> int:
@@ -48,16 +47,3 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
-
-
-def cuda_bf16_native(device: torch.device | str | int | None = None) -> bool:
-    """Whether the GPU computes bfloat16 natively (compute capability 8.0+, or a ROCm GPU torch accepts).
-
-    ``torch.cuda.is_bf16_supported()`` also counts emulation (torch 2.13), where bf16 runs far
-    slower than fp16 on pre-Ampere GPUs, so ``dtype="auto"`` and bf16 training ask this instead.
-    """
-    if not torch.cuda.is_available():
-        return False
-    if torch.version.hip:
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-    return torch.cuda.get_device_capability(device)[0] >= 8

@@ -1,5 +1,4 @@
-"""``ssformer.utils``: atomic_write (all or nothing, the permissions a plain open() would give) and
-``cuda_bf16_native`` (emulated bfloat16 does not count: ``dtype="auto"`` then picks fp16)."""
+"""atomic_write: all or nothing, and the permissions a plain open() would give."""
 
 from __future__ import annotations
 
@@ -7,29 +6,8 @@ import os
 import stat
 
 import pytest
-import torch
 
-from ssformer.inference.segmenter import resolve_dtype
-from ssformer.utils import atomic_write, cuda_bf16_native, current_umask
-from tests.engine.test_evaluator import fake_gpu
-
-
-def test_auto_dtype_is_fp16_on_a_pre_ampere_gpu(monkeypatch):
-    device = fake_gpu(monkeypatch, (7, 0), "Tesla V100")
-    assert not cuda_bf16_native(device)
-    assert resolve_dtype("auto", device) == torch.float16
-
-
-def test_auto_dtype_is_bf16_on_ampere(monkeypatch):
-    device = fake_gpu(monkeypatch, (8, 6), "RTX 3090")
-    assert cuda_bf16_native(device)
-    assert resolve_dtype("auto", device) == torch.bfloat16
-
-
-def test_no_gpu_has_no_native_bf16(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert not cuda_bf16_native()
-    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
+from ssformer.utils import atomic_write, current_umask
 
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])

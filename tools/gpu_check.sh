@@ -63,7 +63,7 @@ SAMPLE="$("$PY" -c 'from ssformer.engine.config import sample_root; print(sample
 if [ "$DEVICE" = cuda ]; then
   "$PY" - > "$OUT/environment.txt" 2>&1 <<'EOF' || { cat "$OUT/environment.txt"; echo "gpu_check.sh: no usable CUDA device (run with --cpu)" >&2; exit 1; }
 import torch
-from ssformer.utils import cuda_bf16_native
+from ssformer.devices import cuda_bf16_native
 assert torch.cuda.is_available(), "torch.cuda.is_available() is False"
 print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, {torch.cuda.device_count()} GPU(s)")
 for i in range(torch.cuda.device_count()):
@@ -72,7 +72,7 @@ for i in range(torch.cuda.device_count()):
           f"native bf16: {cuda_bf16_native(i)}")
 EOF
   GPUS="$("$PY" -c 'import torch; print(torch.cuda.device_count())')"
-  BF16="$("$PY" -c 'from ssformer.utils import cuda_bf16_native; print(int(cuda_bf16_native(0)))')"
+  BF16="$("$PY" -c 'from ssformer.devices import cuda_bf16_native; print(int(cuda_bf16_native(0)))')"
   AMPS="fp16"; [ "$BF16" = 1 ] && AMPS="fp16 bf16"
   ITERS=60; CKPT=5; PREDICT_IMAGES=1000
 else

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from ssformer.engine.distributed import DistInfo
 from ssformer.inference.sliding import slide_inference, tta_inference, whole_inference
 from ssformer.metrics import IoUMetric
-from ssformer.utils import cuda_bf16_native
+from ssformer.devices import cuda_bf16_native
 
 
 def check_amp(device: torch.device, amp: str) -> None:

@@ -27,6 +27,7 @@ from tqdm import tqdm
 import ssformer
 from ssformer.data import TrainTransform, build_dataset
 from ssformer.data.frequencies import class_weights
+from ssformer.devices import resolve_device
 from ssformer.data.preprocessing import Preprocessing, TestTransform, from_training_config
 from ssformer.engine.checkpoint import (capture_rng, load_checkpoint, restore_rng, rotate_checkpoints,
                                         save_checkpoint)
@@ -90,36 +91,6 @@ class LogitsAtQuarter(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model.forward_logits(images)
-
-
-def resolve_device(name: str, local_rank: int = 0, distributed: bool = False) -> torch.device:
-    """The training device for ``train.device``.
-
-    Under torchrun (``distributed``) each process takes GPU ``LOCAL_RANK``: ``auto`` and ``cuda`` map
-    to it and ``cuda:N`` is refused (every process would train on GPU N); choose the GPUs with
-    ``CUDA_VISIBLE_DEVICES``. A single process uses ``cuda:N`` as given.
-    """
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"train.device={name} but CUDA is not available")
-    if not name.startswith("cuda"):
-        return torch.device(name)
-    count = torch.cuda.device_count()
-    if distributed:
-        if name != "cuda":
-            raise ValueError(f"train.device={name} under torchrun would put every process on that GPU; use "
-                             f"train.device=cuda (process LOCAL_RANK takes GPU LOCAL_RANK) and choose GPUs "
-                             f"with CUDA_VISIBLE_DEVICES")
-        if local_rank >= count:
-            raise ValueError(f"LOCAL_RANK={local_rank} but only {count} GPU(s) are visible: start at most "
-                             f"{count} processes per node (torchrun --nproc-per-node)")
-        return torch.device("cuda", local_rank)
-    device = torch.device(name)
-    index = local_rank if device.index is None else device.index
-    if index >= count:
-        raise ValueError(f"train.device={name} but only {count} GPU(s) are visible (cuda:0 to cuda:{count - 1})")
-    return torch.device("cuda", index)
 
 
 def _set_bn_eval(model: nn.Module) -> None:

@@ -24,35 +24,9 @@ from ssformer.inference.postprocess import check_full_size, resized_argmax
 from ssformer.inference.sliding import slide_inference, tta_inference, whole_inference
 from ssformer.loading import ConfigInput, load_model
 from ssformer.models.ssformer import SSformer
-from ssformer.utils import cuda_bf16_native
+from ssformer.devices import resolve_device, resolve_dtype
 
-DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-          "fp16": torch.float16, "float16": torch.float16}
 MAX_FULL_SIZE_BYTES = 4 << 30
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto" is the first CUDA GPU when there is one, else the CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device} requested but CUDA is not available")
-    return device
-
-
-def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
-    """"auto": float32 on the CPU (exact, and reduced precision is rarely faster there);
-    bfloat16 on GPUs that run it natively (compute capability 8.0+), else float16."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if cuda_bf16_native(device) else torch.float16
-        return torch.float32
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be auto, fp32, bf16 or fp16, got {dtype!r}")
-    return DTYPES[dtype]
 
 
 class Segmenter:
@@ -75,7 +49,7 @@ class Segmenter:
         loaded = load_model(model_or_path, config)
         self.notes = loaded.notes
         model = loaded.model
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, what="device")
         self.dtype = resolve_dtype(dtype, self.device)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         if isinstance(img_scale, str) and img_scale != "auto":

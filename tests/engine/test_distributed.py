@@ -11,7 +11,8 @@ import torch
 import torch.distributed as dist
 
 from ssformer.engine.distributed import reduction_device, torchrun_env
-from ssformer.engine.trainer import resolve_device, train
+from ssformer.devices import resolve_device
+from ssformer.engine.trainer import train
 from tests.engine.conftest import tiny_config
 
 

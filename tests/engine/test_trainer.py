@@ -165,7 +165,7 @@ def _amp_modes(device: torch.device) -> list[str]:
     """The autocast modes ``device`` runs natively: bf16 on the CPU; fp16 and (Ampere+) bf16 on GPUs."""
     if device.type != "cuda":
         return ["bf16"]
-    from ssformer.utils import cuda_bf16_native
+    from ssformer.devices import cuda_bf16_native
 
     return ["fp16"] + (["bf16"] if cuda_bf16_native(device) else [])
 
@@ -205,7 +205,7 @@ def test_mixed_precision_kill_and_resume_on_every_device(tmp_path, monkeypatch, 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 training needs CUDA (tools/gpu_check.sh)")
 def test_a_bf16_run_resumes_with_fp16(tmp_path):
     """The empty scaler state of a bf16 (or fp32) run is not loaded into fp16's enabled GradScaler."""
-    from ssformer.utils import cuda_bf16_native
+    from ssformer.devices import cuda_bf16_native
 
     first = "bf16" if cuda_bf16_native(torch.device("cuda")) else "none"
     train(tiny_config(tmp_path, "train.device=cuda", f"train.amp={first}", "train.iters=3"))

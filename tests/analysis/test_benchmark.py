@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import ssformer
-from ssformer.cli.benchmark import percentile
+from ssformer.analysis.benchmark import percentile
 from ssformer.cli.main import main
 from tests.conftest import tiny_model_kwargs
 
@@ -91,7 +91,7 @@ def test_percentile_matches_numpy():
 
 def test_train_step_uses_the_trainers_optimizer_and_scaler(monkeypatch, device):
     """``--train`` builds the trainer's AdamW (decay groups, not fused) and, for fp16, its GradScaler."""
-    from ssformer.cli.benchmark import benchmark
+    from ssformer.analysis.benchmark import benchmark
 
     made, steps = [], []
     real_adamw, real_step = torch.optim.AdamW, torch.amp.GradScaler.step
@@ -119,7 +119,7 @@ def test_train_step_uses_the_trainers_optimizer_and_scaler(monkeypatch, device):
 
 
 def test_fp16_training_off_cuda_is_refused_like_the_trainer(tiny_dir):
-    from ssformer.cli.benchmark import benchmark
+    from ssformer.analysis.benchmark import benchmark
 
     _, model = tiny_dir
     with pytest.raises(ValueError, match="train.amp=fp16 needs a CUDA device"):

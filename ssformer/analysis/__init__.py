@@ -1,0 +1,1 @@
+"""Measuring models: latency, throughput and memory (size and FLOPs: ``ssformer.models.size``)."""

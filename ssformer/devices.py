@@ -1,0 +1,68 @@
+"""Devices and precisions: one resolver for every command (training, evaluation, prediction, benchmarks)."""
+
+from __future__ import annotations
+
+import torch
+
+DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+          "fp16": torch.float16, "float16": torch.float16}
+
+
+def cuda_bf16_native(device: torch.device | str | int | None = None) -> bool:
+    """Whether the GPU computes bfloat16 natively (compute capability 8.0+, or a ROCm GPU torch accepts).
+
+    ``torch.cuda.is_bf16_supported()`` also counts emulation (torch 2.13), where bf16 runs far
+    slower than fp16 on pre-Ampere GPUs, so ``dtype="auto"`` and bf16 training ask this instead.
+    """
+    if not torch.cuda.is_available():
+        return False
+    if torch.version.hip:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    return torch.cuda.get_device_capability(device)[0] >= 8
+
+
+def resolve_device(name: str | torch.device = "auto", local_rank: int = 0, distributed: bool = False,
+                   what: str = "train.device") -> torch.device:
+    """The device for ``name`` (``auto``: the GPU when there is one, else the CPU; ``what`` names the
+    setting in errors).
+
+    Under torchrun (``distributed``) each process takes GPU ``LOCAL_RANK``: ``auto`` and ``cuda`` map
+    to it and ``cuda:N`` is refused (every process would train on GPU N); choose the GPUs with
+    ``CUDA_VISIBLE_DEVICES``. A single process uses ``cuda:N`` as given.
+    """
+    name = str(name)
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"{what}={name} but CUDA is not available")
+    if not name.startswith("cuda"):
+        return torch.device(name)
+    count = torch.cuda.device_count()
+    if distributed:
+        if name != "cuda":
+            raise ValueError(f"{what}={name} under torchrun would put every process on that GPU; use "
+                             f"train.device=cuda (process LOCAL_RANK takes GPU LOCAL_RANK) and choose GPUs "
+                             f"with CUDA_VISIBLE_DEVICES")
+        if local_rank >= count:
+            raise ValueError(f"LOCAL_RANK={local_rank} but only {count} GPU(s) are visible: start at most "
+                             f"{count} processes per node (torchrun --nproc-per-node)")
+        return torch.device("cuda", local_rank)
+    device = torch.device(name)
+    index = local_rank if device.index is None else device.index
+    if index >= count:
+        raise ValueError(f"{what}={name} but only {count} GPU(s) are visible (cuda:0 to cuda:{count - 1})")
+    return torch.device("cuda", index)
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+    """"auto": float32 on the CPU (exact, and reduced precision is rarely faster there);
+    bfloat16 on GPUs that run it natively (compute capability 8.0+), else float16."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if cuda_bf16_native(device) else torch.float16
+        return torch.float32
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be auto, fp32, bf16 or fp16, got {dtype!r}")
+    return DTYPES[dtype]
