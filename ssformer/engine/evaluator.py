@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from ssformer.engine.distributed import DistInfo
-from ssformer.inference.sliding import slide_inference, tta_inference, whole_inference
+from ssformer.inference.sliding import infer
 from ssformer.metrics import IoUMetric
 from ssformer.devices import cuda_bf16_native
 
@@ -38,18 +38,6 @@ def autocast_context(device: torch.device, amp: str):
         return contextlib.nullcontext()
     check_amp(device, amp)
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
-
-
-def predict_logits(model: nn.Module, image: torch.Tensor, out_size: tuple[int, int], num_classes: int,
-                   mode: str = "whole", crop_size=(512, 512), stride=(341, 341), tta: bool = False,
-                   scales=(1.0,), flip: bool = True) -> torch.Tensor:
-    """Scores (logits, or averaged probabilities with TTA) at ``out_size`` for a (B, 3, H, W) batch."""
-    if tta:
-        return tta_inference(model, image, scales=scales, flip=flip, mode=mode, num_classes=num_classes,
-                             crop=crop_size, stride=stride, out_size=out_size)
-    if mode == "slide":
-        return slide_inference(model, image, num_classes, crop_size, stride, out_size=out_size)
-    return whole_inference(model, image, out_size=out_size)
 
 
 class SkipUnreadable(Dataset):
@@ -107,8 +95,8 @@ def evaluate(model: nn.Module, dataset, num_classes: int, ignore_index: int = 25
         image = batch["image"].to(device)
         label = batch["label"]
         with autocast_context(device, amp):
-            scores = predict_logits(model, image, tuple(label.shape[1:]), num_classes, mode, tuple(crop_size),
-                                    tuple(stride), tta, tuple(scales), flip)
+            scores = infer(model, image, num_classes, tuple(label.shape[1:]), mode, tuple(crop_size), tuple(stride),
+                           tta, tuple(scales), flip)
         metric.update(scores.float().argmax(dim=1).cpu(), label)
     metric.all_reduce()
     if was_training:

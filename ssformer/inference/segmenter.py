@@ -21,7 +21,7 @@ from PIL import Image
 from ssformer.inference import visualize
 from ssformer.inference.images import ImageInput, load_rgb
 from ssformer.inference.postprocess import check_full_size, resized_argmax
-from ssformer.inference.sliding import slide_inference, tta_inference, whole_inference
+from ssformer.inference.sliding import infer
 from ssformer.loading import ConfigInput, load_model
 from ssformer.models.ssformer import SSformer
 from ssformer.devices import resolve_device, resolve_dtype
@@ -86,12 +86,8 @@ class Segmenter:
         (None: the model's resolution; not for TTA, which averages at the output size)."""
         batch = batch.to(device=self.device)  # float32 images in any model precision (see PatchEmbed)
         p = self.preprocessing
-        if self.tta:
-            return tta_inference(self.model, batch, p.tta_scales, flip=p.flip, mode=p.mode, num_classes=self.num_classes,
-                                 crop=p.crop_size, stride=p.stride, out_size=out_size)
-        if p.mode == "slide":
-            return slide_inference(self.model, batch, self.num_classes, p.crop_size, p.stride, out_size=out_size)
-        return whole_inference(self.model, batch, out_size=out_size)
+        return infer(self.model, batch, self.num_classes, out_size, p.mode, p.crop_size, p.stride, self.tta,
+                     p.tta_scales, p.flip)
 
     def _run(self, images: Sequence[ImageInput], batch_size: int, proba: bool) -> list[np.ndarray]:
         if batch_size < 1:

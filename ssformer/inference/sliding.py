@@ -139,3 +139,18 @@ def tta_inference(model: nn.Module, images: torch.Tensor, scales: Sequence[float
             total = probs if total is None else total + probs
             copies += 1
     return total / copies  # type: ignore[operator]
+
+
+def infer(model: nn.Module, images: torch.Tensor, num_classes: int, out_size: Sequence[int] | None = None,
+          mode: str = "whole", crop: int | Sequence[int] = 512, stride: int | Sequence[int] = 341,
+          tta: bool = False, scales: Sequence[float] = (1.0,), flip: bool = True) -> torch.Tensor:
+    """The one dispatch of evaluation and prediction: whole, slide or TTA scores at ``out_size``
+    (logits; averaged probabilities with TTA)."""
+    if tta:
+        return tta_inference(model, images, scales=scales, flip=flip, mode=mode, num_classes=num_classes,
+                             crop=crop, stride=stride, out_size=out_size)
+    if mode == "slide":
+        return slide_inference(model, images, num_classes, crop, stride, out_size=out_size)
+    if mode != "whole":
+        raise ValueError(f"mode must be 'whole' or 'slide', got {mode!r}")
+    return whole_inference(model, images, out_size=out_size)
