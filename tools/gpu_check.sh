@@ -77,7 +77,7 @@ EOF
   ITERS=60; CKPT=5; PREDICT_IMAGES=1000
 else
   "$PY" -c 'import torch; print(f"torch {torch.__version__}, CPU mode")' > "$OUT/environment.txt" 2>&1
-  GPUS=0; AMPS="bf16"; ITERS=8; CKPT=3; PREDICT_IMAGES=4
+  GPUS=0; AMPS="bf16"; ITERS=10; CKPT=3; PREDICT_IMAGES=4
 fi
 cat "$OUT/environment.txt" | tee -a "$SUMMARY"
 
