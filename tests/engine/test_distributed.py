@@ -92,8 +92,8 @@ def test_single_process_cuda_n_is_used_as_given(two_gpus):
 @pytest.mark.skipif(not (torch.cuda.is_available() and dist.is_nccl_available()),
                     reason="NCCL needs a GPU (tools/gpu_check.sh)")
 def test_training_inside_a_one_process_nccl_group(one_process_group, tmp_path):
-    """Every loss-status and metric reduction goes through NCCL; before the fix iteration 1 raised
-    "No backend type associated with device type cpu". One GPU suffices."""
+    """Every loss-status and metric reduction of a training goes through NCCL (one-process groups
+    run their collectives too), so one GPU exercises the path that broke multi-GPU runs."""
     one_process_group("nccl")
     summary = train(tiny_config(tmp_path, "train.device=cuda", "train.iters=2", "train.eval_interval=2"))
     assert summary["iterations"] == 2 and 0.0 <= summary["last_eval"]["mIoU"] <= 1.0
