@@ -77,7 +77,7 @@ EOF
   ITERS=60; CKPT=5; PREDICT_IMAGES=1000
 else
   "$PY" -c 'import torch; print(f"torch {torch.__version__}, CPU mode")' > "$OUT/environment.txt" 2>&1
-  GPUS=0; AMPS="bf16"; ITERS=8; CKPT=3; PREDICT_IMAGES=4
+  GPUS=0; AMPS="bf16"; ITERS=10; CKPT=3; PREDICT_IMAGES=4
 fi
 cat "$OUT/environment.txt" | tee -a "$SUMMARY"
 
@@ -100,7 +100,7 @@ else
 fi
 
 # --- 2. training with kill and resume ---------------------------------------------------------
-train_kill_resume() {  # AMP: straight run, killed run, resumed run, weights compared
+train_kill_resume() {  # AMP: straight run, killed run, resumed run; losses and weights compared
   local amp="$1" work="$OUT/train-$1"
   "${CLI[@]}" train --work-dir "$work/straight" "${TINY[@]}" --set "train.device=$DEVICE" --set "train.amp=$amp" || return 1
   "${CLI[@]}" train --work-dir "$work/killed" "${TINY[@]}" --set "train.device=$DEVICE" --set "train.amp=$amp" &
@@ -117,16 +117,30 @@ train_kill_resume() {  # AMP: straight run, killed run, resumed run, weights com
     --resume | tee "$work/resume.out" || return 1
   grep -q "resumed from" "$work/resume.out" || return 1
   "$PY" - "$work" "$DEVICE" "$amp" "$ITERS" <<'EOF'
-import sys
+import json, re, sys
 import torch
 from ssformer.engine.checkpoint import load_checkpoint
 work, device, amp, iters = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 a, b = load_checkpoint(f"{work}/straight/latest.pt"), load_checkpoint(f"{work}/killed/latest.pt")
 assert a["iteration"] == b["iteration"] == iters, (a["iteration"], b["iteration"])
 assert bool(b["scaler"]) == (amp == "fp16"), b["scaler"]
+start = int(re.search(r"at iteration (\d+)", open(f"{work}/resume.out").read()).group(1))
+assert start < iters, f"killed after the last checkpoint (iteration {start}): nothing was resumed"
+def losses(run):  # per iteration; the resumed run's where the killed one had logged it too
+    records = [json.loads(line) for line in open(f"{work}/{run}/log.jsonl")]
+    return {r["iter"]: r["loss"] for r in records if r["event"] == "train"}
+la, lb = losses("straight"), losses("killed")
+assert sorted(lb) == list(range(1, iters + 1))
 worst = max((a["model"][k].float() - b["model"][k].float()).abs().max().item() for k in a["model"])
-print(f"{amp} on {device}: resumed vs uninterrupted, largest weight difference {worst:.3g}")
-assert worst == 0 if device == "cpu" else worst < 1e-3, worst  # GPU kernels are not bit-deterministic
+first = abs(lb[start + 1] / la[start + 1] - 1)
+later = max(abs(lb[i] / la[i] - 1) for i in range(start + 1, iters + 1))
+print(f"{amp} on {device}: resumed at iteration {start}; loss of iteration {start + 1} vs the uninterrupted "
+      f"run: relative difference {first:.3g} (largest later {later:.3g}); largest weight difference {worst:.3g}")
+if device == "cpu":
+    assert worst == 0 and later == 0  # bit-identical
+else:  # GPU kernels are not bit-deterministic and AdamW amplifies it; a wrong resume changes the batch
+    assert first < 1e-3 and later < 5e-2 and all(torch.isfinite(v).all() for v in b["model"].values()
+                                                 if v.is_floating_point())
 EOF
 }
 for amp in $AMPS; do

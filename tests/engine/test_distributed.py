@@ -10,9 +10,10 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from ssformer.engine.distributed import reduction_device, torchrun_env
 from ssformer.devices import resolve_device
+from ssformer.engine.distributed import all_reduce_sum, reduction_device, torchrun_env
 from ssformer.engine.trainer import train
+from ssformer.metrics import IoUMetric
 from tests.engine.conftest import tiny_config
 
 
@@ -41,6 +42,30 @@ def test_reduction_device_follows_the_group_backend(one_process_group, monkeypat
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     one_process_group(backend)
     assert reduction_device() == torch.device(expected)
+
+
+def _sum_values(values: torch.Tensor) -> torch.Tensor:
+    return all_reduce_sum(values)
+
+
+def _sum_metric_counts(values: torch.Tensor) -> torch.Tensor:
+    metric = IoUMetric(2)
+    metric.counts = values.to(torch.int64).view(4, 2)
+    metric.all_reduce()
+    return metric.counts.view(-1)
+
+
+@pytest.mark.parametrize("reduce", [_sum_values, _sum_metric_counts], ids=["all_reduce_sum", "IoUMetric"])
+def test_cpu_tensors_are_reduced_on_the_groups_device(one_process_group, reduce):
+    """Under a CUDA-only group CPU values are summed on the GPU and copied back (before: handed to
+    the group as they were, the error above). Without a GPU the move itself is what fails."""
+    one_process_group("cuda:gloo")
+    values = torch.arange(8.0)
+    if torch.cuda.is_available():
+        assert reduce(values).tolist() == list(range(8))
+    else:
+        with pytest.raises((AssertionError, RuntimeError), match="CUDA"):
+            reduce(values)
 
 
 def test_reduction_device_without_a_group_is_the_cpu():
@@ -93,8 +118,8 @@ def test_single_process_cuda_n_is_used_as_given(two_gpus):
 @pytest.mark.skipif(not (torch.cuda.is_available() and dist.is_nccl_available()),
                     reason="NCCL needs a GPU (tools/gpu_check.sh)")
 def test_training_inside_a_one_process_nccl_group(one_process_group, tmp_path):
-    """Every loss-status and metric reduction goes through NCCL; before the fix iteration 1 raised
-    "No backend type associated with device type cpu". One GPU suffices."""
+    """Every loss-status and metric reduction of a training goes through NCCL (one-process groups
+    run their collectives too), so one GPU exercises the path that broke multi-GPU runs."""
     one_process_group("nccl")
     summary = train(tiny_config(tmp_path, "train.device=cuda", "train.iters=2", "train.eval_interval=2"))
     assert summary["iterations"] == 2 and 0.0 <= summary["last_eval"]["mIoU"] <= 1.0

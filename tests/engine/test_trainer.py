@@ -181,10 +181,18 @@ def _kill_at(monkeypatch, iteration: int) -> None:
     monkeypatch.setattr(trainer_module, "poly_warmup_lr", crash)
 
 
+def _train_losses(work_dir) -> dict[int, float]:
+    """Logged loss per iteration (the resumed run's where a killed run had logged it too)."""
+    records = [json.loads(line) for line in (work_dir / "log.jsonl").read_text().splitlines()]
+    return {r["iter"]: r["loss"] for r in records if r["event"] == "train"}
+
+
 def test_mixed_precision_kill_and_resume_on_every_device(tmp_path, monkeypatch, device):
     """Each native autocast mode trains, is killed after its iteration-3 checkpoint and resumes to the
-    end; the resumed weights match an uninterrupted run (exactly on the CPU; GPU kernels such as
-    atomic-add backward passes are not bit-deterministic)."""
+    end. On the CPU the result is bit-identical to an uninterrupted run. GPU kernels (atomic-add
+    backward passes) are not bit-deterministic and AdamW amplifies tiny differences, so there the
+    first resumed iteration's loss must match closely (a wrong data position, RNG or state would
+    change it by far more) and the later ones loosely."""
     for amp in _amp_modes(device):
         extra = (f"train.device={device}", f"train.amp={amp}")
         train(tiny_config(tmp_path / amp / "straight", *extra))
@@ -195,11 +203,16 @@ def test_mixed_precision_kill_and_resume_on_every_device(tmp_path, monkeypatch, 
         assert train(tiny_config(tmp_path / amp / "resumed", *extra), resume=True)["iterations"] == 6
         a, b = (load_checkpoint(tmp_path / amp / run / "latest.pt") for run in ("straight", "resumed"))
         assert bool(a["scaler"]) == (amp == "fp16")  # fp16 keeps its loss scale in the checkpoint
-        for key, value in a["model"].items():
-            if device.type == "cpu":
+        la, lb = (_train_losses(tmp_path / amp / run) for run in ("straight", "resumed"))
+        assert sorted(lb) == list(range(1, 7))
+        if device.type == "cpu":
+            assert [la[i] for i in range(1, 7)] == [lb[i] for i in range(1, 7)], amp
+            for key, value in a["model"].items():
                 assert torch.equal(b["model"][key], value), (amp, key)
-            else:
-                torch.testing.assert_close(b["model"][key], value, rtol=1e-3, atol=1e-4, msg=f"{amp} {key}")
+        else:
+            assert lb[4] == pytest.approx(la[4], rel=1e-3), amp
+            assert [lb[i] for i in (5, 6)] == pytest.approx([la[i] for i in (5, 6)], rel=5e-2), amp
+            assert all(torch.isfinite(v).all() for v in b["model"].values() if v.is_floating_point())
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 training needs CUDA (tools/gpu_check.sh)")

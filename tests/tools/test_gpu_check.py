@@ -24,4 +24,4 @@ def test_cpu_mode_of_the_gpu_check(tmp_path):
     resume = (tmp_path / "logs" / "train-bf16-kill-resume.log").read_text()
     assert "killed with SIGKILL after the checkpoint of iteration 3" in resume
     assert "resumed from" in resume and "largest weight difference 0\n" in resume
-    assert "2 processes: world_size 2 iterations 8" in (tmp_path / "logs" / "torchrun-2-processes.log").read_text()
+    assert "2 processes: world_size 2 iterations 10" in (tmp_path / "logs" / "torchrun-2-processes.log").read_text()
