@@ -13,7 +13,8 @@ import contextlib
 import json
 import math
 import time
-from dataclasses import asdict
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,8 @@ from tqdm import tqdm
 import ssformer
 from ssformer.data import TrainTransform, build_dataset
 from ssformer.data.frequencies import class_weights
-from ssformer.devices import resolve_device
 from ssformer.data.preprocessing import Preprocessing, TestTransform, from_training_config
+from ssformer.devices import resolve_device
 from ssformer.engine.checkpoint import (capture_rng, load_checkpoint, restore_rng, rotate_checkpoints,
                                         save_checkpoint)
 from ssformer.engine.criterion import build_criterion
@@ -159,25 +160,29 @@ def train(config: dict[str, Any], resume: bool = False, echo=print) -> dict[str,
             cleanup()
 
 
-def _train(config: dict[str, Any], resume: bool, echo, device: torch.device, dist_info: DistInfo) -> dict[str, Any]:
-    tc, ec = config["train"], config["eval"]
-    work_dir = Path(config["work_dir"])
-    if tc["num_threads"] is not None:
-        torch.set_num_threads(tc["num_threads"])
+@dataclass
+class Run:
+    """What a training run changes as it goes: weights, optimiser and loss-scaler state, the
+    number of completed iterations and the best evaluation so far (all of it in a checkpoint)."""
 
-    # Data first: a wrong root or option fails before the model is built.
-    train_set, first_part = build_train_dataset(config)
-    eval_set = build_eval_dataset(config)
-    num_classes, ignore_index = first_part.num_classes, first_part.ignore_index
-    parts = train_set.datasets if isinstance(train_set, ConcatSeeded) else [train_set]
-    criterion = build_criterion(tc, num_classes, ignore_index, lambda method: class_weights(method, parts),
-                                echo if dist_info.is_main else None)
+    model: ssformer.SSformer
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    iteration: int = 0
+    best: dict[str, Any] = field(default_factory=lambda: {"mIoU": -1.0, "iter": 0})
 
+
+# --- builders -------------------------------------------------------------------------------------
+def build_model(config: dict[str, Any], dataset, device: torch.device, dist_info: DistInfo,
+                echo: Callable[[str], object]) -> ssformer.SSformer:
+    """The model to train: seeded initial weights (the same on every process), its preprocessing and
+    recipe attached, pretrained weights, gradient checkpointing and SyncBatchNorm as configured."""
+    tc = config["train"]
     torch.manual_seed(tc["seed"])  # identical initial weights on every rank
-    model = ssformer.SSformer.from_config(model_config(config, num_classes, first_part.class_names,
-                                                       first_part.palette))
+    model = ssformer.SSformer.from_config(model_config(config, dataset.num_classes, dataset.class_names,
+                                                       dataset.palette))
     # What travels with the weights into every checkpoint and model/: test pipeline, labels, recipe.
-    model.preprocessing = from_training_config(config, ignore_index=ignore_index)
+    model.preprocessing = from_training_config(config, ignore_index=dataset.ignore_index)
     model.recipe = _to_primitive(config)
     if config["model"]["pretrained"] is not None:
         report = ssformer.load_weights(model, config["model"]["pretrained"], strict=False)
@@ -189,149 +194,224 @@ def _train(config: dict[str, Any], resume: bool, echo, device: torch.device, dis
         if device.type != "cuda":
             raise ValueError("train.sync_bn needs CUDA devices (torch's SyncBatchNorm does not run on CPU)")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    model.to(device)
-    optimizer = build_optimizer(model, tc["lr"], tc["weight_decay"], tc["betas"], tc["eps"], tc["no_decay_keys"])
-    scaler = build_grad_scaler(tc["amp"], device)
+    return model.to(device)
 
-    start_iter, best = 0, {"mIoU": -1.0, "iter": 0}
-    latest = work_dir / "latest.pt"
-    if resume:
-        if not latest.is_file():
-            raise FileNotFoundError(f"--resume: {latest} not found")
-        state = load_checkpoint(latest)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        load_scaler_state(scaler, state["scaler"])
-        start_iter, best = int(state["iteration"]), dict(state["best"])
-        if dist_info.world_size != state.get("world_size", 1):
-            raise ValueError(f"{latest} was written by {state.get('world_size', 1)} processes, "
-                             f"this run has {dist_info.world_size}; exact resume needs the same number")
-        restore_rng(state["rng"][dist_info.rank] if isinstance(state["rng"], list) else state["rng"], device)
-        if dist_info.is_main:
-            echo(f"resumed from {latest} at iteration {start_iter}")
-    else:
-        torch.manual_seed(tc["seed"] + dist_info.rank)  # per-rank dropout / drop-path streams
-        if dist_info.is_main and latest.exists():
-            echo(f"warning: {latest} exists and will be overwritten (use --resume to continue it)")
 
+def wrap_for_ddp(model: ssformer.SSformer, device: torch.device, dist_info: DistInfo) -> nn.Module:
+    """The module the loop calls: 1/4-resolution logits, under DDP when distributed."""
     net: nn.Module = LogitsAtQuarter(model)
-    if dist_info.enabled:
-        # Gradients live in DDP's buckets (allocated here in the parameters' layout) and are zeroed, not
-        # freed, each iteration: autograd's channels-last gradients of 1x1 convolutions would otherwise
-        # trip DDP's "grad strides do not match bucket view strides" check.
-        for p in model.parameters():
-            if p.requires_grad:
-                p.grad = torch.zeros_like(p)
-        net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None,
-                                      gradient_as_bucket_view=True)
+    if not dist_info.enabled:
+        return net
+    # Gradients live in DDP's buckets (allocated here in the parameters' layout) and are zeroed, not
+    # freed, each iteration: autograd's channels-last gradients of 1x1 convolutions would otherwise
+    # trip DDP's "grad strides do not match bucket view strides" check.
+    for p in model.parameters():
+        if p.requires_grad:
+            p.grad = torch.zeros_like(p)
+    return DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None,
+                                   gradient_as_bucket_view=True)
 
-    if dist_info.is_main:
-        work_dir.mkdir(parents=True, exist_ok=True)
-        (work_dir / "config.yaml").write_text(yaml.safe_dump(_to_primitive(config), sort_keys=False))
-    log = JsonLog(work_dir / "log.jsonl", dist_info.is_main)
 
+def build_loader(config: dict[str, Any], train_set, start_iter: int, dist_info: DistInfo,
+                 device: torch.device) -> Iterator[dict[str, Any]]:
+    """The endless stream of (micro-)batches from iteration ``start_iter`` on (see ``engine.sampling``)."""
+    tc = config["train"]
     accum, batch = tc["grad_accum"], tc["batch_size"]
     sampler = StreamBatchSampler(len(train_set), batch, tc["seed"], start=start_iter * accum * batch *
                                  dist_info.world_size, rank=dist_info.rank, world_size=dist_info.world_size)
     loader = DataLoader(train_set, batch_sampler=sampler, num_workers=tc["num_workers"],
-                        pin_memory=device.type == "cuda", generator=torch.Generator(),
-                        persistent_workers=False)
-    stream = iter(loader)
-    params = [p for p in model.parameters() if p.requires_grad]
-    iters = tc["iters"]
+                        pin_memory=device.type == "cuda", generator=torch.Generator(), persistent_workers=False)
+    return iter(loader)
 
-    def state_dict(iteration: int) -> dict[str, Any]:
-        rng = capture_rng(device)
-        if dist_info.enabled:
-            gathered: list = [None] * dist_info.world_size
-            torch.distributed.all_gather_object(gathered, rng)
-            rng = gathered
-        return {"model": model.state_dict(), "model_config": _to_primitive(asdict(model.config)),
-                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "iteration": iteration,
-                "rng": rng, "best": best, "world_size": dist_info.world_size, "config": model.recipe,
-                "preprocessing": model.preprocessing.to_dict()}
 
-    bar = tqdm(total=iters, initial=start_iter, disable=None if tc["progress"] and dist_info.is_main else True,
-               dynamic_ncols=True, desc="train")
-    window_loss, window_count, window_start = 0.0, 0, time.time()
-    run_start, it = time.time(), start_iter
+# --- checkpoints ----------------------------------------------------------------------------------
+def checkpoint_state(run: Run, device: torch.device, dist_info: DistInfo) -> dict[str, Any]:
+    """Everything ``--resume`` needs (every process's RNG states gathered), and a complete model."""
+    rng = capture_rng(device)
+    if dist_info.enabled:
+        gathered: list = [None] * dist_info.world_size
+        torch.distributed.all_gather_object(gathered, rng)
+        rng = gathered
+    model = run.model
+    return {"model": model.state_dict(), "model_config": _to_primitive(asdict(model.config)),
+            "optimizer": run.optimizer.state_dict(), "scaler": run.scaler.state_dict(), "iteration": run.iteration,
+            "rng": rng, "best": run.best, "world_size": dist_info.world_size, "config": model.recipe,
+            "preprocessing": model.preprocessing.to_dict()}
+
+
+def resume_run(run: Run, latest: Path, device: torch.device, dist_info: DistInfo) -> None:
+    """Load ``latest`` into ``run`` and restore this process's RNG states from it."""
+    if not latest.is_file():
+        raise FileNotFoundError(f"--resume: {latest} not found")
+    state = load_checkpoint(latest)
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    load_scaler_state(run.scaler, state["scaler"])
+    run.iteration, run.best = int(state["iteration"]), dict(state["best"])
+    if dist_info.world_size != state.get("world_size", 1):
+        raise ValueError(f"{latest} was written by {state.get('world_size', 1)} processes, "
+                         f"this run has {dist_info.world_size}; exact resume needs the same number")
+    restore_rng(state["rng"][dist_info.rank] if isinstance(state["rng"], list) else state["rng"], device)
+
+
+def save_checkpoints(run: Run, work_dir: Path, keep: int, device: torch.device, dist_info: DistInfo) -> None:
+    """``latest.pt`` and ``iter_N.pt`` (the newest ``keep``), written by the main process only."""
+    state = checkpoint_state(run, device, dist_info)
+    if dist_info.is_main:
+        save_checkpoint(state, work_dir / "latest.pt")
+        if keep > 0:
+            save_checkpoint(state, work_dir / f"iter_{run.iteration}.pt")
+        rotate_checkpoints(work_dir, keep)
+    barrier()
+
+
+# --- one update -----------------------------------------------------------------------------------
+def train_step(run: Run, net: nn.Module, criterion: Callable, stream: Iterator[dict[str, Any]], lr: float,
+               config: dict[str, Any], device: torch.device, dist_info: DistInfo) -> tuple[float, bool]:
+    """One optimiser update over ``train.grad_accum`` micro-batches at learning rate ``lr``.
+
+    Returns (loss summed over the processes, whether it was finite anywhere); a non-finite loss
+    takes no step, so the weights stay as they were.
+    """
+    tc = config["train"]
+    accum = tc["grad_accum"]
+    set_lr(run.optimizer, lr)
+    run.optimizer.zero_grad(set_to_none=not dist_info.enabled)  # DDP: keep the bucket views
+    loss_total = torch.zeros((), device=device)
+    for micro in range(accum):
+        sample = next(stream)
+        images = sample["image"].to(device, non_blocking=True)
+        labels = sample["label"].to(device, non_blocking=True)
+        sync = contextlib.nullcontext() if not dist_info.enabled or micro == accum - 1 else net.no_sync()
+        with sync:
+            with autocast_context(device, tc["amp"]):
+                logits = net(images)
+            loss = criterion(logits, labels)
+            run.scaler.scale(loss / accum).backward()
+        loss_total += loss.detach() / accum
+    status = torch.stack([loss_total.float(), (~torch.isfinite(loss_total)).float()])
+    status = all_reduce_sum(status).cpu()  # summed on the group's device (the GPU under NCCL)
+    if status[1] > 0:
+        return float(loss_total.item()), False
+    if tc["clip_grad"] is not None:
+        run.scaler.unscale_(run.optimizer)
+        torch.nn.utils.clip_grad_norm_([p for p in run.model.parameters() if p.requires_grad], tc["clip_grad"])
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.iteration += 1
+    return float(status[0].item()), True
+
+
+# --- logging --------------------------------------------------------------------------------------
+class Progress:
+    """The tqdm bar and the ``train`` records of ``log.jsonl``: loss, lr and speed averaged over each
+    ``log_interval`` window."""
+
+    def __init__(self, log: JsonLog, iters: int, start: int, log_interval: int, show: bool):
+        self.log, self.iters, self.log_interval = log, iters, log_interval
+        self.bar = tqdm(total=iters, initial=start, disable=None if show else True, dynamic_ncols=True, desc="train")
+        self.loss, self.count, self.window_start, self.run_start = 0.0, 0, time.time(), time.time()
+
+    def step(self, iteration: int, lr: float, loss: float) -> None:
+        self.loss, self.count = self.loss + loss, self.count + 1
+        self.bar.update(1)
+        if iteration % self.log_interval and iteration != self.iters:
+            return
+        sec_per_iter = (time.time() - self.window_start) / self.count
+        record = {"event": "train", "iter": iteration, "lr": lr, "loss": self.loss / self.count,
+                  "sec_per_iter": sec_per_iter, "eta_s": sec_per_iter * (self.iters - iteration),
+                  "elapsed_s": time.time() - self.run_start}
+        self.log.write(record)
+        self.bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}", s_it=f"{sec_per_iter:.2f}")
+        self.loss, self.count, self.window_start = 0.0, 0, time.time()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _diverged(progress: Progress, log: JsonLog, latest: Path, loss: float, iteration: int) -> TrainingDiverged:
+    progress.close()
+    good = load_checkpoint(latest)["iteration"] if latest.is_file() else None
+    where = (f"the last good checkpoint {latest} (iteration {good}) was kept" if good is not None
+             else "no checkpoint had been written yet")
+    message = (f"loss is {loss} at iteration {iteration}: training stopped without saving; "
+               f"{where}. Lower train.lr, enable train.clip_grad or check the data.")
+    log.write({"event": "diverged", "iter": iteration, "message": message})
+    log.close()
+    return TrainingDiverged(message)
+
+
+def _evaluate(run: Run, eval_set, config: dict[str, Any], device: torch.device, dist_info: DistInfo,
+              log: JsonLog, progress: Progress) -> dict[str, Any]:
+    """Evaluate, log and print; ``best.pt`` when the mIoU improved."""
+    tc, ec = config["train"], config["eval"]
+    results = evaluate(run.model, eval_set, eval_set.num_classes, eval_set.ignore_index, ec["mode"], ec["crop_size"],
+                       ec["stride"], device=device, amp=tc["amp"], num_workers=ec["num_workers"],
+                       dist_info=dist_info, progress=tc["progress"])
+    if tc["bn_eval"]:
+        _set_bn_eval(run.model)
+    record = {"event": "eval", "iter": run.iteration, **results}
+    log.write(record)
+    if dist_info.is_main:
+        progress.bar.write(f"iter {run.iteration}: mIoU {100 * results['mIoU']:.2f}  aAcc {100 * results['aAcc']:.2f}"
+                           f"  mAcc {100 * results['mAcc']:.2f}")
+    if results["mIoU"] > run.best["mIoU"]:
+        run.best = {"mIoU": float(results["mIoU"]), "iter": run.iteration}
+        state = checkpoint_state(run, device, dist_info)
+        if dist_info.is_main:
+            save_checkpoint(state, Path(config["work_dir"]) / "best.pt")
+    return record
+
+
+# --- the loop -------------------------------------------------------------------------------------
+def _train(config: dict[str, Any], resume: bool, echo, device: torch.device, dist_info: DistInfo) -> dict[str, Any]:
+    tc = config["train"]
+    work_dir, latest, iters = Path(config["work_dir"]), Path(config["work_dir"]) / "latest.pt", tc["iters"]
+    if tc["num_threads"] is not None:
+        torch.set_num_threads(tc["num_threads"])
+    # Data first: a wrong root or option fails before the model is built.
+    train_set, first_part = build_train_dataset(config)
+    eval_set = build_eval_dataset(config)
+    parts = train_set.datasets if isinstance(train_set, ConcatSeeded) else [train_set]
+    criterion = build_criterion(tc, first_part.num_classes, first_part.ignore_index,
+                                lambda method: class_weights(method, parts), echo if dist_info.is_main else None)
+    model = build_model(config, first_part, device, dist_info, echo)
+    run = Run(model, build_optimizer(model, tc["lr"], tc["weight_decay"], tc["betas"], tc["eps"], tc["no_decay_keys"]),
+              build_grad_scaler(tc["amp"], device))
+    if resume:
+        resume_run(run, latest, device, dist_info)
+        if dist_info.is_main:
+            echo(f"resumed from {latest} at iteration {run.iteration}")
+    else:
+        torch.manual_seed(tc["seed"] + dist_info.rank)  # per-rank dropout / drop-path streams
+        if dist_info.is_main and latest.exists():
+            echo(f"warning: {latest} exists and will be overwritten (use --resume to continue it)")
+    net = wrap_for_ddp(model, device, dist_info)
+    if dist_info.is_main:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        (work_dir / "config.yaml").write_text(yaml.safe_dump(_to_primitive(config), sort_keys=False))
+    log = JsonLog(work_dir / "log.jsonl", dist_info.is_main)
+    stream = build_loader(config, train_set, run.iteration, dist_info, device)
+    progress = Progress(log, iters, run.iteration, tc["log_interval"], tc["progress"] and dist_info.is_main)
     last_eval: dict[str, Any] | None = None
     model.train()
     if tc["bn_eval"]:
         _set_bn_eval(model)
-    while it < iters:
-        lr = poly_warmup_lr(it, tc["lr"], iters, tc["power"], tc["min_lr"], tc["warmup_iters"], tc["warmup_ratio"])
-        set_lr(optimizer, lr)
-        optimizer.zero_grad(set_to_none=not dist_info.enabled)  # DDP: keep the bucket views
-        loss_total = torch.zeros((), device=device)
-        for micro in range(accum):
-            sample = next(stream)
-            images = sample["image"].to(device, non_blocking=True)
-            labels = sample["label"].to(device, non_blocking=True)
-            sync = contextlib.nullcontext() if not dist_info.enabled or micro == accum - 1 else net.no_sync()
-            with sync:
-                with autocast_context(device, tc["amp"]):
-                    logits = net(images)
-                loss = criterion(logits, labels)
-                scaler.scale(loss / accum).backward()
-            loss_total += loss.detach() / accum
-        status = torch.stack([loss_total.float(), (~torch.isfinite(loss_total)).float()])
-        status = all_reduce_sum(status).cpu()  # summed on the group's device (the GPU under NCCL)
-        if status[1] > 0:
-            bar.close()
-            good = load_checkpoint(latest)["iteration"] if latest.is_file() else None
-            where = (f"the last good checkpoint {latest} (iteration {good}) was kept" if good is not None
-                     else "no checkpoint had been written yet")
-            message = (f"loss is {loss_total.item()} at iteration {it + 1}: training stopped without saving; "
-                       f"{where}. Lower train.lr, enable train.clip_grad or check the data.")
-            log.write({"event": "diverged", "iter": it + 1, "message": message})
-            log.close()
-            raise TrainingDiverged(message)
-        if tc["clip_grad"] is not None:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(params, tc["clip_grad"])
-        scaler.step(optimizer)
-        scaler.update()
-        it += 1
-        window_loss += status[0].item() / dist_info.world_size
-        window_count += 1
-        bar.update(1)
-        if it % tc["log_interval"] == 0 or it == iters:
-            elapsed = time.time() - window_start
-            sec_per_iter = elapsed / window_count
-            record = {"event": "train", "iter": it, "lr": lr, "loss": window_loss / window_count,
-                      "sec_per_iter": sec_per_iter, "eta_s": sec_per_iter * (iters - it),
-                      "elapsed_s": time.time() - run_start}
-            log.write(record)
-            bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}", s_it=f"{sec_per_iter:.2f}")
-            window_loss, window_count, window_start = 0.0, 0, time.time()
+    while run.iteration < iters:
+        lr = poly_warmup_lr(run.iteration, tc["lr"], iters, tc["power"], tc["min_lr"], tc["warmup_iters"],
+                            tc["warmup_ratio"])
+        loss, finite = train_step(run, net, criterion, stream, lr, config, device, dist_info)
+        if not finite:
+            raise _diverged(progress, log, latest, loss, run.iteration + 1)
+        it = run.iteration
+        progress.step(it, lr, loss / dist_info.world_size)
         if it % tc["eval_interval"] == 0 or it == iters:
-            results = evaluate(model, eval_set, num_classes, ignore_index, ec["mode"], ec["crop_size"],
-                               ec["stride"], device=device, amp=tc["amp"], num_workers=ec["num_workers"],
-                               dist_info=dist_info, progress=tc["progress"])
-            if tc["bn_eval"]:
-                _set_bn_eval(model)
-            last_eval = {"event": "eval", "iter": it, **{k: v for k, v in results.items()}}
-            log.write(last_eval)
-            if dist_info.is_main:
-                bar.write(f"iter {it}: mIoU {100 * results['mIoU']:.2f}  aAcc {100 * results['aAcc']:.2f}  "
-                          f"mAcc {100 * results['mAcc']:.2f}")
-            if results["mIoU"] > best["mIoU"]:
-                best = {"mIoU": float(results["mIoU"]), "iter": it}
-                state = state_dict(it)
-                if dist_info.is_main:
-                    save_checkpoint(state, work_dir / "best.pt")
+            last_eval = _evaluate(run, eval_set, config, device, dist_info, log, progress)
         if it % tc["checkpoint_interval"] == 0 or it == iters:
-            state = state_dict(it)
-            if dist_info.is_main:
-                save_checkpoint(state, latest)
-                if tc["keep_checkpoints"] > 0:
-                    save_checkpoint(state, work_dir / f"iter_{it}.pt")
-                rotate_checkpoints(work_dir, tc["keep_checkpoints"])
-            barrier()
-    bar.close()
+            save_checkpoints(run, work_dir, tc["keep_checkpoints"], device, dist_info)
+    progress.close()
     if dist_info.is_main:
         model.save_pretrained(work_dir / "model")
     log.close()
-    return {"iterations": it, "best": best, "last_eval": last_eval, "work_dir": str(work_dir),
+    return {"iterations": run.iteration, "best": run.best, "last_eval": last_eval, "work_dir": str(work_dir),
             "rank": dist_info.rank, "world_size": dist_info.world_size}
