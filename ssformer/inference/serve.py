@@ -371,9 +371,11 @@ class LocalServer:
         limits = limits or ServeLimits()
         self.socket = _bind(host, port)
         self.address: tuple[str, int] = self.socket.getsockname()[:2]
+        # No uvicorn limit_concurrency: its 503 is plain text. The app's queue bounds the uploads held
+        # (admitted before the body is read), and idle connections cost little and time out.
         config = uvicorn.Config(create_app(segmenter, limits), http=header_timeout_protocol(limits.header_timeout),
                                 lifespan="off", log_level=log_level, access_log=access_log, timeout_keep_alive=5,
-                                limit_concurrency=limits.queue_size + 64, timeout_graceful_shutdown=5)
+                                timeout_graceful_shutdown=5)
         self.server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
 
