@@ -8,6 +8,7 @@ PAGE = """<!doctype html>
 <style>
   body { font-family: sans-serif; margin: 1.5em; color: #222; }
   #result { display: flex; gap: 2em; align-items: flex-start; margin-top: 1em; }
+  #result[hidden] { display: none; }  /* the flex display would otherwise override the attribute */
   #overlay { min-width: 320px; max-width: 70vw; max-height: 80vh; border: 1px solid #ccc; }
   table { border-collapse: collapse; }
   td { padding: 2px 8px; }
