@@ -3,65 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
-from pathlib import Path
-
-import numpy as np
-from PIL import Image
-from torch.utils.data import Dataset
-
-from ssformer.inference.files import InputImage
-from ssformer.inference.images import load_rgb
-
-PROGRESS_SECONDS = 30.0  # a text line this often when stderr is not a terminal
-
-
-class DecodeImages(Dataset):
-    """``(index, RGB image or None, error or None)`` per input, decoded in DataLoader workers."""
-
-    def __init__(self, items: list[InputImage]):
-        self.items = items
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int):
-        try:
-            return index, load_rgb(self.items[index].path), None
-        except (ValueError, OSError) as e:  # ImageError is a ValueError
-            return index, None, str(e)
-
-
-def _as_is(sample):
-    return sample
-
-
-class Progress:
-    """tqdm on a terminal; otherwise a line every ``PROGRESS_SECONDS`` and at the end (logs, CI)."""
-
-    def __init__(self, total: int, enabled: bool):
-        from tqdm import tqdm
-
-        self.total, self.done, self.start, self.last = total, 0, time.monotonic(), time.monotonic()
-        self.text = enabled and not sys.stderr.isatty()
-        self.bar = tqdm(total=total, unit="img", desc="predict", file=sys.stderr, disable=not enabled or self.text)
-
-    def write(self, line: str) -> None:
-        self.bar.write(line, file=sys.stderr)
-
-    def update(self, count: int = 1) -> None:
-        self.bar.update(count)
-        self.done += count
-        now = time.monotonic()
-        if self.text and (now - self.last >= PROGRESS_SECONDS or self.done == self.total):
-            self.last = now
-            rate = self.done / max(now - self.start, 1e-9)
-            print(f"ssformer predict: {self.done}/{self.total} images ({rate:.2f}/s)", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        self.bar.close()
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -99,13 +41,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import torch
-    from torch.utils.data import DataLoader
 
-    from ssformer.engine.distributed import init_distributed
+    from ssformer.devices import resolve_device
+    from ssformer.engine.distributed import init_distributed, torchrun_env
+    from ssformer.inference.batch import FolderPredictor, Outputs
     from ssformer.inference.files import expand_inputs
     from ssformer.inference.segmenter import Segmenter
-    from ssformer.inference.visualize import class_shares
-    from ssformer.utils import atomic_write
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -114,132 +55,22 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.alpha <= 1:
         raise ValueError(f"--alpha must be in [0, 1], got {args.alpha}")
     items = expand_inputs(args.inputs)
-    cuda = args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available())
-    dist_info = init_distributed("cuda" if cuda else "cpu")  # under torchrun: one share of the files per process
-    device = f"cuda:{dist_info.local_rank}" if cuda and dist_info.enabled and args.device in ("auto", "cuda") \
-        else args.device
+    layout = torchrun_env()  # under torchrun: one share of the files per process, one GPU each
+    device = resolve_device(args.device, layout.local_rank, layout.enabled, what="--device")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist_info = init_distributed(device.type)
     img_scale = None if args.original_size else (tuple(args.img_scale) if args.img_scale else "auto")
     segmenter = Segmenter(args.checkpoint, device=device, dtype=args.dtype, mode=args.mode, crop=args.crop,
                           stride=args.stride, tta=args.tta, img_scale=img_scale, config=args.config)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    predictor = FolderPredictor(segmenter, args.out, Outputs(not args.no_overlay, args.save_proba, args.alpha),
+                                args.batch_size, args.num_workers, args.overwrite, dist_info)
+    predictor.run(items)
     if dist_info.is_main:
-        with atomic_write(out / "legend.png") as tmp:
-            segmenter.legend().save(tmp, format="PNG")
-
-    failures: dict[str, str] = {}
-    summary: dict[str, dict] = {}
-
-    def outputs(item: InputImage) -> list[Path]:
-        base = out / item.relative
-        names = [".png"] + ([] if args.no_overlay else ["_overlay.jpg"]) + (["_proba.npy"] if args.save_proba else [])
-        return [base.parent / (base.name + suffix) for suffix in names]
-
-    def record(item: InputImage, mask: np.ndarray) -> None:
-        shares = class_shares(mask, segmenter.num_classes)
-        summary[str(item.relative)] = {
-            "input": str(item.path), "height": int(mask.shape[0]), "width": int(mask.shape[1]),
-            "classes": {segmenter.class_names[c]: round(float(shares[c]), 6) for c in np.flatnonzero(shares)}}
-
-    def fail(item: InputImage, error: Exception | str) -> None:
-        failures[str(item.path)] = str(error)
-        progress.write(f"ssformer predict: skipped {item.path}: {error}")
-
-    def write(item: InputImage, image, mask: np.ndarray, proba: np.ndarray | None) -> None:
-        paths = outputs(item)
-        with atomic_write(paths[0]) as tmp:
-            segmenter.mask_image(mask).save(tmp, format="PNG")
-        if not args.no_overlay:
-            with atomic_write(paths[1]) as tmp:
-                segmenter.overlay(image, mask, args.alpha).save(tmp, format="JPEG", quality=90)
-        if proba is not None:
-            with atomic_write(paths[-1]) as tmp, open(tmp, "wb") as f:
-                np.save(f, proba.astype(np.float16))
-        record(item, mask)
-
-    def predict(images: list) -> tuple[list, list]:
-        if args.save_proba:
-            probas = segmenter.predict_proba_batch(images, args.batch_size)
-            return probas, [p.argmax(axis=0) for p in probas]
-        return [None] * len(images), segmenter.predict_batch(images, args.batch_size)
-
-    def run_chunk(chunk: list[tuple[InputImage, object]]) -> None:
-        items_, images = [c[0] for c in chunk], [c[1] for c in chunk]
-        try:
-            probas, masks = predict(images)
-            results = list(zip(items_, images, probas, masks))
-        except (ValueError, RuntimeError, MemoryError):  # find the image(s) at fault, one at a time
-            results = []
-            for item, image in chunk:
-                try:
-                    (proba,), (mask,) = predict([image])
-                    results.append((item, image, proba, mask))
-                except (ValueError, RuntimeError, MemoryError) as e:
-                    fail(item, e)
-                    progress.update(1)
-        for item, image, proba, mask in results:
-            try:
-                write(item, image, mask, proba)
-            except (ValueError, OSError) as e:  # e.g. wider than JPEG allows
-                fail(item, e)
-            progress.update(1)
-
-    # Every input is tried; a file that cannot be read, predicted or written is reported with its
-    # path and listed in predictions.json, and the others carry on (exit code 1 at the end).
-    mine = items[dist_info.rank::dist_info.world_size]
-    progress = Progress(len(mine), enabled=dist_info.is_main)
-    todo: list[InputImage] = []
-    for item in mine:
-        if not args.overwrite and all(path.is_file() for path in outputs(item)):
-            try:  # done by an earlier run: keep its entry
-                with Image.open(outputs(item)[0]) as mask_file:
-                    record(item, np.asarray(mask_file).astype(np.int64))
-                progress.update(1)
-                continue
-            except (OSError, ValueError):
-                pass  # an unreadable earlier mask: redo it
-        todo.append(item)
-    skipped = len(mine) - len(todo)
-    finished = False
-    try:
-        loader = DataLoader(DecodeImages(todo), batch_size=None, shuffle=False, num_workers=args.num_workers,
-                            collate_fn=_as_is)
-        chunk: list[tuple[InputImage, object]] = []
-        for index, image, error in loader:
-            if error is not None:
-                fail(todo[index], error)
-                progress.update(1)
-                continue
-            chunk.append((todo[index], image))
-            if len(chunk) == args.batch_size:
-                run_chunk(chunk)
-                chunk = []
-        if chunk:
-            run_chunk(chunk)
-        finished = True
-    finally:
-        progress.close()
-        if dist_info.enabled and finished:
-            parts: list = [None] * dist_info.world_size
-            torch.distributed.all_gather_object(parts, (summary, failures, skipped))
-            summary, failures, skipped = {}, {}, 0
-            for part_summary, part_failures, part_skipped in parts:
-                summary.update(part_summary)
-                failures.update(part_failures)
-                skipped += part_skipped
-        order = {str(item.relative): i for i, item in enumerate(items)}
-        name = "predictions.json" if dist_info.is_main and (finished or not dist_info.enabled) \
-            else f"predictions.rank{dist_info.rank}.json"  # a stopped process of a sharded run keeps its part
-        if finished is False or dist_info.is_main:
-            with atomic_write(out / name) as tmp:
-                tmp.write_text(json.dumps({"model": segmenter.describe(),
-                                           "images": dict(sorted(summary.items(), key=lambda kv: order[kv[0]])),
-                                           "failed": failures}, indent=2) + "\n")
-    if dist_info.is_main:
-        note = f" ({skipped} already there, kept; --overwrite redoes them)" if skipped else ""
-        print(f"ssformer predict: {len(summary)} masks in {out}{note}")
-        if failures:
-            print(f"ssformer predict: {len(failures)} of {len(items)} inputs failed:", file=sys.stderr)
-            for path, message in failures.items():
+        note = f" ({predictor.skipped} already there, kept; --overwrite redoes them)" if predictor.skipped else ""
+        print(f"ssformer predict: {len(predictor.summary)} masks in {args.out}{note}")
+        if predictor.failures:
+            print(f"ssformer predict: {len(predictor.failures)} of {len(items)} inputs failed:", file=sys.stderr)
+            for path, message in predictor.failures.items():
                 print(f"  {path}: {message}", file=sys.stderr)
-    return 1 if failures else 0
+    return 1 if predictor.failures else 0

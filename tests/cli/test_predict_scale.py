@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 import ssformer
-from ssformer.cli import predict as predict_cli
+from ssformer.inference import batch as predict_batch
 from ssformer.cli.main import main
 from tests.conftest import tiny_model_kwargs
 
@@ -68,7 +68,7 @@ def test_workers_resume_and_overwrite(tiny, folder, tmp_path, capsys):
 
 
 def test_text_progress_lines_when_not_a_terminal(tiny, folder, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(predict_cli, "PROGRESS_SECONDS", 0.0)  # a line per image
+    monkeypatch.setattr(predict_batch, "PROGRESS_SECONDS", 0.0)  # a line per image
     assert main(["predict", "--checkpoint", str(tiny), str(folder), "--out", str(tmp_path / "o"),
                  "--num-workers", "0", "--batch-size", "1"]) == 0
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ssformer predict: ")]
