@@ -183,32 +183,38 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return JSONResponse({"error": message, "status": status}, status_code=status, headers={**NO_STORE, **(headers or {})})
 
 
-def create_app(segmenter: Segmenter, limits: ServeLimits | None = None) -> Starlette:
-    """The ASGI app for ``segmenter`` (run it with uvicorn, or :class:`LocalServer`)."""
-    limits = limits or ServeLimits()
-    if limits.queue_size < 1 or limits.max_bytes < 1:
-        raise ValueError(f"queue_size and max_bytes must be positive, got {limits}")
-    model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ssformer-model")
-    admission = _Admission(limits.queue_size)
-    schemas = SchemaGenerator({"openapi": "3.0.0", "info": {"title": "ssformer serve", "version": "1"}})
+class SegmentationAPI:
+    """The routes of ``ssformer serve`` over one :class:`Segmenter`: one model thread behind a bounded
+    queue; every answer, errors included, is JSON (or the PNG / HTML asked for). The handlers' docstrings
+    are their OpenAPI descriptions (``/openapi.json``)."""
 
-    def segment(data: bytes, as_mask: bool, with_overlay: bool) -> Response:
-        image = decode_upload(data, limits.max_pixels)
-        mask = segmenter.predict(image)
+    def __init__(self, segmenter: Segmenter, limits: ServeLimits | None = None):
+        limits = limits or ServeLimits()
+        if limits.queue_size < 1 or limits.max_bytes < 1:
+            raise ValueError(f"queue_size and max_bytes must be positive, got {limits}")
+        self.segmenter, self.limits = segmenter, limits
+        self.model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ssformer-model")
+        self.admission = _Admission(limits.queue_size)
+        self.schemas = SchemaGenerator({"openapi": "3.0.0", "info": {"title": "ssformer serve", "version": "1"}})
+
+    def segment(self, data: bytes, as_mask: bool, with_overlay: bool) -> Response:
+        image = decode_upload(data, self.limits.max_pixels)
+        mask = self.segmenter.predict(image)
         if as_mask:
             buffer = io.BytesIO()
-            segmenter.mask_image(mask).save(buffer, format="PNG")
+            self.segmenter.mask_image(mask).save(buffer, format="PNG")
             return Response(buffer.getvalue(), media_type="image/png", headers=NO_STORE)
-        return JSONResponse(describe_prediction(segmenter, image, mask, with_overlay), headers=NO_STORE)
+        return JSONResponse(describe_prediction(self.segmenter, image, mask, with_overlay), headers=NO_STORE)
 
-    async def run_upload(request: Request, as_mask: bool) -> Response:
+    async def run_upload(self, request: Request, as_mask: bool) -> Response:
         with_overlay = request.query_params.get("overlay", "0").lower() in ("1", "true", "yes")
-        if not admission.enter():
-            return _error(503, f"the model queue is full ({limits.queue_size} requests); retry later",
-                          {"Retry-After": str(limits.retry_after)})
+        if not self.admission.enter():
+            return _error(503, f"the model queue is full ({self.limits.queue_size} requests); retry later",
+                          {"Retry-After": str(self.limits.retry_after)})
         try:
-            data = await read_upload(request, limits)
-            return await asyncio.get_running_loop().run_in_executor(model_thread, segment, data, as_mask, with_overlay)
+            data = await read_upload(request, self.limits)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self.model_thread, self.segment, data, as_mask, with_overlay)
         except UploadError as e:
             return _error(e.status, e.message, {"Connection": "close"} if e.close else None)
         except ClientDisconnect:
@@ -216,9 +222,9 @@ def create_app(segmenter: Segmenter, limits: ServeLimits | None = None) -> Starl
         except ValueError as e:  # the segmenter refusing an input (sizes and the like)
             return _error(422, str(e))
         finally:
-            admission.leave()
+            self.admission.leave()
 
-    async def predict(request: Request) -> Response:
+    async def predict(self, request: Request) -> Response:
         """
         summary: Segment an image; class shares as JSON
         description: Image as the raw body or as a multipart form file. ?overlay=1 adds the overlay as a PNG data URL.
@@ -237,9 +243,9 @@ def create_app(segmenter: Segmenter, limits: ServeLimits | None = None) -> Starl
           422: {description: unusable image (truncated, zero size, too many pixels)}
           503: {description: queue full; see Retry-After}
         """
-        return await run_upload(request, as_mask=False)
+        return await self.run_upload(request, as_mask=False)
 
-    async def mask(request: Request) -> Response:
+    async def mask(self, request: Request) -> Response:
         """
         summary: Segment an image; the palette-mode PNG of class indices
         description: Same upload and errors as /api/predict.
@@ -250,9 +256,9 @@ def create_app(segmenter: Segmenter, limits: ServeLimits | None = None) -> Starl
         responses:
           200: {description: PNG, mode P, one index per pixel, content: {image/png: {}}}
         """
-        return await run_upload(request, as_mask=True)
+        return await self.run_upload(request, as_mask=True)
 
-    async def page(request: Request) -> Response:
+    async def page(self, request: Request) -> Response:
         """
         summary: The demo page (HTML)
         responses:
@@ -260,43 +266,52 @@ def create_app(segmenter: Segmenter, limits: ServeLimits | None = None) -> Starl
         """
         return HTMLResponse(PAGE, headers=NO_STORE)
 
-    async def classes(request: Request) -> Response:
+    async def classes(self, request: Request) -> Response:
         """
         summary: Class names and colours
         responses:
           200: {description: "classes [{index, name, color}]"}
         """
         return JSONResponse({"classes": [{"index": i, "name": n, "color": list(c)} for i, (n, c) in
-                                         enumerate(zip(segmenter.class_names, segmenter.palette))]})
+                                         enumerate(zip(self.segmenter.class_names, self.segmenter.palette))]})
 
-    async def health(request: Request) -> Response:
+    async def health(self, request: Request) -> Response:
         """
         summary: Liveness, the model and the queue
         responses:
           200: {description: "status ok, queue {active, capacity}, model"}
         """
-        return JSONResponse({"status": "ok", "queue": {"active": admission.active, "capacity": limits.queue_size},
-                             "model": segmenter.describe()}, headers=NO_STORE)
+        return JSONResponse({"status": "ok", "queue": {"active": self.admission.active, "capacity": self.limits.queue_size},
+                             "model": self.segmenter.describe()}, headers=NO_STORE)
 
-    async def openapi(request: Request) -> Response:
-        return JSONResponse(schemas.get_schema(routes=app.routes))
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(self.schemas.get_schema(routes=self.routes()))
 
-    async def http_error(request: Request, exc: Exception) -> Response:
+    async def http_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         message = {404: f"no such endpoint: {request.url.path}",
                    405: f"method {request.method} is not allowed on {request.url.path}"}.get(exc.status_code, exc.detail)
         return _error(exc.status_code, message, dict(exc.headers or {}))
 
-    async def server_error(request: Request, exc: Exception) -> Response:
+    async def server_error(self, request: Request, exc: Exception) -> Response:
         log.exception("ssformer serve: error on %s %s", request.method, request.url.path)
         return _error(500, f"internal server error ({type(exc).__name__}); see the server log")
 
-    routes = [Route("/", page, methods=["GET"]), Route("/index.html", page, methods=["GET"], include_in_schema=False),
-              Route("/api/predict", predict, methods=["POST"]), Route("/api/mask", mask, methods=["POST"]),
-              Route("/api/classes", classes, methods=["GET"]), Route("/health", health, methods=["GET"]),
-              Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False)]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: server_error})
-    return app
+    def routes(self) -> list[Route]:
+        return [Route("/", self.page, methods=["GET"]),
+                Route("/index.html", self.page, methods=["GET"], include_in_schema=False),
+                Route("/api/predict", self.predict, methods=["POST"]), Route("/api/mask", self.mask, methods=["POST"]),
+                Route("/api/classes", self.classes, methods=["GET"]), Route("/health", self.health, methods=["GET"]),
+                Route("/openapi.json", self.openapi, methods=["GET"], include_in_schema=False)]
+
+    def app(self) -> Starlette:
+        return Starlette(routes=self.routes(),
+                         exception_handlers={HTTPException: self.http_error, Exception: self.server_error})
+
+
+def create_app(segmenter: Segmenter, limits: ServeLimits | None = None) -> Starlette:
+    """The ASGI app for ``segmenter`` (run it with uvicorn, or :class:`LocalServer`)."""
+    return SegmentationAPI(segmenter, limits).app()
 
 
 def header_timeout_protocol(seconds: float) -> type[H11Protocol]:
