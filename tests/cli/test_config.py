@@ -30,3 +30,14 @@ def test_show_errors_name_the_key(capsys):
     assert "train.lrr" in capsys.readouterr().err
     assert main(["config", "show", "no_such_recipe"]) == 2
     assert "no_such_recipe" in capsys.readouterr().err
+
+
+def test_the_documented_defaults_are_the_defaults(capsys):
+    """docs/training.md shows `ssformer config show`; regenerate the block when a default changes."""
+    from tests.conftest import REPO
+
+    assert main(["config", "show"]) == 0
+    shown = capsys.readouterr().out
+    text = (REPO / "docs" / "training.md").read_text()
+    start = text.index("```yaml\n", text.index("## Config sections")) + len("```yaml\n")
+    assert text[start:text.index("```", start)] == shown
