@@ -301,8 +301,6 @@ def validate_config(config: dict[str, Any]) -> None:
     if min(tt["crop_size"]) > largest:
         raise ValueError(f"data.train_transform.crop_size {tt['crop_size']} is larger than any rescaled image "
                          f"(img_scale {tt['img_scale']} x ratio up to {tt['ratio_range']})")
-    if tt["img_scale"] is not None:
-        pass
     te = data["test_transform"]
     if te.get("img_scale") is not None:
         _pair(te, "img_scale", "data.test_transform")
