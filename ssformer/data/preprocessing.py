@@ -93,11 +93,7 @@ class Preprocessing:
 
     def resize(self, image: np.ndarray) -> np.ndarray:
         """uint8 HWC image at the model's test scale (OpenCV bilinear, as mmcv)."""
-        size = self.resized_size(image.shape[0], image.shape[1])
-        if min(size) < 1:
-            raise ValueError(f"an image of {image.shape[0]}x{image.shape[1]} pixels shrinks to {size[0]}x{size[1]} "
-                             f"at img_scale {self.img_scale}: its aspect ratio is too extreme")
-        return resize_image_exact(image, size)
+        return resize_image_exact(image, self.resized_size(image.shape[0], image.shape[1]))
 
     def __call__(self, image: np.ndarray) -> torch.Tensor:
         """uint8 HWC RGB image -> normalised (3, h, w) float32 tensor at the test scale."""

@@ -85,7 +85,7 @@ def test_cli_direct_arguments_ok(tmp_path, capsys):
 
 
 def test_cli_usage_errors(tmp_path):
-    with pytest.raises(ValueError, match="give a CONFIG with a data section, or --type and --root"):
+    with pytest.raises(ValueError, match="give a CONFIG with a data section, or --type and --data-root"):
         run_cli([])
     with pytest.raises(FileNotFoundError, match="nope.yaml' is neither a file nor a shipped recipe"):
         run_cli([str(tmp_path / "nope.yaml")])
