@@ -10,9 +10,6 @@ when ``tensorboard`` is installed. Every checkpoint loads as a model through ``s
 from __future__ import annotations
 
 import contextlib
-import json
-import math
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,7 +20,6 @@ import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 import ssformer
 from ssformer.data import TrainTransform, build_dataset
@@ -35,6 +31,7 @@ from ssformer.engine.checkpoint import (capture_rng, load_checkpoint, restore_rn
 from ssformer.engine.criterion import build_criterion
 from ssformer.engine.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed, torchrun_env
 from ssformer.engine.evaluator import autocast_context, check_amp, evaluate
+from ssformer.engine.logs import JsonLog, Progress
 from ssformer.engine.optim import build_grad_scaler, build_optimizer, load_scaler_state, poly_warmup_lr, set_lr
 from ssformer.engine.sampling import ConcatSeeded, StreamBatchSampler
 from ssformer.models.ssformer import SSformerConfig, VARIANTS
@@ -107,34 +104,6 @@ def _to_primitive(value):
     if isinstance(value, (list, tuple)):
         return [_to_primitive(v) for v in value]
     return value
-
-
-class JsonLog:
-    """Appends one JSON object per line (and mirrors scalars to TensorBoard when installed)."""
-
-    def __init__(self, path: Path, enabled: bool):
-        self.path, self.enabled, self.tb = path, enabled, None
-        if enabled:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-                self.tb = SummaryWriter(str(path.parent / "tensorboard"))
-            except Exception:  # tensorboard is optional
-                self.tb = None
-
-    def write(self, record: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-        if self.tb is not None:
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and key != "iter" and math.isfinite(value):
-                    self.tb.add_scalar(f"{record.get('event', 'train')}/{key}", value, record["iter"])
-            self.tb.flush()
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
 
 
 # --- the loop -----------------------------------------------------------------------------------
@@ -302,33 +271,6 @@ def train_step(run: Run, net: nn.Module, criterion: Callable, stream: Iterator[d
     return float(status[0].item()), True
 
 
-# --- logging --------------------------------------------------------------------------------------
-class Progress:
-    """The tqdm bar and the ``train`` records of ``log.jsonl``: loss, lr and speed averaged over each
-    ``log_interval`` window."""
-
-    def __init__(self, log: JsonLog, iters: int, start: int, log_interval: int, show: bool):
-        self.log, self.iters, self.log_interval = log, iters, log_interval
-        self.bar = tqdm(total=iters, initial=start, disable=None if show else True, dynamic_ncols=True, desc="train")
-        self.loss, self.count, self.window_start, self.run_start = 0.0, 0, time.time(), time.time()
-
-    def step(self, iteration: int, lr: float, loss: float) -> None:
-        self.loss, self.count = self.loss + loss, self.count + 1
-        self.bar.update(1)
-        if iteration % self.log_interval and iteration != self.iters:
-            return
-        sec_per_iter = (time.time() - self.window_start) / self.count
-        record = {"event": "train", "iter": iteration, "lr": lr, "loss": self.loss / self.count,
-                  "sec_per_iter": sec_per_iter, "eta_s": sec_per_iter * (self.iters - iteration),
-                  "elapsed_s": time.time() - self.run_start}
-        self.log.write(record)
-        self.bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}", s_it=f"{sec_per_iter:.2f}")
-        self.loss, self.count, self.window_start = 0.0, 0, time.time()
-
-    def close(self) -> None:
-        self.bar.close()
-
-
 def _diverged(progress: Progress, log: JsonLog, latest: Path, loss: float, iteration: int) -> TrainingDiverged:
     progress.close()
     good = load_checkpoint(latest)["iteration"] if latest.is_file() else None
@@ -353,7 +295,7 @@ def _evaluate(run: Run, eval_set, config: dict[str, Any], device: torch.device, 
     record = {"event": "eval", "iter": run.iteration, **results}
     log.write(record)
     if dist_info.is_main:
-        progress.bar.write(f"iter {run.iteration}: mIoU {100 * results['mIoU']:.2f}  aAcc {100 * results['aAcc']:.2f}"
+        progress.write(f"iter {run.iteration}: mIoU {100 * results['mIoU']:.2f}  aAcc {100 * results['aAcc']:.2f}"
                            f"  mAcc {100 * results['mAcc']:.2f}")
     if results["mIoU"] > run.best["mIoU"]:
         run.best = {"mIoU": float(results["mIoU"]), "iter": run.iteration}
@@ -390,9 +332,10 @@ def _train(config: dict[str, Any], resume: bool, echo, device: torch.device, dis
     if dist_info.is_main:
         work_dir.mkdir(parents=True, exist_ok=True)
         (work_dir / "config.yaml").write_text(yaml.safe_dump(_to_primitive(config), sort_keys=False))
-    log = JsonLog(work_dir / "log.jsonl", dist_info.is_main)
+    log = JsonLog(work_dir / "log.jsonl", dist_info.is_main, keep_until=run.iteration if resume else None)
     stream = build_loader(config, train_set, run.iteration, dist_info, device)
-    progress = Progress(log, iters, run.iteration, tc["log_interval"], tc["progress"] and dist_info.is_main)
+    progress = Progress(log, iters, run.iteration, tc["log_interval"], tc["progress"] and dist_info.is_main,
+                        echo if dist_info.is_main else None)
     last_eval: dict[str, Any] | None = None
     model.train()
     if tc["bn_eval"]:
