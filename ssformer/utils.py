@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+
+class DiskFullError(OSError):
+    """No space left where a file was being written; the message names the folder and the sizes."""
 
 
 def current_umask() -> int:
@@ -44,6 +49,24 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
             os.fsync(f.fileno())
         os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, path)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        written = tmp_path.stat().st_size if tmp_path.exists() else 0
+        free = shutil.disk_usage(path.parent).free
+        raise DiskFullError(e.errno, f"no space left on the disk of {path.parent} to write {path.name} "
+                                     f"({written / 2**20:.0f} MiB written before it ran out, {free / 2**20:.0f} MiB "
+                                     f"free now); the previous {path.name}, if any, is intact") from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
+    """Delete the ``.NAME.*.tmp`` files :func:`atomic_write` leaves when its process is killed mid-write."""
+    removed = []
+    for tmp in Path(directory).glob(".*.tmp"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from ssformer import __version__
+from ssformer.utils import DiskFullError
 
 # Each sub-command module defines ``add_parser(subparsers)``, which registers its parser and sets
 # ``func`` to the function that runs it. Add a module here to add a command.
@@ -52,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _show_notes(args.command)
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError) as e:  # user errors: one clear line, no traceback
+    except (FileNotFoundError, ValueError, DiskFullError) as e:  # user errors: one clear line, no traceback
         print(f"ssformer {args.command}: error: {e}", file=sys.stderr)
         return 2
 

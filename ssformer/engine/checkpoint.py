@@ -10,6 +10,7 @@ settings), so a training checkpoint loads as a model like any other file
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 from pathlib import Path
@@ -74,18 +75,49 @@ def restore_rng(state: dict[str, Any], device: torch.device | str | None = None)
     torch.cuda.set_rng_state(cuda, target)
 
 
+def content_hash(state: dict[str, Any]) -> str:
+    """SHA-256 over every tensor of ``state`` (names, dtypes, shapes and bytes), in a fixed order."""
+    digest = hashlib.sha256()
+
+    def visit(prefix: str, value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().cpu().contiguous()
+            digest.update(f"{prefix}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+            digest.update(tensor.view(-1).view(torch.uint8).numpy() if tensor.numel() else b"")
+        elif isinstance(value, dict):
+            for key in sorted(value, key=str):
+                visit(f"{prefix}/{key}", value[key])
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                visit(f"{prefix}/{i}", item)
+
+    visit("", {k: v for k, v in state.items() if k != "sha256"})
+    return digest.hexdigest()
+
+
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write ``state`` to ``path`` atomically (a crash leaves the previous file intact)."""
-    return write_torch(state, path)
+    """Write ``state`` to ``path`` atomically (a crash leaves the previous file intact), with the
+    :func:`content_hash` of its tensors, which :func:`load_checkpoint` verifies."""
+    return write_torch({**state, "sha256": content_hash(state)}, path)
+
+
+class CorruptCheckpoint(ValueError):
+    """A checkpoint whose tensors no longer match the hash written with them."""
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A training checkpoint, its content hash verified (files written before hashes load unverified)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found")
     state = torch_load(path)
     if not isinstance(state, dict):
         raise ValueError(f"checkpoint {path} is not a dict")
+    if "sha256" in state and content_hash(state) != state["sha256"]:
+        others = sorted((p for p in path.parent.glob("*.pt") if p != path), key=lambda p: p.stat().st_mtime)
+        hint = f"; the newest other checkpoint there is {others[-1]}" if others else ""
+        raise CorruptCheckpoint(f"checkpoint {path} is corrupt (its tensors do not match the hash written with "
+                                f"them){hint}")
     return state
 
 

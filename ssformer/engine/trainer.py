@@ -35,6 +35,7 @@ from ssformer.engine.logs import JsonLog, Progress
 from ssformer.engine.optim import build_grad_scaler, build_optimizer, load_scaler_state, poly_warmup_lr, set_lr
 from ssformer.engine.sampling import ConcatSeeded, StreamBatchSampler
 from ssformer.models.ssformer import SSformerConfig, VARIANTS
+from ssformer.utils import remove_stale_temporaries
 
 
 class TrainingDiverged(RuntimeError):
@@ -213,6 +214,17 @@ def resume_run(run: Run, latest: Path, device: torch.device, dist_info: DistInfo
     if not latest.is_file():
         raise FileNotFoundError(f"--resume: {latest} not found")
     state = load_checkpoint(latest)
+    missing = [k for k in ("model", "optimizer", "scaler", "iteration", "rng", "best") if k not in state]
+    if missing:
+        raise ValueError(f"--resume: {latest} is not a training checkpoint of this package (no {', '.join(missing)})")
+    saved = state.get("model_config") or {}
+    differ = [k for k, v in asdict(run.model.config).items()
+              if k in saved and _to_primitive(v) != saved[k] and k not in ("class_names", "palette")]
+    if differ:
+        raise ValueError(f"--resume: {latest} holds a model with other settings ("
+                         + ", ".join(f"model {k} {saved[k]} there, {_to_primitive(getattr(run.model.config, k))} "
+                                     f"here" for k in differ)
+                         + f"); resume with the config it was trained with ({latest.parent / 'config.yaml'})")
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     load_scaler_state(run.scaler, state["scaler"])
@@ -331,6 +343,8 @@ def _train(config: dict[str, Any], resume: bool, echo, device: torch.device, dis
     net = wrap_for_ddp(model, device, dist_info)
     if dist_info.is_main:
         work_dir.mkdir(parents=True, exist_ok=True)
+        for stale in remove_stale_temporaries(work_dir):
+            echo(f"removed {stale}, left by a write that was interrupted")
         (work_dir / "config.yaml").write_text(yaml.safe_dump(_to_primitive(config), sort_keys=False))
     log = JsonLog(work_dir / "log.jsonl", dist_info.is_main, keep_until=run.iteration if resume else None)
     stream = build_loader(config, train_set, run.iteration, dist_info, device)

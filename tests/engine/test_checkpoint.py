@@ -92,3 +92,93 @@ def test_real_gpu_stream_round_trip():
     expected = torch.rand(4, device=device)
     restore_rng(state, device)
     torch.testing.assert_close(torch.rand(4, device=device), expected, rtol=0, atol=0)
+
+
+# --- integrity, foreign and mismatched checkpoints, stale temporaries, a full disk ----------------------
+def _zero_bytes_of_a_tensor(path, count=256):
+    """Corrupt a torch zip checkpoint as a bad disk would: zero ``count`` bytes inside one tensor's data."""
+    import zipfile
+
+    source = path.read_bytes()
+    tmp = path.with_suffix(".src")
+    tmp.write_bytes(source)
+    with zipfile.ZipFile(tmp) as zin, zipfile.ZipFile(path, "w") as zout:
+        sizes = {i.filename: i.file_size for i in zin.infolist()}
+        victim = max((n for n in sizes if "/data/" in n), key=sizes.get)
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename == victim:
+                data = data[:64] + bytes(count) + data[64 + count:]
+            zout.writestr(item, data)
+    tmp.unlink()
+
+
+def test_a_corrupted_checkpoint_is_refused_naming_the_previous_one(tmp_path):
+    from ssformer.engine.checkpoint import CorruptCheckpoint, load_checkpoint, save_checkpoint
+    from ssformer.engine.trainer import train
+    from tests.engine.conftest import tiny_config
+
+    train(tiny_config(tmp_path))  # latest.pt, iter_3.pt, iter_6.pt
+    state = load_checkpoint(tmp_path / "latest.pt")
+    assert len(state["sha256"]) == 64
+    _zero_bytes_of_a_tensor(tmp_path / "latest.pt")
+    with pytest.raises(CorruptCheckpoint, match=r"latest.pt is corrupt .*newest other checkpoint there is .*iter_6.pt"):
+        load_checkpoint(tmp_path / "latest.pt")
+    with pytest.raises(CorruptCheckpoint):
+        train(tiny_config(tmp_path), resume=True)
+    save_checkpoint({"w": torch.ones(3)}, tmp_path / "plain.pt")
+    assert torch.equal(load_checkpoint(tmp_path / "plain.pt")["w"], torch.ones(3))
+
+
+def test_resume_refuses_another_architecture_and_foreign_files(tmp_path, capsys):
+    from ssformer.cli.main import main
+    from ssformer.engine.config import sample_root
+    from tests.engine.conftest import tiny_cli_sets
+
+    work = tmp_path / "run"
+    assert main(["train", "--work-dir", str(work), *tiny_cli_sets(work, "train.iters=3")]) == 0
+    capsys.readouterr()
+    assert main(["train", "--work-dir", str(work), "--resume", *tiny_cli_sets(work, "model.embed_dim=16")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model embed_dim 8 there, 16 here" in err[0] and "config.yaml" in err[0]
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, work / "latest.pt")
+    assert main(["train", "--work-dir", str(work), "--resume", "--data-root", str(sample_root()),
+                 *tiny_cli_sets(work)]) == 2
+    assert "is not a training checkpoint of this package" in capsys.readouterr().err
+
+
+def test_stale_temporaries_are_removed_at_start(tmp_path):
+    from ssformer.engine.trainer import train
+    from tests.engine.conftest import tiny_config
+
+    tmp_path.mkdir(exist_ok=True)
+    stale = tmp_path / ".latest.pt.k2j3h4.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    messages: list[str] = []
+    train(tiny_config(tmp_path, "train.iters=1"), echo=messages.append)
+    assert not stale.exists() and any(str(stale) in m for m in messages)
+
+
+def test_a_full_disk_is_one_line_naming_the_path(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from ssformer.cli.main import main
+    from ssformer.utils import DiskFullError, atomic_write
+    from tests.engine.conftest import tiny_cli_sets
+
+    target = tmp_path / "latest.pt"
+    target.write_text("previous")
+    with pytest.raises(DiskFullError, match="no space left on the disk of .* to write latest.pt .*intact"):
+        with atomic_write(target) as tmp:
+            tmp.write_bytes(b"x" * 1000)
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert target.read_text() == "previous" and not list(tmp_path.glob(".*.tmp"))
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    work = tmp_path / "run"
+    assert main(["train", "--work-dir", str(work), *tiny_cli_sets(work, "train.iters=3")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no space left on the disk of" in err[0] and f"{work} to write best.pt" in err[0]
