@@ -248,11 +248,11 @@ def save_checkpoints(run: Run, work_dir: Path, keep: int, device: torch.device, 
 
 # --- one update -----------------------------------------------------------------------------------
 def train_step(run: Run, net: nn.Module, criterion: Callable, stream: Iterator[dict[str, Any]], lr: float,
-               config: dict[str, Any], device: torch.device, dist_info: DistInfo) -> tuple[float, bool]:
+               config: dict[str, Any], device: torch.device, dist_info: DistInfo) -> tuple[float, str | None]:
     """One optimiser update over ``train.grad_accum`` micro-batches at learning rate ``lr``.
 
-    Returns (loss summed over the processes, whether it was finite anywhere); a non-finite loss
-    takes no step, so the weights stay as they were.
+    Returns (loss summed over the processes, what diverged: None, "loss" or "gradients"); a
+    non-finite loss or gradient on any process takes no step, so the weights stay as they were.
     """
     tc = config["train"]
     accum = tc["grad_accum"]
@@ -270,26 +270,52 @@ def train_step(run: Run, net: nn.Module, criterion: Callable, stream: Iterator[d
             loss = criterion(logits, labels)
             run.scaler.scale(loss / accum).backward()
         loss_total += loss.detach() / accum
-    status = torch.stack([loss_total.float(), (~torch.isfinite(loss_total)).float()])
-    status = all_reduce_sum(status).cpu()  # summed on the group's device (the GPU under NCCL)
-    if status[1] > 0:
-        return float(loss_total.item()), False
+    params = [p for p in run.model.parameters() if p.requires_grad]
     if tc["clip_grad"] is not None:
         run.scaler.unscale_(run.optimizer)
-        torch.nn.utils.clip_grad_norm_([p for p in run.model.parameters() if p.requires_grad], tc["clip_grad"])
+    # fp16's loss scaler skips steps with inf gradients by design; otherwise they mean divergence
+    grads_finite = run.scaler.is_enabled() or bool(torch.isfinite(_grad_norm(params)))
+    bad = torch.stack([~torch.isfinite(loss_total), torch.tensor(not grads_finite, device=device)]).float()
+    status = all_reduce_sum(torch.cat([loss_total.float().view(1), bad])).cpu()  # on the group's device
+    if status[1] > 0:
+        return float(loss_total.item()), "loss"
+    if status[2] > 0:
+        return float(loss_total.item()), "gradients"
+    if tc["clip_grad"] is not None:
+        torch.nn.utils.clip_grad_norm_(params, tc["clip_grad"])
     run.scaler.step(run.optimizer)
     run.scaler.update()
     run.iteration += 1
-    return float(status[0].item()), True
+    return float(status[0].item()), None
 
 
-def _diverged(progress: Progress, log: JsonLog, latest: Path, loss: float, iteration: int) -> TrainingDiverged:
+def _grad_norm(params: list[torch.Tensor]) -> torch.Tensor:
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+
+
+def first_non_finite(run: Run) -> str | None:
+    """The first weight, buffer or optimiser-state tensor holding NaN or inf, or None: a checkpoint
+    is only written (or kept as the last good one) when everything in it is finite."""
+    for name, tensor in run.model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return f"weight {name}"
+    for index, state in run.optimizer.state.items():
+        for key, value in state.items():
+            if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                return f"optimiser state {key} of a {tuple(index.shape)} parameter"
+    return None
+
+
+def _diverged(progress: Progress, log: JsonLog, latest: Path, what: str, iteration: int, lr: float) -> TrainingDiverged:
     progress.close()
     good = load_checkpoint(latest)["iteration"] if latest.is_file() else None
-    where = (f"the last good checkpoint {latest} (iteration {good}) was kept" if good is not None
-             else "no checkpoint had been written yet")
-    message = (f"loss is {loss} at iteration {iteration}: training stopped without saving; "
-               f"{where}. Lower train.lr, enable train.clip_grad or check the data.")
+    where = (f"the last good checkpoint {latest} (iteration {good}) was kept: --resume restarts from it"
+             if good is not None else "no checkpoint had been written yet")
+    message = (f"training diverged at iteration {iteration} (lr {lr:.3g}): {what}; stopped without saving; "
+               f"{where}. Lower train.lr, set train.clip_grad (e.g. 1.0) or check the data (ssformer check-data).")
     log.write({"event": "diverged", "iter": iteration, "message": message})
     log.close()
     return TrainingDiverged(message)
@@ -357,11 +383,16 @@ def _train(config: dict[str, Any], resume: bool, echo, device: torch.device, dis
     while run.iteration < iters:
         lr = poly_warmup_lr(run.iteration, tc["lr"], iters, tc["power"], tc["min_lr"], tc["warmup_iters"],
                             tc["warmup_ratio"])
-        loss, finite = train_step(run, net, criterion, stream, lr, config, device, dist_info)
-        if not finite:
-            raise _diverged(progress, log, latest, loss, run.iteration + 1)
+        loss, diverged = train_step(run, net, criterion, stream, lr, config, device, dist_info)
+        if diverged is not None:
+            what = f"the loss is {loss}" if diverged == "loss" else "the gradients hold NaN or inf"
+            raise _diverged(progress, log, latest, what, run.iteration + 1, lr)
         it = run.iteration
         progress.step(it, lr, loss / dist_info.world_size)
+        writes = it % tc["eval_interval"] == 0 or it % tc["checkpoint_interval"] == 0 or it == iters
+        bad = first_non_finite(run) if writes else None
+        if bad is not None:
+            raise _diverged(progress, log, latest, f"{bad} is not finite", it, lr)
         if it % tc["eval_interval"] == 0 or it == iters:
             last_eval = _evaluate(run, eval_set, config, device, dist_info, log, progress)
         if it % tc["checkpoint_interval"] == 0 or it == iters:

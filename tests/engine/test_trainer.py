@@ -78,7 +78,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
 
     monkeypatch.setattr(criterion_module, "segmentation_loss", nan_on_fifth)
     work = tmp_path / "run"
-    with pytest.raises(TrainingDiverged, match=r"nan at iteration 5.*latest\.pt \(iteration 3\) was kept"):
+    with pytest.raises(TrainingDiverged, match=r"diverged at iteration 5 .*the loss is nan.*latest\.pt \(iteration 3\) was kept"):
         train(tiny_config(work))
     state = load_checkpoint(work / "latest.pt")
     assert state["iteration"] == 3
@@ -225,3 +225,32 @@ def test_a_bf16_run_resumes_with_fp16(tmp_path):
     assert load_checkpoint(tmp_path / "latest.pt")["scaler"] == {}
     assert train(tiny_config(tmp_path, "train.device=cuda", "train.amp=fp16"), resume=True)["iterations"] == 6
     assert load_checkpoint(tmp_path / "latest.pt")["scaler"]["scale"] > 0
+
+
+def test_non_finite_weights_are_never_checkpointed(tmp_path, monkeypatch):
+    """Weights that turn inf while the loss still looks finite (too high an lr) stop the run before the
+    checkpoint of that iteration: the last good checkpoint stays the one --resume starts from."""
+    real_step = trainer_module.train_step
+
+    def step_then_blow_up(run, *args, **kwargs):
+        result = real_step(run, *args, **kwargs)
+        if run.iteration == 6:
+            with torch.no_grad():
+                next(run.model.parameters()).fill_(float("inf"))
+        return result
+
+    monkeypatch.setattr(trainer_module, "train_step", step_then_blow_up)
+    work = tmp_path / "run"
+    with pytest.raises(TrainingDiverged, match=r"diverged at iteration 6 \(lr .*\): weight encoder\..* is not finite"
+                                               r".*latest\.pt \(iteration 3\) was kept"):
+        train(tiny_config(work))
+    state = load_checkpoint(work / "latest.pt")
+    assert state["iteration"] == 3 and not (work / "iter_6.pt").exists()
+
+
+def test_non_finite_gradients_stop_the_run(tmp_path, monkeypatch):
+    real_norm = trainer_module._grad_norm
+    monkeypatch.setattr(trainer_module, "_grad_norm",
+                        lambda params: real_norm(params) * (float("nan") if params[0].grad.sum() != 0 else 1))
+    with pytest.raises(TrainingDiverged, match=r"diverged at iteration 1 .*the gradients hold NaN or inf"):
+        train(tiny_config(tmp_path))
