@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 import ssformer
-from ssformer.data import TrainTransform, build_dataset
+from ssformer.data import DataError, TrainTransform, build_dataset
 from ssformer.data.frequencies import class_weights
 from ssformer.data.preprocessing import Preprocessing, TestTransform, from_training_config
 from ssformer.devices import resolve_device
@@ -260,7 +260,7 @@ def train_step(run: Run, net: nn.Module, criterion: Callable, stream: Iterator[d
     run.optimizer.zero_grad(set_to_none=not dist_info.enabled)  # DDP: keep the bucket views
     loss_total = torch.zeros((), device=device)
     for micro in range(accum):
-        sample = next(stream)
+        sample = _next_batch(stream)
         images = sample["image"].to(device, non_blocking=True)
         labels = sample["label"].to(device, non_blocking=True)
         sync = contextlib.nullcontext() if not dist_info.enabled or micro == accum - 1 else net.no_sync()
@@ -287,6 +287,17 @@ def train_step(run: Run, net: nn.Module, criterion: Callable, stream: Iterator[d
     run.scaler.update()
     run.iteration += 1
     return float(status[0].item()), None
+
+
+def _next_batch(stream: Iterator[dict[str, Any]]) -> dict[str, Any]:
+    """The next batch; a bad file met in a DataLoader worker becomes one line with a hint, not the
+    worker's traceback."""
+    try:
+        return next(stream)
+    except ValueError as e:  # DataError and ImageError are ValueErrors; workers re-raise them with their traceback
+        lines = [line for line in str(e).strip().splitlines() if line.strip()]
+        reason = lines[-1].split(": ", 1)[-1] if lines and "Traceback" in str(e) else (lines[-1] if lines else str(e))
+        raise DataError(f"{reason} (run `ssformer check-data CONFIG` to list every bad file at once)") from None
 
 
 def _grad_norm(params: list[torch.Tensor]) -> torch.Tensor:
@@ -355,6 +366,9 @@ def _train(config: dict[str, Any], resume: bool, echo, device: torch.device, dis
     parts = train_set.datasets if isinstance(train_set, ConcatSeeded) else [train_set]
     criterion = build_criterion(tc, first_part.num_classes, first_part.ignore_index,
                                 lambda method: class_weights(method, parts), echo if dist_info.is_main else None)
+    if tc["warmup_iters"] >= tc["iters"] and dist_info.is_main:
+        echo(f"warning: train.warmup_iters={tc['warmup_iters']} is not shorter than train.iters={tc['iters']}: "
+             f"the learning rate never reaches train.lr={tc['lr']:g}")
     model = build_model(config, first_part, device, dist_info, echo)
     run = Run(model, build_optimizer(model, tc["lr"], tc["weight_decay"], tc["betas"], tc["eps"], tc["no_decay_keys"]),
               build_grad_scaler(tc["amp"], device))

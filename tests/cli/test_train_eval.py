@@ -57,3 +57,30 @@ def test_demo_learns_the_sample(tmp_path, capsys):
     # recipe's 600 iterations the discs and boxes are already segmented (0.45 when this test was written)
     assert metrics["mIoU"] > 0.35, metrics["mIoU"]
     assert len(list((work / "predictions").glob("*.png"))) == 16
+
+
+def test_a_bad_label_met_in_a_worker_is_one_line_with_a_hint(tmp_path, capsys):
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "sample"
+    shutil.copytree(sample_root(), root)
+    labels = sorted((root / "labels").glob("train_*.png"))
+    bad = labels[0]
+    array = np.asarray(Image.open(bad)).copy()
+    array[0, 0] = 9  # the sample has 4 classes (and 255)
+    Image.fromarray(array).save(bad)
+    work = tmp_path / "run"
+    code = main(["train", "--work-dir", str(work), "--data-root", str(root), *_sets(work, "train.num_workers=1",
+                 "train.batch_size=48", "train.iters=1")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert bad.name in err[0] and "9" in err[0] and "ssformer check-data" in err[0] and "Traceback" not in err[0]
+
+
+def test_warmup_longer_than_the_run_is_said(tmp_path, capsys):
+    work = tmp_path / "run"
+    assert main(["train", "--work-dir", str(work), *_sets(work, "train.iters=2", "train.warmup_iters=20")]) == 0
+    assert "warning: train.warmup_iters=20 is not shorter than train.iters=2" in capsys.readouterr().out
