@@ -30,11 +30,12 @@ class CheckReport:
 def check_dataset(dataset: SegmentationDataset, progress: bool = False) -> CheckReport:
     """Read every image and label of ``dataset`` and collect all problems instead of stopping at the first.
 
-    Pairs that could not be formed (``dataset.missing``, with ``allow_missing=True``) are problems
-    too. Image and label of a pair are checked separately, so a corrupt image does not hide a
+    Pairs that could not be formed (``dataset.missing``, with ``allow_missing=True``) and files the
+    layout leaves out (``dataset.unused``: a suffix differing in case, labels without an image) are
+    problems too. Image and label of a pair are checked separately, so a corrupt image does not hide a
     bad label.
     """
-    problems = list(dataset.missing)
+    problems = list(dataset.missing) + list(dataset.unused)
     class_pixels = np.zeros(dataset.num_classes, dtype=np.int64)
     ignored = 0
     sizes: Counter = Counter()

@@ -113,6 +113,7 @@ class SegmentationDataset(Dataset):
         self.label_rule = label_rule or (f"expected class ids 0..{self.num_classes - 1} or the ignore "
                                          f"index {ignore_index}")
         self.missing = list(missing)
+        self.unused: list[str] = []  # files the layout leaves out (reported by check-data, see _unused_files)
         if self.missing and not allow_missing:
             raise DataError(f"{len(self.missing)} incomplete pairs in {where}: {_listing(self.missing)}")
         if not pairs:
@@ -195,6 +196,25 @@ def _match(images: dict[str, Path], labels: dict[str, Path], label_dir: Path) ->
     return pairs, missing
 
 
+def _unused_files(image_dir: Path, img_suffix: str, label_dir: Path, seg_suffix: str, pairs: Sequence[tuple],
+                  orphan_labels: bool = True) -> list[str]:
+    """Files a layout leaves out but was probably meant to take: endings that differ from the
+    expected suffix only in case (``x.JPG`` for ``.jpg``) and, with ``orphan_labels``, labels
+    without an image. Training ignores them; ``check-data`` reports them."""
+    notes = []
+    for folder, suffix in ((image_dir, img_suffix), (label_dir, seg_suffix)):
+        for dirpath, _, filenames in os.walk(folder):
+            for name in sorted(filenames):
+                if not name.endswith(suffix) and name.lower().endswith(suffix.lower()) and not name.startswith("."):
+                    notes.append(f"{Path(dirpath) / name} is not used: its ending {name[-len(suffix):]!r} differs "
+                                 f"in case from {suffix!r}")
+    if orphan_labels:
+        used = {str(label) for _, label in pairs}
+        notes += [f"label {path} has no image in {image_dir} (not used)"
+                  for path in _files(label_dir, seg_suffix).values() if str(path) not in used]
+    return notes
+
+
 def _read_list(path: Path) -> list[str]:
     if not path.is_file():
         raise DataError(f"split list not found: {path}")
@@ -235,6 +255,8 @@ class CamVid(SegmentationDataset):
         table = label_table(len(CAMVID_CLASSES), 255, {**{i: i for i in range(11)}, 11: 255})
         super().__init__(pairs, CAMVID_CLASSES, CAMVID_PALETTE, transform, 255, table,
                          "CamVid labels are 0..10 (classes) or 11 (void)", missing, allow_missing, where, seed)
+        if not list_file.is_file():
+            self.unused = _unused_files(image_dir, ".png", label_dir, ".png", self.pairs)
 
 
 class ADE20K(SegmentationDataset):
@@ -266,6 +288,7 @@ class ADE20K(SegmentationDataset):
             rule = "without reduce_zero_label ADE20K labels must be 0..149 or 255"
         super().__init__(pairs, ADE20K_CLASSES, ADE20K_PALETTE, transform, 255, table, rule, missing,
                          allow_missing, str(image_dir), seed)
+        self.unused = _unused_files(image_dir, ".jpg", label_dir, ".png", self.pairs)
 
 
 class Cityscapes(SegmentationDataset):
@@ -374,6 +397,8 @@ class FolderDataset(SegmentationDataset):
         self.ignore_colors = tuple(tuple(int(v) for v in c) for c in ignore_colors)
         super().__init__(pairs, class_names, [tuple(c) for c in palette] if palette else None, transform,
                          ignore_index, None, None, unknown + missing, allow_missing, str(image_dir), seed)
+        self.unused = _unused_files(image_dir, img_suffix, label_dir, seg_suffix, self.pairs,
+                                    orphan_labels=split is None)
 
     def decode_label(self, stored: np.ndarray, label_path: str) -> np.ndarray:
         if self.color_labels:

@@ -120,3 +120,21 @@ def test_cli_real_camvid_val(capsys):
     assert run_cli(["--type", "camvid", "--root", str(CAMVID), "--split", "val"]) == 0
     out = capsys.readouterr().out
     assert "101 pairs, 0 problem(s)" in out and "360x480 (101)" in out
+
+
+def test_files_the_layout_leaves_out_are_problems(tmp_path, capsys):
+    """An image saved as .JPG (the recipe says .jpg) and a label without an image are not '0 problems'."""
+    write_image(tmp_path / "images" / "a.jpg", suffix_format="JPEG")
+    write_label(tmp_path / "labels" / "a.png", label_values(values=(0, 1)))
+    write_image(tmp_path / "images" / "b.JPG", suffix_format="JPEG")
+    write_label(tmp_path / "labels" / "b.png", label_values(values=(0, 1)))
+    write_label(tmp_path / "labels" / "c.png", label_values(values=(0, 1)))
+    config = tmp_path / "cfg.yaml"
+    config.write_text(yaml.safe_dump({"data": {"type": "folder", "root": str(tmp_path),
+                                               "options": {"class_names": ["a", "b"]}}}))
+    assert run_cli([str(config)]) == 1
+    out = capsys.readouterr().out
+    assert "1 pairs, 3 problem(s)" in out
+    assert "b.JPG is not used: its ending '.JPG' differs in case from '.jpg'" in out
+    assert "label " + str(tmp_path / "labels" / "b.png") + " has no image" in out
+    assert "label " + str(tmp_path / "labels" / "c.png") + " has no image" in out
