@@ -114,11 +114,23 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise ValueError(f"checkpoint {path} is not a dict")
     if "sha256" in state and content_hash(state) != state["sha256"]:
-        others = sorted((p for p in path.parent.glob("*.pt") if p != path), key=lambda p: p.stat().st_mtime)
-        hint = f"; the newest other checkpoint there is {others[-1]}" if others else ""
+        good = _newest_good_checkpoint(path)
+        hint = f"; the newest good checkpoint there is {good}" if good else "; no other checkpoint there is good"
         raise CorruptCheckpoint(f"checkpoint {path} is corrupt (its tensors do not match the hash written with "
                                 f"them){hint}")
     return state
+
+
+def _newest_good_checkpoint(bad: Path) -> Path | None:
+    for other in sorted((p for p in bad.parent.glob("*.pt") if p != bad), key=lambda p: p.stat().st_mtime,
+                        reverse=True):
+        try:
+            state = torch_load(other)
+        except ValueError:
+            continue
+        if isinstance(state, dict) and state.get("sha256") == content_hash(state):
+            return other
+    return None
 
 
 def rotate_checkpoints(directory: str | os.PathLike, keep: int, prefix: str = "iter_") -> list[Path]:

@@ -88,9 +88,10 @@ class Progress:
     def __init__(self, log: JsonLog, iters: int, start: int, log_interval: int, show: bool,
                  echo: Callable[[str], object] | None = None):
         self.log, self.iters, self.log_interval = log, iters, log_interval
-        self.text = echo if show and echo is not None and not sys.stderr.isatty() else None
-        self.bar = tqdm(total=iters, initial=start, disable=None if show and self.text is None else True,
-                        dynamic_ncols=True, desc="train")
+        # a line per log_interval wherever stdout is not a terminal (a file, nohup, SLURM, CI); the bar
+        # on a terminal's stderr
+        self.text = echo if show and echo is not None and not sys.stdout.isatty() else None
+        self.bar = tqdm(total=iters, initial=start, disable=None if show else True, dynamic_ncols=True, desc="train")
         self.loss, self.count, self.window_start, self.run_start = 0.0, 0, time.time(), time.time()
 
     def step(self, iteration: int, lr: float, loss: float) -> None:
@@ -105,8 +106,10 @@ class Progress:
         self.log.write(record)
         self.bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}", s_it=f"{sec_per_iter:.2f}")
         if self.text is not None:
+            memory = resident_mib()
             self.text(f"iter {iteration}/{self.iters}  loss {record['loss']:.4f}  lr {lr:.3g}  "
-                      f"{sec_per_iter:.2f} s/iter  eta {record['eta_s'] / 60:.1f} min")
+                      f"{sec_per_iter:.2f} s/iter  eta {record['eta_s'] / 60:.1f} min"
+                      + (f"  mem {memory:.0f} MiB" if memory is not None else ""))
         self.loss, self.count, self.window_start = 0.0, 0, time.time()
 
     def write(self, line: str) -> None:
@@ -118,3 +121,20 @@ class Progress:
 
     def close(self) -> None:
         self.bar.close()
+
+
+def resident_mib() -> float | None:
+    """This process's peak resident memory in MiB (``VmHWM``), where /proc tells it; plus the CUDA peak."""
+    peak = None
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    peak = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        peak = (peak or 0.0) + torch.cuda.max_memory_allocated() / 2**20
+    return peak

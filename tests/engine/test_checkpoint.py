@@ -122,7 +122,7 @@ def test_a_corrupted_checkpoint_is_refused_naming_the_previous_one(tmp_path):
     state = load_checkpoint(tmp_path / "latest.pt")
     assert len(state["sha256"]) == 64
     _zero_bytes_of_a_tensor(tmp_path / "latest.pt")
-    with pytest.raises(CorruptCheckpoint, match=r"latest.pt is corrupt .*newest other checkpoint there is .*iter_6.pt"):
+    with pytest.raises(CorruptCheckpoint, match=r"latest.pt is corrupt .*newest good checkpoint there is .*iter_6.pt"):
         load_checkpoint(tmp_path / "latest.pt")
     with pytest.raises(CorruptCheckpoint):
         train(tiny_config(tmp_path), resume=True)
@@ -182,3 +182,16 @@ def test_a_full_disk_is_one_line_naming_the_path(tmp_path, monkeypatch, capsys):
     assert main(["train", "--work-dir", str(work), *tiny_cli_sets(work, "train.iters=3")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no space left on the disk of" in err[0] and f"{work} to write best.pt" in err[0]
+
+
+def test_resume_from_a_corrupted_latest_is_one_line(tmp_path, capsys):
+    from ssformer.cli.main import main
+    from tests.engine.conftest import tiny_cli_sets
+
+    work = tmp_path / "run"
+    assert main(["train", "--work-dir", str(work), *tiny_cli_sets(work)]) == 0
+    _zero_bytes_of_a_tensor(work / "latest.pt")
+    capsys.readouterr()
+    assert main(["train", "--work-dir", str(work), "--resume", *tiny_cli_sets(work)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "latest.pt is corrupt" in err[0] and "iter_6.pt" in err[0]

@@ -61,4 +61,4 @@ def test_progress_is_printed_when_output_is_not_a_terminal(tmp_path, capsys):
     train(tiny_config(tmp_path, "train.progress=true", "train.log_interval=2"), echo=messages.append)
     lines = [m for m in messages if m.startswith("iter ") and "loss" in m]
     assert [line.split()[1] for line in lines] == ["2/6", "4/6", "6/6"]
-    assert all(" lr " in line and "s/iter" in line and "eta" in line for line in lines)
+    assert all(" lr " in line and "s/iter" in line and "eta" in line and "MiB" in line for line in lines)

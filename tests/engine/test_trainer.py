@@ -254,3 +254,14 @@ def test_non_finite_gradients_stop_the_run(tmp_path, monkeypatch):
                         lambda params: real_norm(params) * (float("nan") if params[0].grad.sum() != 0 else 1))
     with pytest.raises(TrainingDiverged, match=r"diverged at iteration 1 .*the gradients hold NaN or inf"):
         train(tiny_config(tmp_path))
+
+
+def test_an_lr_of_1e4_leaves_a_finite_checkpoint_that_resumes(tmp_path):
+    with pytest.raises(TrainingDiverged, match="--resume restarts from it"):
+        train(tiny_config(tmp_path, "train.lr=1.0e4"))
+    state = load_checkpoint(tmp_path / "latest.pt")
+    finite = [torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point()]
+    finite += [torch.isfinite(v).all() for s in state["optimizer"]["state"].values() for v in s.values()
+               if torch.is_tensor(v) and v.is_floating_point()]
+    assert all(finite)
+    assert train(tiny_config(tmp_path, "train.lr=1.0e-3"), resume=True)["iterations"] == 6
