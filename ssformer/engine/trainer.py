@@ -9,7 +9,9 @@ when ``tensorboard`` is installed. Every checkpoint loads as a model through ``s
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import statistics
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -320,6 +322,22 @@ def first_non_finite(run: Run) -> str | None:
     return None
 
 
+class LossWatch:
+    """Flags a finite loss far above its running level, a divergence that has not reached NaN yet:
+    more than ``factor`` times the median of the last ``window`` losses (once that many are seen)."""
+
+    def __init__(self, window: int = 50, factor: float = 100.0):
+        self.window, self.factor, self.recent = window, factor, collections.deque(maxlen=window)
+
+    def far_above(self, loss: float) -> float | None:
+        """The running median when ``loss`` is far above it (then the loss is not added), else None."""
+        level = statistics.median(self.recent) if len(self.recent) == self.window else None
+        if level is not None and loss > self.factor * max(level, 1e-8):
+            return level
+        self.recent.append(loss)
+        return None
+
+
 def _diverged(progress: Progress, log: JsonLog, latest: Path, what: str, iteration: int, lr: float) -> TrainingDiverged:
     progress.close()
     good = load_checkpoint(latest)["iteration"] if latest.is_file() else None
@@ -391,6 +409,7 @@ def _train(config: dict[str, Any], resume: bool, echo, device: torch.device, dis
     progress = Progress(log, iters, run.iteration, tc["log_interval"], tc["progress"] and dist_info.is_main,
                         echo if dist_info.is_main else None)
     last_eval: dict[str, Any] | None = None
+    watch = LossWatch()
     model.train()
     if tc["bn_eval"]:
         _set_bn_eval(model)
@@ -402,6 +421,10 @@ def _train(config: dict[str, Any], resume: bool, echo, device: torch.device, dis
             what = f"the loss is {loss}" if diverged == "loss" else "the gradients hold NaN or inf"
             raise _diverged(progress, log, latest, what, run.iteration + 1, lr)
         it = run.iteration
+        level = watch.far_above(loss / dist_info.world_size)
+        if level is not None:
+            raise _diverged(progress, log, latest, f"the loss jumped to {loss / dist_info.world_size:.4g}, more than "
+                            f"{watch.factor:g}x its running level {level:.4g}", it, lr)
         progress.step(it, lr, loss / dist_info.world_size)
         writes = it % tc["eval_interval"] == 0 or it % tc["checkpoint_interval"] == 0 or it == iters
         bad = first_non_finite(run) if writes else None

@@ -265,3 +265,21 @@ def test_an_lr_of_1e4_leaves_a_finite_checkpoint_that_resumes(tmp_path):
                if torch.is_tensor(v) and v.is_floating_point()]
     assert all(finite)
     assert train(tiny_config(tmp_path, "train.lr=1.0e-3"), resume=True)["iterations"] == 6
+
+
+def test_a_loss_far_above_its_running_level_stops_the_run(tmp_path, monkeypatch):
+    from ssformer.engine.trainer import LossWatch
+
+    watch = LossWatch(window=3, factor=10)
+    assert [watch.far_above(v) for v in (2.0, 1.5, 1.8, 9.0)] == [None, None, None, None]
+    assert watch.far_above(40.0) == 1.8  # median of the last three: 1.5, 1.8, 9.0
+    monkeypatch.setattr(trainer_module, "LossWatch", lambda: LossWatch(window=3, factor=10))
+    real_step = trainer_module.train_step
+
+    def spike_at_5(run, *args, **kwargs):
+        loss, diverged = real_step(run, *args, **kwargs)
+        return (loss * 1000 if run.iteration == 5 else loss), diverged
+
+    monkeypatch.setattr(trainer_module, "train_step", spike_at_5)
+    with pytest.raises(TrainingDiverged, match=r"diverged at iteration 5 .*the loss jumped to .* more than 10x"):
+        train(tiny_config(tmp_path))
