@@ -123,18 +123,24 @@ def test_cli_real_camvid_val(capsys):
 
 
 def test_files_the_layout_leaves_out_are_problems(tmp_path, capsys):
-    """An image saved as .JPG (the recipe says .jpg) and a label without an image are not '0 problems'."""
+    """An image saved as .JPG (the recipe says .jpg), a label without an image, an image without a
+    label and an RGB label are each reported with their path, not '0 problems'."""
     write_image(tmp_path / "images" / "a.jpg", suffix_format="JPEG")
     write_label(tmp_path / "labels" / "a.png", label_values(values=(0, 1)))
     write_image(tmp_path / "images" / "b.JPG", suffix_format="JPEG")
     write_label(tmp_path / "labels" / "b.png", label_values(values=(0, 1)))
     write_label(tmp_path / "labels" / "c.png", label_values(values=(0, 1)))
+    write_image(tmp_path / "images" / "d.jpg", suffix_format="JPEG")  # no label
+    write_image(tmp_path / "images" / "e.jpg", suffix_format="JPEG")
+    write_image(tmp_path / "labels" / "e.png", suffix_format="PNG")  # an RGB picture where class ids belong
     config = tmp_path / "cfg.yaml"
     config.write_text(yaml.safe_dump({"data": {"type": "folder", "root": str(tmp_path),
                                                "options": {"class_names": ["a", "b"]}}}))
     assert run_cli([str(config)]) == 1
     out = capsys.readouterr().out
-    assert "1 pairs, 3 problem(s)" in out
+    assert "2 pairs, 5 problem(s)" in out
+    assert "no label for " + str(tmp_path / "images" / "d.jpg") in out
+    assert str(tmp_path / "labels" / "e.png") + ": colour label map" in out
     assert "b.JPG is not used: its ending '.JPG' differs in case from '.jpg'" in out
     assert "label " + str(tmp_path / "labels" / "b.png") + " has no image" in out
     assert "label " + str(tmp_path / "labels" / "c.png") + " has no image" in out
