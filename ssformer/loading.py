@@ -13,9 +13,8 @@ the same from every file it is kept in.
 from __future__ import annotations
 
 import os
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 from ssformer.checkpoints.artifact import FILE_SUFFIXES, ModelFiles, read_model_files
 from ssformer.checkpoints.hub import download, looks_like_repo_id

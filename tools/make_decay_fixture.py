@@ -18,8 +18,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str((HERE.parent.parent / "shared" / "reference").resolve()))
-from official import build_official  # noqa: E402
 from mmcv.runner import build_optimizer  # noqa: E402
+from official import build_official  # noqa: E402
 
 OPTIMIZER = dict(type="AdamW", lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01,
                  paramwise_cfg=dict(custom_keys={"absolute_pos_embed": dict(decay_mult=0.0),

@@ -20,8 +20,16 @@ from typing import Any
 
 import torch
 
-from ssformer.checkpoints.io import (CheckpointError, StateDict, read_json, read_safetensors, torch_load, unwrap,
-                                     write_safetensors, write_torch)
+from ssformer.checkpoints.io import (
+    CheckpointError,
+    StateDict,
+    read_json,
+    read_safetensors,
+    torch_load,
+    unwrap,
+    write_safetensors,
+    write_torch,
+)
 from ssformer.data.preprocessing import PREPROCESSOR_NAME
 
 CONFIG_NAME = "config.json"

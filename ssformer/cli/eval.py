@@ -48,9 +48,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ssformer.data.preprocessing import from_training_config
+    from ssformer.devices import resolve_device
     from ssformer.engine.distributed import cleanup, init_distributed
     from ssformer.engine.evaluator import evaluate
-    from ssformer.devices import resolve_device
     from ssformer.engine.trainer import build_eval_dataset
     from ssformer.loading import load_model
     from ssformer.metrics import format_table, paper_summary

@@ -8,11 +8,11 @@ import sys
 from collections.abc import Sequence
 
 from ssformer import __version__
-from ssformer.utils import DiskFullError
 
 # Each sub-command module defines ``add_parser(subparsers)``, which registers its parser and sets
 # ``func`` to the function that runs it. Add a module here to add a command.
 from ssformer.cli import commands
+from ssformer.utils import DiskFullError
 
 
 def build_parser() -> argparse.ArgumentParser:

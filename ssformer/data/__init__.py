@@ -2,7 +2,15 @@
 
 from ssformer.data.classes import dataset_classes, default_palette
 from ssformer.data.datasets import (
-    ADE20K, DATASETS, CamVid, Cityscapes, FolderDataset, PascalVOC, SegmentationDataset, build_dataset)
+    ADE20K,
+    DATASETS,
+    CamVid,
+    Cityscapes,
+    FolderDataset,
+    PascalVOC,
+    SegmentationDataset,
+    build_dataset,
+)
 from ssformer.data.io import DataError, read_image, read_label
 from ssformer.data.preprocessing import Preprocessing, TestTransform
 from ssformer.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Normalize, TrainTransform

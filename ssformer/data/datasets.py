@@ -24,9 +24,18 @@ import torch
 from torch.utils.data import Dataset
 
 from ssformer.data.classes import (
-    ADE20K_CLASSES, ADE20K_PALETTE, CAMVID_CLASSES, CAMVID_PALETTE, CITYSCAPES_CLASSES,
-    CITYSCAPES_LABEL_ID_TO_TRAIN_ID, CITYSCAPES_PALETTE, VOC_CLASSES, VOC_PALETTE, Color,
-    default_palette)
+    ADE20K_CLASSES,
+    ADE20K_PALETTE,
+    CAMVID_CLASSES,
+    CAMVID_PALETTE,
+    CITYSCAPES_CLASSES,
+    CITYSCAPES_LABEL_ID_TO_TRAIN_ID,
+    CITYSCAPES_PALETTE,
+    VOC_CLASSES,
+    VOC_PALETTE,
+    Color,
+    default_palette,
+)
 from ssformer.data.io import DataError, colors_to_indices, read_image, read_label
 from ssformer.data.transforms import Normalize
 

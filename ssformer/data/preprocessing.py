@@ -17,8 +17,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ssformer.data.transforms import (IMAGENET_MEAN, IMAGENET_STD, label_tensor, normalize, rescale_size,
-                                      resize_image_exact)
+from ssformer.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    label_tensor,
+    normalize,
+    rescale_size,
+    resize_image_exact,
+)
 
 PREPROCESSOR_NAME = "preprocessor_config.json"
 INFERENCE_MODES = ("whole", "slide")

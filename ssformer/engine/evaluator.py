@@ -15,10 +15,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
+from ssformer.devices import cuda_bf16_native
 from ssformer.engine.distributed import DistInfo
 from ssformer.inference.sliding import infer
 from ssformer.metrics import IoUMetric
-from ssformer.devices import cuda_bf16_native
 
 
 def check_amp(device: torch.device, amp: str) -> None:

@@ -28,15 +28,14 @@ from ssformer.data import DataError, TrainTransform, build_dataset
 from ssformer.data.frequencies import class_weights
 from ssformer.data.preprocessing import Preprocessing, TestTransform, from_training_config
 from ssformer.devices import resolve_device
-from ssformer.engine.checkpoint import (capture_rng, load_checkpoint, restore_rng, rotate_checkpoints,
-                                        save_checkpoint)
+from ssformer.engine.checkpoint import capture_rng, load_checkpoint, restore_rng, rotate_checkpoints, save_checkpoint
 from ssformer.engine.criterion import build_criterion
 from ssformer.engine.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed, torchrun_env
 from ssformer.engine.evaluator import autocast_context, check_amp, evaluate
 from ssformer.engine.logs import JsonLog, Progress
 from ssformer.engine.optim import build_grad_scaler, build_optimizer, load_scaler_state, poly_warmup_lr, set_lr
 from ssformer.engine.sampling import ConcatSeeded, StreamBatchSampler
-from ssformer.models.ssformer import SSformerConfig, VARIANTS
+from ssformer.models.ssformer import VARIANTS, SSformerConfig
 from ssformer.utils import remove_stale_temporaries
 
 

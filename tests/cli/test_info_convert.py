@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import ssformer
-from ssformer.cli.main import main
 from ssformer.checkpoints import read_state_dict
-from tests.conftest import FIXTURES
+from ssformer.cli.main import main
 from tests.checkpoints.test_weights import make_microsoft_checkpoint, official
+from tests.conftest import FIXTURES
 
 W7 = FIXTURES / "official_w7.pth"
 

@@ -14,8 +14,8 @@ import torch
 from PIL import Image
 
 import ssformer
-from ssformer.inference import batch as predict_batch
 from ssformer.cli.main import main
+from ssformer.inference import batch as predict_batch
 from tests.conftest import tiny_model_kwargs
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,11 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from ssformer.data import (ADE20K, CamVid, Cityscapes, DataError, FolderDataset, PascalVOC, TrainTransform,
-                           build_dataset)
+from ssformer.data import ADE20K, CamVid, Cityscapes, DataError, FolderDataset, PascalVOC, TrainTransform, build_dataset
 from tests.conftest import ADE_SAMPLE, requires_dir
-from tests.data.layouts import (label_values, make_ade, make_camvid, make_cityscapes, make_voc, write_image,
-                                write_label)
+from tests.data.layouts import label_values, make_ade, make_camvid, make_cityscapes, make_voc, write_image, write_label
 
 
 def stored(path) -> np.ndarray:

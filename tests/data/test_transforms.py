@@ -7,11 +7,23 @@ import pytest
 import torch
 from PIL import Image
 
-from ssformer.data.transforms import (
-    IMAGENET_MEAN, IMAGENET_STD, TrainTransform, adjust_brightness, adjust_contrast,
-    adjust_saturation, class_ratio_ok, normalize, photometric_distortion, random_crop_box, rescale_size,
-    resize_image, resize_label, shift_hue)
 from ssformer.data.preprocessing import TestTransform as EvalTransform  # not collected by pytest
+from ssformer.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TrainTransform,
+    adjust_brightness,
+    adjust_contrast,
+    adjust_saturation,
+    class_ratio_ok,
+    normalize,
+    photometric_distortion,
+    random_crop_box,
+    rescale_size,
+    resize_image,
+    resize_label,
+    shift_hue,
+)
 
 
 def rng(seed=0):

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import ssformer
-from ssformer.engine.optim import build_optimizer, param_groups, poly_warmup_lr
 from ssformer.checkpoints.keymaps import from_mmseg
+from ssformer.engine.optim import build_optimizer, param_groups, poly_warmup_lr
 from tests.conftest import FIXTURES
 
 

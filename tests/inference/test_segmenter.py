@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 import ssformer
+from ssformer.checkpoints import CheckpointError
 from ssformer.inference.images import ImageError
 from ssformer.inference.segmenter import Segmenter
-from ssformer.checkpoints import CheckpointError
 from tests.conftest import tiny_model_kwargs
 
 
