@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 from torch import nn
 
@@ -30,7 +30,7 @@ from ssformer.data.preprocessing import KNOWN_BY_CLASSES, PREPROCESSOR_NAME, Pre
 
 logger = logging.getLogger("ssformer")
 
-ConfigInput = Union[Any, Mapping, str, os.PathLike, None]  # a config dataclass, mapping, JSON file, folder or variant
+ConfigInput = Any | Mapping | str | os.PathLike | None  # a config dataclass, mapping, JSON file, folder or variant
 
 
 @dataclass
