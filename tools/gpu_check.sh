@@ -94,7 +94,7 @@ CLI=("$PY" -m ssformer.cli.main)
 if [ "$DEVICE" = cuda ]; then
   step tests timeout 300 "$PY" -m pytest -q -p no:cacheprovider tests/engine tests/models/test_exactness.py \
     tests/models/test_model.py tests/inference/test_export.py tests/inference/test_sliding.py \
-    tests/cli/test_benchmark.py tests/test_utils.py
+    tests/analysis/test_benchmark.py tests/test_devices.py
 else
   skip tests "the CPU entries run in the normal test suite"
 fi
