@@ -71,7 +71,7 @@ def empty(size: Sequence[int], dtype: torch.dtype, device: torch.device | str = 
 
 
 def upsample_logits(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """``ssformer.upsample_logits``; in CPU inference into memory advised to use huge pages.
+    """``ssformer.models.ssformer.upsample_logits``; in CPU inference into memory advised to use huge pages.
 
     The result is by far the largest tensor of the call; same values, same layout as ``F.interpolate``.
     """
