@@ -1,4 +1,4 @@
-"""Window attention on CPU: the fused SDPA kernel against the spelled-out path of ssformer.models.attention.
+"""Window attention on CPU: the fused SDPA kernel against the spelled-out path of ssformer.models.fast.windows.
 
 For each stage of SSformer-B at a given input size (7x7 windows, 32-dim heads) it times, on the
 same random q/k/v (B * nW, heads, 49, 32), contiguous as the gather of ``ShiftedWindowAttention``
@@ -6,7 +6,7 @@ leaves them:
 
 * ``fused``: ``F.scaled_dot_product_attention`` with the relative bias and (shifted blocks) the
   shift mask summed into one (B * nW, heads, N, N) mask, as the model did before;
-* ``spelled-out``: :func:`ssformer.models.attention.window_attention` on CPU, as the model calls
+* ``spelled-out``: :func:`ssformer.models.fast.windows.window_attention` on CPU, as the model calls
   it: q k^T, scale, both masks added in place, softmax, times v; for bf16 q/k/v the scores are
   widened to float32 before the masks (``mask_dtype``);
 * ``bf16 masks`` (bf16 only): the same with the scores, masks and softmax left in bf16 (the
@@ -31,7 +31,8 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from ssformer.models.attention import mask_dtype, shift_window_mask, window_attention  # noqa: E402
+from ssformer.models.attention import shift_window_mask  # noqa: E402
+from ssformer.models.fast.windows import mask_dtype, window_attention  # noqa: E402
 
 
 def median_ms(fn, runs: int) -> float:
@@ -65,7 +66,7 @@ def main() -> None:
             q, k, v = torch.randn(3, windows, heads, n, d).to(dtype).unbind(0)
             bias = torch.randn(1, heads, n, n).to(dtype)
             for shift in (0, ws // 2):
-                mask = shift_window_mask(hp, wp, ws, shift).unsqueeze(1) if shift else None
+                mask = shift_window_mask(hp // ws, wp // ws, ws, shift).unsqueeze(1) if shift else None
                 masks = {"fused": dtype, "spelled-out": mask_dtype(dtype, q.device)}
                 if dtype != torch.float32:
                     masks["bf16 masks"] = dtype

@@ -6,8 +6,9 @@ after the warm-up; model weights included), and the minor page faults and system
 (``getrusage``: fresh large allocations are faulted in page by page). ``--profile`` adds a
 ``torch.profiler`` table of one more call. For A/B runs of the pieces of ``ssformer.models``:
 
-* ``--no-onednn``: linears take ``F.linear`` instead of the oneDNN call (``ssformer.models.linear``);
-* ``--no-hugepages``: no huge-page advice for the logits and window gathers (``ssformer.models.hugepages``).
+* ``--no-onednn``: linears take ``F.linear`` instead of the oneDNN call (``ssformer.models.fast.linear``);
+* ``--no-hugepages``: no huge-page advice for the logits and window gathers (``ssformer.models.fast.hugepages``);
+* ``--plain``: the plain path of the model files, no fast kernels at all (``ssformer.models.fast``).
 
     python3 benchmarks/inference_cost.py ssformer_swin_b --size 1024 2048 --dtype bf16 --runs 1
 """
@@ -27,8 +28,7 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 import ssformer  # noqa: E402
-import ssformer.models.hugepages as hugepages_module  # noqa: E402
-import ssformer.models.linear as linear_module  # noqa: E402
+from ssformer.models import fast  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -47,13 +47,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-onednn", action="store_true")
     parser.add_argument("--no-hugepages", action="store_true")
+    parser.add_argument("--plain", action="store_true")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.no_onednn:
-        linear_module._ONEDNN_LINEAR = False
+        fast.linear._ONEDNN_LINEAR = False
     if args.no_hugepages:
-        hugepages_module.MIN_BYTES = float("inf")
+        fast.hugepages.MIN_BYTES = float("inf")
+    if args.plain:
+        fast.set_fast_path(False)
     dtype = DTYPES[args.dtype]
     model = ssformer.create_model(args.model).eval().to(dtype)
     x = torch.randn(1, 3, *args.size).to(dtype)
@@ -70,6 +73,7 @@ def main() -> None:
         print(f"{args.model} 1x3x{args.size[0]}x{args.size[1]} {args.dtype}, {args.threads} threads"
               f"{', no oneDNN' if args.no_onednn else ''}"
               f"{', no huge pages' if args.no_hugepages else ''}"
+              f"{', plain path' if args.plain else ''}"
               f": median {statistics.median(latencies) * 1e3:.0f} ms, "
               f"peak RSS {peak_rss_mib()} MiB, {(after.ru_minflt - before.ru_minflt) / args.runs:.0f} minor page "
               f"faults and {(after.ru_stime - before.ru_stime) / args.runs * 1e3:.0f} ms system time per call")

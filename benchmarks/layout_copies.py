@@ -4,8 +4,8 @@
   as the permuted (head-innermost) view of the gathered table that the model used to cache, and
   as the contiguous tensor ``ShiftedWindowAttention.relative_position_bias`` returns now;
 * **patch merging**: the 2x2 neighbourhood of a stage's token map reordered into the checkpoints'
-  channel-major 4C, as one permute to (..., C, kh, kw) (2-value rows) and as the two copies of
-  ``PatchMerging.forward`` (C-value rows); the results are checked to be identical.
+  channel-major 4C, as one permute to (..., C, kh, kw) (2-value rows, the plain ``PatchMerging.forward``)
+  and as the two copies of ``ssformer.models.fast.merging`` (C-value rows); the results are checked to be identical.
 
     python3 benchmarks/layout_copies.py --threads 2
 """
@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from attention_kernels import median_ms  # noqa: E402  (benchmarks/, the script's own folder)
-from ssformer.models.swin import PatchMerging  # noqa: E402
+from ssformer.models.fast.merging import neighbourhoods  # noqa: E402
 
 
 def one_permute(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -49,14 +49,12 @@ def main() -> None:
             contiguous_ms = median_ms(lambda: scores.add_(contiguous), args.runs)
             print(f"{name:<8} bias add, stage 3 scores: strided {strided_ms:.3f} ms, contiguous {contiguous_ms:.3f} ms")
             for size, channels in ((128, 128), (64, 256), (32, 512)):
-                merge = PatchMerging(channels)
-                merge.norm = merge.reduction = torch.nn.Identity()  # time the reorder alone
                 x = torch.randn(1, size * size, channels).to(dtype)
-                assert torch.equal(merge(x, size, size)[0], one_permute(x, size, size))
+                assert torch.equal(neighbourhoods(x, size, size)[0], one_permute(x, size, size))
                 before = median_ms(lambda: one_permute(x, size, size), args.runs)
-                now = median_ms(lambda: merge(x, size, size), args.runs)
+                now = median_ms(lambda: neighbourhoods(x, size, size), args.runs)
                 print(f"{name:<8} patch merging {size}x{size}x{channels}: one permute {before:.2f} ms, "
-                      f"two copies (PatchMerging.forward, norm and reduction removed) {now:.2f} ms")
+                      f"two copies (fast.merging.neighbourhoods) {now:.2f} ms")
 
 
 if __name__ == "__main__":

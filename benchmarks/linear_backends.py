@@ -1,6 +1,6 @@
 """GEMM throughput of the SSformer-B linears on this CPU: ``F.linear`` (MKL in fp32) vs oneDNN.
 
-Why ``ssformer.models.linear`` routes CPU inference through oneDNN, and what bounds the whole
+Why ``ssformer.models.fast.linear`` routes CPU inference through oneDNN, and what bounds the whole
 model: the matrix products are most of its work, so their best rate here sets the floor of the
 latency. For each (tokens, in, out) shape of SSformer-B at 512x512 (stages 1-4: qkv, fc1, fc2) it
 prints GFLOP/s of ``F.linear`` and of ``torch.ops.mkldnn._linear_pointwise`` on the same plain

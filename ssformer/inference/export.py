@@ -7,8 +7,8 @@ through onnxruntime), so a broken export fails here, not in deployment.
 
 Fixed-size exports come from a strict ``torch.export`` program. ``dynamic=True`` (ONNX only) gives
 one graph for every input height and width: the model is traced by the TorchScript-based ONNX
-exporter with ``dynamic_axes``, where it records the size arithmetic of the export-friendly window
-attention (:mod:`ssformer.models.export_friendly`) as graph ops. ``torch.export`` with symbolic
+exporter with ``dynamic_axes``, where it records the size arithmetic of the plain window
+attention (:mod:`ssformer.models.attention`) as graph ops. ``torch.export`` with symbolic
 sizes still specialises on the many floor-divided stage sizes (view/stride guards), so
 dynamic exported programs are refused with :class:`ExportError`; see docs/inference.md.
 """
@@ -103,10 +103,8 @@ def _export_onnx_dynamic(model: nn.Module, size: tuple[int, int], path: Path, op
     """One ONNX graph for any (H, W): the TorchScript-based exporter with ``dynamic_axes``.
 
     Tracing records ``x.shape`` arithmetic as ONNX shape ops, and while tracing the model takes its
-    export-friendly path (always-pad, roll by slices, mask from aranges), whose graph has no
-    size-specific branches. Its two Python conditions on sizes (the input check and the decoder's
-    "resize unless already at 1/4 size") are recorded as taken at the export size; resizing a map
-    to its own size is the identity, so the graph is exact at every size.
+    plain path (always-pad, roll by slices, mask from aranges, every decoder feature resized),
+    whose graph has no size-specific branches; its input check is recorded as passed.
     """
     axes = {"images": {2: "height", 3: "width"}, "logits": {2: "height", 3: "width"}}
     with warnings.catch_warnings():

@@ -1,46 +1,31 @@
-"""Shifted-window multi-head self-attention with a relative position bias.
+"""Shifted-window multi-head self-attention with a relative position bias, written as in the paper.
 
 The window grid follows the official (mmseg 0.24.1) semantics exactly:
-the normalised tokens are zero-padded bottom/right to a multiple of the window size, the shift is
-applied even when the map is no larger than one window, and masked scores get -100 (not -inf).
 
-How it is made fast (each step is exact, it only removes copies or wasted work):
+* the normalised tokens are zero-padded bottom/right to a multiple of the window size (always, by
+  0 when the size is a multiple already, so one traced graph serves every size);
+* shifted blocks roll the padded map by (-shift, -shift); the shift is kept even when the map is
+  no larger than one window;
+* the map is partitioned into windows, ``qkv`` splits each token into heads, and attention is
+  ``softmax(q k^T / sqrt(d) + bias + shift_mask) v`` with masked scores at -100 (not -inf);
+* the windows are put back, un-rolled, cropped to the real tokens and projected.
 
-* ``qkv`` runs on the real tokens only. A zero (padding) token's q/k/v is just the qkv bias, so
-  *padding, cyclic shift, window partition and the split into heads are a single gather* of
-  ``head_dim``-wide rows with a precomputed index (:func:`window_geometry`), plus writing the
-  bias into the padding slots (:class:`_ToWindows`). q, k and v come out as contiguous
-  (windows, heads, N, d) tensors.
-* On CPU attention is spelled out (:func:`window_attention`): q k^T, then the relative bias and
-  the shift mask added in place to those fresh scores, softmax, times v; in inference a few
-  windows at a time, so the scores stay in cache. For 7x7 windows that beats PyTorch's fused CPU
-  kernel (``benchmarks/attention_kernels.py``), which would also need bias + shift mask summed
-  into one (windows, heads, N, N) tensor per call. bf16/fp16 scores are widened to float32 before
-  the masks and the softmax, as the official model's float32 bias does under autocast: many times
-  more accurate, and PyTorch's float32 softmax is the faster one on CPU. Other devices take
-  ``F.scaled_dot_product_attention`` with that summed mask.
-* The inverse gather takes each (token, head) back from its window slot (un-shift, un-partition,
-  crop and merge heads in one copy), and ``proj`` then runs on the real tokens only.
-* Index tensors and shift masks are cached per feature-map size, heads, device and dtype (shared
-  by the blocks of a stage); in inference each block caches its gathered bias, keyed on the bias
-  table's version, so changing the weights in place invalidates it.
+Every step is a shape-generic tensor op (sizes are expressions of the symbolic height and width),
+so this is also the path ``torch.export``, ``torch.jit.trace`` and ``torch.compile`` take. Eager
+calls take :func:`ssformer.models.fast.windows.attention` instead, which gives the same numbers
+faster (one gather instead of pad/roll/partition, chunked attention on CPU; see
+:mod:`ssformer.models.fast`).
 """
 
 from __future__ import annotations
 
-import functools
-from typing import NamedTuple
-
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.nn import functional as F
 
-from ssformer.models import export_friendly, hugepages
-from ssformer.models.caching import version_key
-from ssformer.models.linear import Linear
+from ssformer.models import fast
 
 SHIFT_MASK_VALUE = -100.0
-SCORES_CHUNK_BYTES = 4 << 20  # window_attention's working set per chunk of windows
 
 
 def relative_position_index(window_size: int) -> torch.Tensor:
@@ -51,210 +36,46 @@ def relative_position_index(window_size: int) -> torch.Tensor:
     return delta[0] * (2 * window_size - 1) + delta[1]
 
 
-def window_partition(x: torch.Tensor, window_size: int) -> torch.Tensor:
-    """(B, H, W, C) -> (B * num_windows, window_size**2, C); H and W must be multiples of the window."""
-    b, h, w, c = x.shape
-    x = x.view(b, h // window_size, window_size, w // window_size, window_size, c)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window_size * window_size, c)
+def roll(x: torch.Tensor, shift: int, dim: int) -> torch.Tensor:
+    """``torch.roll(x, shift, dim)`` for ``-size <= shift <= size``, as two slices (traceable at any size)."""
+    cut = x.shape[dim] - shift if shift >= 0 else -shift
+    return torch.cat((x.narrow(dim, cut, x.shape[dim] - cut), x.narrow(dim, 0, cut)), dim)
 
 
-def shift_window_mask(padded_h: int, padded_w: int, window_size: int, shift: int,
-                      device: torch.device | None = None) -> torch.Tensor:
-    """(num_windows, N, N) additive mask: -100 where query and key came from different regions."""
-    region = torch.zeros(padded_h, padded_w, device=device)
-    bounds = (slice(0, -window_size), slice(-window_size, -shift), slice(-shift, None))
-    label = 0
-    for rows in bounds:
-        for cols in bounds:
-            region[rows, cols] = label
-            label += 1
-    windows = window_partition(region[None, :, :, None], window_size).squeeze(-1)  # (nW, N)
+def window_partition(x: torch.Tensor, rows: int, cols: int, window_size: int) -> torch.Tensor:
+    """(B, rows * ws, cols * ws, C) -> (B, rows * cols, ws * ws, C), windows in row-major order."""
+    b, c, ws = x.shape[0], x.shape[-1], window_size
+    x = x.reshape(b, rows, ws, cols, ws, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(b, rows * cols, ws * ws, c)
+
+
+def window_reverse(windows: torch.Tensor, rows: int, cols: int, window_size: int) -> torch.Tensor:
+    """(B, rows * cols, ws * ws, C) -> (B, rows * ws, cols * ws, C): the inverse of :func:`window_partition`."""
+    b, c, ws = windows.shape[0], windows.shape[-1], window_size
+    x = windows.reshape(b, rows, cols, ws, ws, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(b, rows * ws, cols * ws, c)
+
+
+def _region_labels(padded: int, window_size: int, shift: int, device: torch.device | None) -> torch.Tensor:
+    """Band of each padded row (or column): 0 before ``padded - ws``, 1 before ``padded - shift``, else 2.
+
+    The official code labels the same three bands by slicing (``slice(0, -ws)``, ``slice(-ws, -shift)``,
+    ``slice(-shift, None)``); comparisons on ``arange`` give them for a symbolic size too.
+    """
+    index = torch.arange(padded, device=device)
+    return (index >= padded - window_size).long() + (index >= padded - shift).long()
+
+
+def shift_window_mask(rows: int, cols: int, window_size: int, shift: int, device: torch.device | None = None,
+                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(rows * cols, N, N) additive mask of a rolled map: -100 where query and key came from different regions."""
+    hp, wp = rows * window_size, cols * window_size
+    region = (_region_labels(hp, window_size, shift, device)[:, None] * 3 +
+              _region_labels(wp, window_size, shift, device)[None, :])
+    windows = window_partition(region[None, :, :, None], rows, cols, window_size)[0, :, :, 0]  # (nW, N)
     different = windows[:, None, :] != windows[:, :, None]
-    return torch.zeros(different.shape, device=device).masked_fill(different, SHIFT_MASK_VALUE)
-
-
-class WindowGeometry(NamedTuple):
-    """Index tensors that move a token map's q/k/v into windows and the attention output back.
-
-    Rows are ``head_dim`` values wide: the ``qkv`` output (B * H * W, 3 * C) viewed as
-    (B * H * W * 3 * heads, d) on the way in, the attention output (B * nW, heads, N, d) viewed
-    as (B * nW * heads * N, d) on the way out. See :func:`window_geometry`.
-    """
-
-    gather: torch.Tensor  # (3 * B * nW * heads * N,) qkv row of every (q/k/v, window, head, slot)
-    gather_padding: torch.Tensor  # positions in ``gather`` that are padding slots (they hold row 0)
-    padding_source: torch.Tensor  # q/k/v-and-head row (``3 * heads`` of them) each of those takes
-    scatter: torch.Tensor  # (B * H * W * heads,) attention-output row of every (token, head)
-    scatter_padding: torch.Tensor  # attention-output rows that belong to padding slots
-    shift_mask: torch.Tensor | None  # (B * nW, 1, N, N) in the mask dtype (:func:`mask_dtype`), shifted windows only
-
-
-def _window_geometry(batch: int, h: int, w: int, window_size: int, shift: int, heads: int,
-                     device: torch.device, dtype: torch.dtype) -> WindowGeometry:
-    ws = window_size
-    n = ws * ws
-    hp, wp = (h + ws - 1) // ws * ws, (w + ws - 1) // ws * ws  # rounded up to the window grid
-    tokens = h * w
-    # Source token of every slot of the padded map after rolling it by (-shift, -shift).
-    rows = (torch.arange(hp, device=device) + shift) % hp
-    cols = (torch.arange(wp, device=device) + shift) % wp
-    source = rows[:, None] * w + cols[None, :]
-    is_padding = (rows[:, None] >= h) | (cols[None, :] >= w)
-    slots = source.masked_fill(is_padding, -1).view(hp // ws, ws, wp // ws, ws).transpose(1, 2).reshape(-1)
-    real = slots >= 0
-    slot_of_token = torch.empty(tokens, dtype=torch.long, device=device)
-    slot_of_token[slots[real]] = torch.arange(slots.numel(), device=device)[real]
-    # Batched: sample b's token t is token b * tokens + t, its windows follow sample b - 1's.
-    offsets = torch.arange(batch, device=device)[:, None]
-    token_of_slot = torch.where(real, slots + offsets * tokens, 0).view(-1, 1, n)  # (B * nW, 1, N)
-    slot_of_token = (slot_of_token + offsets * slots.numel()).reshape(-1)  # (B * H * W,)
-    real = real.repeat(batch).view(-1, 1, n)
-
-    # In: qkv row (token, j, head) of q/k/v j of every (window, head, slot), for j = 0, 1, 2.
-    part = torch.arange(3, device=device).view(3, 1, 1, 1)
-    head = torch.arange(heads, device=device).view(1, 1, heads, 1)
-    gather = (token_of_slot * (3 * heads) + part * heads + head).reshape(-1)
-    is_gather_padding = (~real).expand(3, -1, heads, n).reshape(-1)
-    gather_padding = torch.nonzero(is_gather_padding).flatten()
-    padding_source = (part * heads + head).expand(3, real.shape[0], heads, n).reshape(-1)[gather_padding]
-
-    # Out: row (window, head, slot) of the attention output that every (token, head) takes.
-    window, slot = slot_of_token // n, slot_of_token % n
-    head = torch.arange(heads, device=device)
-    scatter = ((window[:, None] * heads + head) * n + slot[:, None]).reshape(-1)
-    scatter_padding = torch.nonzero((~real).expand(-1, heads, n).reshape(-1)).flatten()
-
-    shift_mask = None
-    if shift:
-        shift_mask = shift_window_mask(hp, wp, ws, shift, device).to(dtype).repeat(batch, 1, 1).unsqueeze(1)
-    return WindowGeometry(gather, gather_padding, padding_source, scatter, scatter_padding, shift_mask)
-
-
-_cached_window_geometry = functools.lru_cache(maxsize=16)(_window_geometry)
-
-
-def window_geometry(batch: int, h: int, w: int, window_size: int, shift: int, heads: int, device: torch.device,
-                    dtype: torch.dtype = torch.float32) -> WindowGeometry:
-    """Indices for zero-padding, cyclically shifting and partitioning a (B, H, W) token map in one gather.
-
-    Windows are ordered (sample, window row, window column) and slots (row in window, column in
-    window) over the map padded bottom/right to a multiple of the window and rolled by
-    (-shift, -shift), exactly the official layout. Cached per size, heads and device (they hold
-    no parameters).
-    """
-    if torch.compiler.is_compiling() or torch.compiler.is_exporting():  # traced into the graph, not cached
-        return _window_geometry(batch, h, w, window_size, shift, heads, device, dtype)
-    with torch.inference_mode(False), torch.no_grad():  # cached: must stay usable outside inference mode
-        return _cached_window_geometry(batch, h, w, window_size, shift, heads, device, dtype)
-
-
-def _gather_rows(rows: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``rows.index_select(0, index)`` into memory advised to use huge pages: the window gathers make
-    the attention's largest tensors, hundreds of MB each at large maps (:mod:`ssformer.models.hugepages`)."""
-    if torch.compiler.is_compiling():
-        return rows.index_select(0, index)
-    out = hugepages.empty((index.numel(), *rows.shape[1:]), rows.dtype, rows.device)
-    return torch.index_select(rows, 0, index, out=out)
-
-
-class _ToWindows(torch.autograd.Function):
-    """qkv rows -> (3 * B * nW * heads * N, d) q/k/v window rows; padding slots take ``padding_rows``.
-
-    A custom backward because ``index_select``'s own (a scatter-add) is slow on CPU; here every
-    real qkv row sits in exactly one slot, so the gradient is just the inverse gather.
-    """
-
-    @staticmethod
-    def forward(ctx, qkv_rows: torch.Tensor, padding_rows: torch.Tensor, geometry: WindowGeometry) -> torch.Tensor:
-        ctx.geometry, ctx.padding_shape, ctx.rows = geometry, padding_rows.shape, qkv_rows.shape[0]
-        out = _gather_rows(qkv_rows, geometry.gather)
-        # index_copy_, not ``out[padding] = rows``: that index_put is far slower on CPU
-        out.index_copy_(0, geometry.gather_padding,
-                        padding_rows.to(out.dtype).index_select(0, geometry.padding_source))
-        return out
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        geometry = ctx.geometry
-        grad_rows = None
-        if ctx.needs_input_grad[0]:  # position in ``gather`` of every qkv row (made here: inference never needs it)
-            source = geometry.gather.index_fill(0, geometry.gather_padding, ctx.rows)  # padding -> a spare row
-            inverse = torch.empty(ctx.rows + 1, dtype=torch.long, device=grad.device)
-            inverse[source] = torch.arange(source.numel(), device=grad.device)
-            grad_rows = grad.index_select(0, inverse[:ctx.rows])
-        grad_padding = None
-        if ctx.needs_input_grad[1]:
-            grad_padding = grad.new_zeros(ctx.padding_shape)
-            grad_padding.index_add_(0, geometry.padding_source, grad.index_select(0, geometry.gather_padding))
-        return grad_rows, grad_padding, None
-
-
-class _FromWindows(torch.autograd.Function):
-    """Attention-output rows -> (B * H * W * heads, d) token rows (un-shift, un-partition, crop)."""
-
-    @staticmethod
-    def forward(ctx, rows: torch.Tensor, geometry: WindowGeometry) -> torch.Tensor:
-        ctx.geometry, ctx.rows = geometry, rows.shape[0]
-        return _gather_rows(rows, geometry.scatter)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        geometry = ctx.geometry
-        inverse = torch.zeros(ctx.rows, dtype=torch.long, device=grad.device)  # position in ``scatter``
-        inverse[geometry.scatter] = torch.arange(geometry.scatter.numel(), device=grad.device)
-        grad_rows = grad.index_select(0, inverse)
-        grad_rows.index_fill_(0, geometry.scatter_padding, 0)
-        return grad_rows, None
-
-
-def uses_fused_kernel(device: torch.device) -> bool:
-    """Whether :func:`window_attention` takes ``F.scaled_dot_product_attention`` on ``device``: not on CPU,
-    where the spelled-out path is faster for 7x7 windows (``benchmarks/attention_kernels.py``)."""
-    return device.type != "cpu"
-
-
-def mask_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
-    """The dtype attention adds its bias and shift mask in, for q/k/v in ``dtype`` on ``device``.
-
-    Spelled out, bf16/fp16 scores are widened to float32 first (module docstring); the fused
-    kernel takes its additive mask in the tokens' dtype.
-    """
-    if dtype in (torch.bfloat16, torch.float16) and not uses_fused_kernel(device):
-        return torch.float32
-    return dtype
-
-
-def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
-                     shift_mask: torch.Tensor | None) -> torch.Tensor:
-    """softmax(q k^T / sqrt(d) + bias + shift_mask) v over (B * nW, heads, N, d) windows.
-
-    Spelled out, the scores are taken to ``bias``'s dtype (:func:`mask_dtype`) and the masks added
-    in place (no (B * nW, heads, N, N) sum of bias and mask is made); the fused kernel where
-    :func:`uses_fused_kernel`. Without autograd the windows go in chunks whose scores take about
-    ``SCORES_CHUNK_BYTES``: they stay in cache and are reused, where all scores at once are a
-    fresh allocation of hundreds of MB at large inputs.
-    """
-    if uses_fused_kernel(q.device):
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias if shift_mask is None else bias + shift_mask)
-    windows, heads, n, _ = q.shape
-    step = max(1, SCORES_CHUNK_BYTES // (heads * n * n * bias.element_size()))
-    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, bias))
-    if step >= windows or needs_grad or torch.compiler.is_compiling():
-        return _attend(q, k, v, bias, shift_mask)
-    out = hugepages.empty(q.shape, q.dtype, q.device)
-    for start in range(0, windows, step):
-        chunk = slice(start, start + step)
-        _attend(q[chunk], k[chunk], v[chunk], bias, None if shift_mask is None else shift_mask[chunk], out=out[chunk])
-    return out
-
-
-def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, shift_mask: torch.Tensor | None,
-            out: torch.Tensor | None = None) -> torch.Tensor:
-    scores = torch.matmul(q, k.transpose(-2, -1)).to(bias.dtype)  # widened for bf16/fp16 (mask_dtype)
-    scores.mul_(q.shape[-1] ** -0.5).add_(bias)
-    if shift_mask is not None:
-        scores.add_(shift_mask)
-    return torch.matmul(scores.softmax(-1).to(v.dtype), v, out=out)
+    return torch.where(different, torch.full((), SHIFT_MASK_VALUE, dtype=dtype, device=device),
+                       torch.zeros((), dtype=dtype, device=device))
 
 
 class ShiftedWindowAttention(nn.Module):
@@ -267,53 +88,35 @@ class ShiftedWindowAttention(nn.Module):
         self.num_heads = num_heads
         self.window_size = window_size
         self.shift = shift
-        self.qkv = Linear(dim, 3 * dim, bias=qkv_bias)
-        self.proj = Linear(dim, dim)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
         self.register_buffer("relative_position_index", relative_position_index(window_size), persistent=False)
-        self._bias_cache: dict[tuple, torch.Tensor] = {}
 
     def relative_position_bias(self) -> torch.Tensor:
-        """(heads, N, N) bias gathered from the learnable table, contiguous: adding the table's
-        head-innermost layout to the scores as a strided view was 6-12x slower
-        (``benchmarks/layout_copies.py``)."""
+        """(heads, N, N) bias gathered from the learnable table (contiguous: see ``fast.windows``)."""
         n = self.window_size ** 2
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
         return bias.view(n, n, self.num_heads).permute(2, 0, 1).contiguous()
 
-    def attention_bias(self, dtype: torch.dtype) -> torch.Tensor:
-        """(1, heads, N, N) relative position bias in ``dtype``.
-
-        Cached when no gradient can flow into the bias table (inference); the key holds the table's
-        version, so an in-place weight change recomputes it.
-        """
-        table = self.relative_position_bias_table
-        if (torch.is_grad_enabled() and table.requires_grad) or torch.compiler.is_compiling() or \
-                torch.compiler.is_exporting():
-            return self.relative_position_bias().unsqueeze(0).to(dtype)
-        key = version_key(table)
-        if key is None:  # an inference tensor: no version counter, so no safe cache
-            return self.relative_position_bias().unsqueeze(0).to(dtype)
-        key = (key, dtype)
-        if key not in self._bias_cache:
-            self._bias_cache.clear()
-            with torch.inference_mode(False), torch.no_grad():  # usable outside inference mode too
-                self._bias_cache[key] = self.relative_position_bias().unsqueeze(0).to(dtype)
-        return self._bias_cache[key]
-
     def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        if export_friendly.use_export_path():  # one graph for every size: no per-size index tensors
-            return export_friendly.window_attention(x, h, w, qkv=self.qkv, proj=self.proj,
-                                                    bias=self.relative_position_bias(), num_heads=self.num_heads,
-                                                    window_size=self.window_size, shift=self.shift)
-        b, tokens, c = x.shape
-        heads, n, d = self.num_heads, self.window_size ** 2, c // self.num_heads
-        qkv = self.qkv(x)
-        masks_in = mask_dtype(qkv.dtype, x.device)
-        geometry = window_geometry(b, h, w, self.window_size, self.shift, heads, x.device, masks_in)
-        padding = self.qkv.bias if self.qkv.bias is not None else qkv.new_zeros(3 * c)  # q/k/v of a zero token
-        windows = _ToWindows.apply(qkv.reshape(-1, d), padding.view(-1, d), geometry)
-        q, k, v = windows.view(3, -1, heads, n, d).unbind(0)  # each (B * nW, heads, N, d), contiguous
-        out = window_attention(q, k, v, self.attention_bias(masks_in), geometry.shift_mask)
-        out = _FromWindows.apply(out.contiguous().view(-1, d), geometry)  # real tokens, map order
-        return self.proj(out.view(b, tokens, c))
+        if fast.use_fast_path():
+            return fast.windows.attention(self, x, h, w)
+        b, _, c = x.shape
+        ws, s, heads = self.window_size, self.shift, self.num_heads
+        n, d = ws * ws, c // heads
+        rows, cols = (h + ws - 1) // ws, (w + ws - 1) // ws
+        x = F.pad(x.reshape(b, h, w, c), (0, 0, 0, cols * ws - w, 0, rows * ws - h))
+        if s:
+            x = roll(roll(x, -s, 1), -s, 2)
+        windows = window_partition(x, rows, cols, ws)  # (B, nW, N, C)
+        q, k, v = self.qkv(windows).reshape(b, rows * cols, n, 3, heads, d).permute(3, 0, 1, 4, 2, 5).unbind(0)
+        scores = torch.matmul(q * d ** -0.5, k.transpose(-2, -1))  # (B, nW, heads, N, N)
+        scores = scores + self.relative_position_bias().to(scores.dtype)
+        if s:
+            scores = scores + shift_window_mask(rows, cols, ws, s, x.device, scores.dtype).unsqueeze(1)
+        out = torch.matmul(scores.softmax(-1), v)  # (B, nW, heads, N, d)
+        out = window_reverse(out.transpose(2, 3).reshape(b, rows * cols, n, c), rows, cols, ws)
+        if s:
+            out = roll(roll(out, s, 1), s, 2)
+        return self.proj(out[:, :h, :w].reshape(b, h * w, c))

@@ -12,9 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssformer.checkpoints.weights import load_weights
-from ssformer.models import hugepages
+from ssformer.models import fast
 from ssformer.models.decoder import AllMLPDecoder
-from ssformer.models.export_friendly import use_export_path
 from ssformer.models.pretrained import PretrainedModel
 from ssformer.models.swin import SwinEncoder
 
@@ -141,23 +140,10 @@ class SSformer(PretrainedModel):
 
 
 def upsample_logits(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Bilinear resize (``align_corners=False``, as the official model) of logits to ``size``.
-
-    In CPU inference the result, by far the largest tensor of the call, is written into memory
-    advised to use huge pages (:mod:`ssformer.models.hugepages`); same values, same layout.
-    """
-    channels_last = logits.dim() == 4 and logits.is_contiguous(memory_format=torch.channels_last)
-    plain = (logits.device.type != "cpu" or (torch.is_grad_enabled() and logits.requires_grad) or
-             channels_last == logits.is_contiguous() or  # neither or both layouts: let F.interpolate pick one
-             use_export_path() or torch.compiler.is_compiling())
-    if plain:
-        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-    size = tuple(int(s) for s in size)
-    out = hugepages.empty((*logits.shape[:2], *size), logits.dtype,  # the layout F.interpolate gives
-                          memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    return torch.ops.aten.upsample_bilinear2d.out(logits, size, False, out=out)
-
-
+    """Bilinear resize (``align_corners=False``, as the official model) of logits to ``size``."""
+    if fast.use_fast_path():
+        return fast.hugepages.upsample_logits(logits, size)
+    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
 def list_models() -> list[str]:

@@ -15,9 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ssformer.models import fast
 from ssformer.models.attention import ShiftedWindowAttention
-from ssformer.models.export_friendly import use_export_path
-from ssformer.models.linear import Linear, LinearGELU
 
 
 class DropPath(nn.Module):
@@ -58,8 +57,7 @@ class PatchEmbed(nn.Module):
         # rounded up with non-negative floor division: exact in eager, torch.compile and ONNX alike
         pad_b = (x.shape[2] + p - 1) // p * p - x.shape[2]
         pad_r = (x.shape[3] + p - 1) // p * p - x.shape[3]
-        if use_export_path() or pad_b or pad_r:  # exporting: symbolic sizes, pad (maybe by 0) always
-            x = F.pad(x, (0, pad_r, 0, pad_b))
+        x = F.pad(x, (0, pad_r, 0, pad_b))  # by 0 too: one traced graph for every size
         x = x.contiguous(memory_format=torch.channels_last)  # channels-last out: tokens need no copy
         if x.dtype == self.proj.weight.dtype:
             x = self.proj(x)
@@ -74,15 +72,18 @@ class PatchEmbed(nn.Module):
 
 
 class Mlp(nn.Module):
-    """Linear -> GELU -> Linear (the GELU fused into the first linear)."""
+    """Linear -> GELU -> Linear."""
 
     def __init__(self, dim: int, hidden_dim: int):
         super().__init__()
-        self.fc1 = LinearGELU(dim, hidden_dim)
-        self.fc2 = Linear(hidden_dim, dim)
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.fc1(x))
+        if fast.use_fast_path():
+            return fast.linear.mlp(self, x)
+        return self.fc2(self.act(self.fc1(x)))
 
 
 class SwinBlock(nn.Module):
@@ -112,18 +113,16 @@ class PatchMerging(nn.Module):
     def __init__(self, dim: int):
         super().__init__()
         self.norm = nn.LayerNorm(4 * dim)
-        self.reduction = Linear(4 * dim, 2 * dim, bias=False)
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
 
     def forward(self, x: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, int, int]:
+        if fast.use_fast_path():
+            return fast.merging.patch_merging(self, x, h, w)
         b, _, c = x.shape
-        x = x.view(b, h, w, c)
         h2, w2 = (h + 1) // 2, (w + 1) // 2
-        if use_export_path() or h % 2 or w % 2:  # exporting: symbolic sizes, pad (maybe by 0) always
-            x = F.pad(x, (0, 0, 0, 2 * w2 - w, 0, 2 * h2 - h))
-        # (B, h2, kh, w2, kw, C) -> (B, h2 * w2, 4 [kh kw], C) -> channel-major 4C. Two copies: the
-        # single permute to (..., C, kh, kw) moves 2-element rows: 3-9x slower (benchmarks/layout_copies.py).
-        x = x.view(b, h2, 2, w2, 2, c).permute(0, 1, 3, 2, 4, 5).reshape(b, h2 * w2, 4, c)
-        x = x.transpose(2, 3).reshape(b, h2 * w2, 4 * c)
+        x = F.pad(x.reshape(b, h, w, c), (0, 0, 0, 2 * w2 - w, 0, 2 * h2 - h))  # by 0 too: any size traced
+        # (B, h2, kh, w2, kw, C) -> (B, h2, w2, C, kh, kw) -> channel-major 4C
+        x = x.reshape(b, h2, 2, w2, 2, c).permute(0, 1, 3, 5, 2, 4).reshape(b, h2 * w2, 4 * c)
         return self.reduction(self.norm(x)), h2, w2
 
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import ssformer
+from ssformer.models import fast
 from tests.conftest import FIXTURES
 
 CONFIGS = ["w7", "w5", "w4"]
@@ -71,3 +72,12 @@ def test_fixtures_cover_required_shapes():
     assert (1, 3, 203, 317) in shapes  # odd size
     assert any(h % 32 == 0 and w % 32 == 0 for _, _, h, w in shapes)
     assert any(max(h, w) < 32 * 7 for _, _, h, w in shapes)  # last stage smaller than one window
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_plain_path_logits_match_official(name):
+    """The plain formulation of the model files (``fast.fast_path(False)``) is exact on its own."""
+    model, io = build_from_fixture(name)
+    with torch.no_grad(), fast.fast_path(False):
+        for case in io["cases"]:
+            torch.testing.assert_close(model(case["input"]), case["logits"], rtol=0, atol=1e-4)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import ssformer
-from ssformer.models import hugepages
+from ssformer.models.fast import hugepages
 from ssformer.models.ssformer import upsample_logits
 from tests.conftest import tiny_model_kwargs
 
@@ -79,7 +79,7 @@ def test_upsample_logits_of_a_strided_view_equals_interpolate():
 
 @linux_only
 def test_window_gather_equals_index_select_and_is_advised():
-    from ssformer.models.attention import _gather_rows
+    from ssformer.models.fast.windows import _gather_rows
 
     rows = torch.randn(300_000, 32)  # 38 MB of q/k/v rows, gathered in a shuffled order
     index = torch.randperm(rows.shape[0])

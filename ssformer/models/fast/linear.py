@@ -1,4 +1,4 @@
-"""``nn.Linear`` whose fp32 and bf16 CPU inference runs through oneDNN, with GELU fused in where the MLP wants it.
+"""Linears whose fp32 and bf16 CPU inference runs through oneDNN, with GELU fused in where the MLP wants it.
 
 Why: on CPU, ``F.linear`` in fp32 goes to MKL's sgemm, which on AMD processors (this project's
 development machine: Zen 4) takes a slower code path; oneDNN's matmul on the same plain weight runs
@@ -10,10 +10,11 @@ the direct call skips both (``benchmarks/inference_cost.py --dtype bf16 [--no-on
 docs/benchmarks.md).
 
 The oneDNN call (``torch.ops.mkldnn._linear_pointwise``, the kernel ``torch.compile`` uses for CPU
-linears) has no autograd formula, so it is taken only when no gradient can be needed, outside
-autocast (which must see ``F.linear`` to pick its dtype) and outside tracing/compiling/exporting;
-bf16 also needs a CPU on which oneDNN runs bf16 (AVX-512 or newer). Everything else, training
-included, is plain ``F.linear``. Same parameters, same state dict.
+linears) has no autograd formula, so it is taken only when no gradient can be needed and outside
+autocast (which must see ``F.linear`` to pick its dtype); tracing, compiling and exporting never
+get here (:func:`ssformer.models.fast.use_fast_path`). bf16 also needs a CPU on which oneDNN runs
+bf16 (AVX-512 or newer). Everything else, training included, is plain ``F.linear``. The layers
+are plain ``nn.Linear`` modules: same parameters, same state dict.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ _ONEDNN_DTYPES = (torch.float32, torch.bfloat16) if _ONEDNN_LINEAR and torch.ops
 
 
 def uses_onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
-    """Whether :class:`Linear` takes the oneDNN kernel for this call (CPU inference in fp32 or bf16)."""
+    """Whether :func:`linear` takes the oneDNN kernel for this call (CPU inference in fp32 or bf16)."""
     if x.device.type != "cpu" or x.dtype not in _ONEDNN_DTYPES or x.dim() < 2:
         return False
     if weight.dtype != x.dtype or (bias is not None and bias.dtype != x.dtype) or x.numel() == 0:
@@ -38,26 +39,25 @@ def uses_onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or
                                     (bias is not None and bias.requires_grad)):
         return False
-    if torch.is_autocast_enabled("cpu") or torch.jit.is_tracing() or torch.jit.is_scripting():
-        return False
-    if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+    if torch.is_autocast_enabled("cpu"):
         return False
     return _ONEDNN_LINEAR and torch.backends.mkldnn.enabled
 
 
-class Linear(nn.Linear):
-    """``nn.Linear``; fp32 and bf16 CPU inference go through oneDNN (see the module docstring)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if uses_onednn(x, self.weight, self.bias):
-            return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
-        return F.linear(x, self.weight, self.bias)
+def linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """``layer(x)``; fp32 and bf16 CPU inference go through oneDNN (see the module docstring)."""
+    if uses_onednn(x, layer.weight, layer.bias):
+        return torch.ops.mkldnn._linear_pointwise(x, layer.weight, layer.bias, "none", [], "")
+    return F.linear(x, layer.weight, layer.bias)
 
 
-class LinearGELU(Linear):
-    """``GELU(Linear(x))`` (exact erf GELU, as ``nn.GELU()``); in CPU inference one fused oneDNN call."""
+def linear_gelu(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """``GELU(layer(x))`` (exact erf GELU, as ``nn.GELU()``); in CPU inference one fused oneDNN call."""
+    if uses_onednn(x, layer.weight, layer.bias):
+        return torch.ops.mkldnn._linear_pointwise(x, layer.weight, layer.bias, "gelu", [], "none")
+    return F.gelu(F.linear(x, layer.weight, layer.bias))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if uses_onednn(x, self.weight, self.bias):
-            return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "gelu", [], "none")
-        return F.gelu(F.linear(x, self.weight, self.bias))
+
+def mlp(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``swin.Mlp``: fc2(GELU(fc1(x))), the GELU fused into fc1."""
+    return linear(module.fc2, linear_gelu(module.fc1, x))

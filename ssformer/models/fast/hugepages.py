@@ -7,9 +7,9 @@ SSformer-B's full-size logits at 512x512 (150 x 512 x 512 floats, 157 MB) are 38
 touched makes that about 75 faults of 2 MiB (``benchmarks/inference_cost.py [--no-hugepages]``
 counts faults per call and times the difference; docs/benchmarks.md). PyTorch does the
 same for every allocation under ``THP_MEM_ALLOC_ENABLE=1``, a process-wide switch read at start-up;
-this module does it only for the tensors the model allocates itself: the full-size logits
-(``ssformer.models.ssformer.upsample_logits``) and the window gathers and attention output
-(``ssformer.models.attention``), which at 1024x2048 are hundreds of MB per block.
+this module does it only for the tensors the fast path allocates itself: the full-size logits
+(:func:`upsample_logits`) and the window gathers and attention output
+(:mod:`ssformer.models.fast.windows`), which at 1024x2048 are hundreds of MB per block.
 
 It changes only where the kernel's transparent huge pages are in ``madvise`` mode (the common
 default); with ``always`` they are huge pages already, with ``never`` or off Linux the advice is
@@ -27,6 +27,7 @@ import sys
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 
 HUGE_PAGE = 2 << 20
 MIN_BYTES = 32 << 20  # glibc's largest mmap threshold: smaller blocks may come from its heap
@@ -52,8 +53,6 @@ def advise_huge_pages(tensor: torch.Tensor) -> bool:
 
     Call it on a fresh, untouched tensor: pages already faulted in stay small.
     """
-    if torch.compiler.is_compiling():  # a foreign call torch.compile cannot trace; values are the same
-        return False
     madvise = _madvise()
     nbytes = tensor.untyped_storage().nbytes()
     if madvise is None or tensor.device.type != "cpu" or nbytes < MIN_BYTES:
@@ -69,3 +68,19 @@ def empty(size: Sequence[int], dtype: torch.dtype, device: torch.device | str = 
     tensor = torch.empty(size, dtype=dtype, device=device, memory_format=memory_format)
     advise_huge_pages(tensor)
     return tensor
+
+
+def upsample_logits(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """``ssformer.models.ssformer.upsample_logits``; in CPU inference into memory advised to use huge pages.
+
+    The result is by far the largest tensor of the call; same values, same layout as ``F.interpolate``.
+    """
+    channels_last = logits.dim() == 4 and logits.is_contiguous(memory_format=torch.channels_last)
+    plain = (logits.device.type != "cpu" or (torch.is_grad_enabled() and logits.requires_grad) or
+             channels_last == logits.is_contiguous())  # neither or both layouts: let F.interpolate pick one
+    if plain:
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+    size = tuple(int(s) for s in size)
+    out = empty((*logits.shape[:2], *size), logits.dtype,  # the layout F.interpolate gives
+                memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    return torch.ops.aten.upsample_bilinear2d.out(logits, size, False, out=out)
