@@ -20,8 +20,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
-
 from attention_kernels import median_ms  # noqa: E402  (benchmarks/, the script's own folder)
+
 from ssformer.models.fast.merging import neighbourhoods  # noqa: E402
 
 

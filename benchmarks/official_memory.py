@@ -15,9 +15,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent / "shared" / "reference"))
-from official import build_official  # noqa: E402
-
 import torch  # noqa: E402
+from official import build_official  # noqa: E402
 
 
 def status_bytes(field: str) -> int:

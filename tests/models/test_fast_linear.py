@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-
 from torch import nn
 
 from ssformer.models.fast.linear import linear, linear_gelu, uses_onednn

@@ -23,7 +23,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 # The private op torch.compile's CPU backend emits for linears; absent in builds without oneDNN.
 _ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 _ONEDNN_DTYPES = (torch.float32, torch.bfloat16) if _ONEDNN_LINEAR and torch.ops.mkldnn._is_mkldnn_bf16_supported() \
