@@ -32,6 +32,16 @@ def tiny_model_kwargs(num_classes: int = 4) -> dict:
                 window_size=7, decoder_dim=8, drop_path_rate=0.1)
 
 
+def save_tiny_model(tmp_path_factory, num_classes: int, name: str = "tiny"):
+    """A seeded tiny model written with save_pretrained into a fresh folder (for module-scoped fixtures)."""
+    import ssformer
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("model") / name
+    ssformer.SSformer(**tiny_model_kwargs(num_classes=num_classes)).save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture
 def tiny_model():
     import ssformer

@@ -15,12 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import ssformer
 from ssformer.cli.main import main
-from tests.conftest import ADE_SAMPLE, requires_dir, tiny_model_kwargs
+from tests.conftest import ADE_SAMPLE, requires_dir, save_tiny_model, tiny_model_kwargs
 
 ADE_IMAGES = ADE_SAMPLE / "sampleData" / "images"
 
@@ -28,10 +27,7 @@ ADE_IMAGES = ADE_SAMPLE / "sampleData" / "images"
 @pytest.fixture(scope="module")
 def tiny150(tmp_path_factory):
     """A random 150-class model written with save_pretrained (ADE20K's class count)."""
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("model") / "tiny150"
-    ssformer.SSformer(**tiny_model_kwargs(num_classes=150)).save_pretrained(folder)
-    return folder
+    return save_tiny_model(tmp_path_factory, 150, "tiny150")
 
 
 @requires_dir(ADE_SAMPLE, "ADE20K sample")

@@ -8,21 +8,17 @@ import stat
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import ssformer
 from ssformer.cli.main import main
-from tests.conftest import tiny_model_kwargs
+from tests.conftest import save_tiny_model
 from tests.images_for_faults import write_bad_images
 
 
 @pytest.fixture(scope="module")
 def tiny150(tmp_path_factory):
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("model") / "tiny150"
-    ssformer.SSformer(**tiny_model_kwargs(num_classes=150)).save_pretrained(folder)
-    return folder
+    return save_tiny_model(tmp_path_factory, 150, "tiny150")
 
 
 @pytest.fixture

@@ -10,23 +10,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-import ssformer
 from ssformer.cli.main import main
 from ssformer.inference import batch as predict_batch
-from tests.conftest import tiny_model_kwargs
+from tests.conftest import save_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("model") / "tiny"
-    ssformer.SSformer(**tiny_model_kwargs(num_classes=5)).save_pretrained(folder)
-    return folder
+    return save_tiny_model(tmp_path_factory, 5, "tiny")
 
 
 @pytest.fixture(scope="module")
