@@ -21,6 +21,24 @@ def cuda_bf16_native(device: torch.device | str | int | None = None) -> bool:
     return torch.cuda.get_device_capability(device)[0] >= 8
 
 
+def cpu_bf16_native() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX), as oneDNN needs for bf16
+    matrix products at speed. Without it (e.g. AMD Zen 3, AVX2 only) bf16 is emulated: a training
+    step of the camvid_cpu model took 7.3 s under bf16 autocast against 1.05 s in fp32 (1 thread,
+    ``tools/amp_step_time.py``)."""
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def resolve_amp(amp: str, device: torch.device) -> str:
+    """``auto``: bf16 where the device runs it natively (CPUs with AVX-512 BF16 or AMX, GPUs of compute
+    capability 8.0+), fp16 on older GPUs, none (fp32) on other CPUs; other modes as given."""
+    if amp != "auto":
+        return amp
+    if device.type == "cuda":
+        return "bf16" if cuda_bf16_native(device) else "fp16"
+    return "bf16" if device.type == "cpu" and cpu_bf16_native() else "none"
+
+
 def resolve_device(name: str | torch.device = "auto", local_rank: int = 0, distributed: bool = False,
                    what: str = "train.device") -> torch.device:
     """The device for ``name`` (``auto``: the GPU when there is one, else the CPU; ``what`` names the

@@ -39,3 +39,32 @@ def test_cpu_device_and_what_names_the_setting(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ValueError, match="--device=cuda but CUDA is not available"):
         resolve_device("cuda", what="--device")
+
+
+def test_auto_amp_follows_what_the_device_runs_natively(monkeypatch):
+    from ssformer import devices
+
+    cpu = torch.device("cpu")
+    for avx512_bf16, amx, expected in ((False, False, "none"), (True, False, "bf16"), (False, True, "bf16")):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        assert devices.resolve_amp("auto", cpu) == expected
+        assert devices.resolve_amp("bf16", cpu) == "bf16"  # an explicit choice is kept
+    monkeypatch.setattr(devices, "cuda_bf16_native", lambda device=None: False)
+    assert devices.resolve_amp("auto", torch.device("cuda")) == "fp16"
+    monkeypatch.setattr(devices, "cuda_bf16_native", lambda device=None: True)
+    assert devices.resolve_amp("auto", torch.device("cuda")) == "bf16"
+
+
+def test_training_records_the_resolved_amp_and_warns_about_emulated_bf16(monkeypatch):
+    from ssformer.engine import trainer
+
+    lines = []
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    section = {"amp": "auto"}
+    trainer.note_amp(torch.device("cpu"), section, lines.append)
+    assert section["amp"] == "none" and lines == ["train.amp auto: none on this CPU"]
+    section = {"amp": "bf16"}
+    trainer.note_amp(torch.device("cpu"), section, lines.append)
+    assert section["amp"] == "bf16" and "emulated" in lines[-1]

@@ -58,7 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "work_dir": None,
 }
 
-AMP_MODES = ("none", "bf16", "fp16")
+AMP_MODES = ("none", "auto", "bf16", "fp16")
 # Loss term type -> its keys and their defaults (besides ``type`` and ``weight``, default 1.0).
 LOSS_KEYS: dict[str, dict[str, Any]] = {
     "cross_entropy": {"class_weight": None, "avg_non_ignore": None},  # None: train.avg_non_ignore

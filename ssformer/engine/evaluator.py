@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from ssformer.devices import cuda_bf16_native
+from ssformer.devices import cuda_bf16_native, resolve_amp
 from ssformer.engine.distributed import DistInfo
 from ssformer.inference.sliding import infer
 from ssformer.metrics import IoUMetric
@@ -24,7 +24,7 @@ from ssformer.metrics import IoUMetric
 def check_amp(device: torch.device, amp: str) -> None:
     """Refuse autocast modes the device cannot run natively (fp16 off CUDA, emulated bf16 GPUs)."""
     if amp == "fp16" and device.type != "cuda":
-        raise ValueError("train.amp=fp16 needs a CUDA device; use train.amp=bf16 on CPU")
+        raise ValueError("train.amp=fp16 needs a CUDA device; use train.amp=auto or bf16 on CPU")
     if amp == "bf16" and device.type == "cuda" and not cuda_bf16_native(device):
         major, minor = torch.cuda.get_device_capability(device)
         raise ValueError(f"train.amp=bf16: {torch.cuda.get_device_name(device)} (compute capability "
@@ -33,7 +33,9 @@ def check_amp(device: torch.device, amp: str) -> None:
 
 
 def autocast_context(device: torch.device, amp: str):
-    """bf16/fp16 autocast for ``amp`` in {"bf16", "fp16"}, nothing for "none"."""
+    """bf16/fp16 autocast for ``amp`` in {"bf16", "fp16"} ("auto": what the device runs natively),
+    nothing for "none"."""
+    amp = resolve_amp(amp, device)
     if amp == "none":
         return contextlib.nullcontext()
     check_amp(device, amp)

@@ -27,7 +27,7 @@ import ssformer
 from ssformer.data import DataError, TrainTransform, build_dataset
 from ssformer.data.frequencies import class_weights
 from ssformer.data.preprocessing import Preprocessing, TestTransform, from_training_config
-from ssformer.devices import resolve_device
+from ssformer.devices import cpu_bf16_native, resolve_amp, resolve_device
 from ssformer.engine.checkpoint import capture_rng, load_checkpoint, restore_rng, rotate_checkpoints, save_checkpoint
 from ssformer.engine.criterion import build_criterion
 from ssformer.engine.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed, torchrun_env
@@ -121,6 +121,7 @@ def train(config: dict[str, Any], resume: bool = False, echo=print) -> dict[str,
     layout = torchrun_env()  # the device is checked before joining the group, so a bad one fails alone
     device = resolve_device(tc["device"], layout.local_rank, layout.enabled)
     check_amp(device, tc["amp"])
+    note_amp(device, tc, echo)
     if device.type == "cuda":
         torch.cuda.set_device(device)  # the current device is the one CUDA RNG states and collectives use
     dist_info = init_distributed(device.type)
@@ -129,6 +130,18 @@ def train(config: dict[str, Any], resume: bool = False, echo=print) -> dict[str,
     finally:
         if dist_info.created_group:
             cleanup()
+
+
+def note_amp(device: torch.device, train_section: dict[str, Any], echo: Callable[[str], object]) -> None:
+    """Resolve ``train.amp: auto`` for this device (the choice is recorded in config.yaml and the
+    model's recipe) and say when bf16 would be emulated on this CPU."""
+    amp = train_section["amp"]
+    if amp == "auto":
+        train_section["amp"] = resolve_amp(amp, device)
+        echo(f"train.amp auto: {train_section['amp']} on this {device.type.upper()}")
+    elif amp == "bf16" and device.type == "cpu" and not cpu_bf16_native():
+        echo("warning: train.amp=bf16 on a CPU without native bfloat16 (no AVX-512 BF16 or AMX): it is "
+             "emulated and several times slower than fp32 here; use train.amp=auto or none")
 
 
 @dataclass
