@@ -24,8 +24,8 @@ def cuda_bf16_native(device: torch.device | str | int | None = None) -> bool:
 def cpu_bf16_native() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX), as oneDNN needs for bf16
     matrix products at speed. Without it (e.g. AMD Zen 3, AVX2 only) bf16 is emulated: a training
-    step of the camvid_cpu model took 7.3 s under bf16 autocast against 1.05 s in fp32 (1 thread,
-    ``tools/amp_step_time.py``)."""
+    step of the camvid_cpu model took 8.5 s under bf16 autocast against 1.1 s in fp32 (1 thread,
+    ``ssformer benchmark --train``; docs/results.md)."""
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 

@@ -121,7 +121,7 @@ def train(config: dict[str, Any], resume: bool = False, echo=print) -> dict[str,
     layout = torchrun_env()  # the device is checked before joining the group, so a bad one fails alone
     device = resolve_device(tc["device"], layout.local_rank, layout.enabled)
     check_amp(device, tc["amp"])
-    note_amp(device, tc, echo)
+    note_amp(device, tc, echo if layout.is_main else lambda line: None)
     if device.type == "cuda":
         torch.cuda.set_device(device)  # the current device is the one CUDA RNG states and collectives use
     dist_info = init_distributed(device.type)
