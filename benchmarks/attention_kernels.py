@@ -31,8 +31,8 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from ssformer.models.attention import shift_window_mask  # noqa: E402
 from ssformer.models.fast.windows import mask_dtype, window_attention  # noqa: E402
+from ssformer.models.window_grid import shift_window_mask  # noqa: E402
 
 
 def median_ms(fn, runs: int) -> float:

@@ -9,7 +9,6 @@ of 5 runs of ``criterion(logits, labels).backward()`` per configuration, in mill
 from __future__ import annotations
 
 import argparse
-import copy
 import statistics
 import sys
 import time
@@ -20,7 +19,7 @@ sys.path.insert(0, str(REPO))
 
 import torch
 
-from ssformer.engine.config import DEFAULTS, _validate_loss
+from ssformer.engine.config import loss_settings
 from ssformer.engine.criterion import build_criterion
 
 CASES = {
@@ -46,10 +45,7 @@ def main() -> None:
     labels[:, :10] = 255
     print("| train.loss / train.ohem | ms (forward + backward) |\n|---|---|")
     for name, (loss, ohem) in CASES.items():
-        train = copy.deepcopy(DEFAULTS["train"])
-        train["loss"], train["ohem"] = loss, ohem
-        _validate_loss(train)
-        criterion = build_criterion(train, 11, 255)
+        criterion = build_criterion(*loss_settings(loss, ohem), 11, 255)
         times = []
         for _ in range(args.runs):
             leaf = logits.clone().requires_grad_()

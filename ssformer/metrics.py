@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ssformer.engine.distributed import all_reduce_sum
+from ssformer.distributed import all_reduce_sum
 
 PER_CLASS = ("IoU", "Acc", "Dice", "Fscore", "Precision", "Recall")
 

@@ -58,13 +58,14 @@ def test_auto_amp_follows_what_the_device_runs_natively(monkeypatch):
 
 def test_training_records_the_resolved_amp_and_warns_about_emulated_bf16(monkeypatch):
     from ssformer.engine import trainer
+    from ssformer.engine.config import TrainSettings
 
     lines = []
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    section = {"amp": "auto"}
+    section = TrainSettings(amp="auto")
     trainer.note_amp(torch.device("cpu"), section, lines.append)
-    assert section["amp"] == "none" and lines == ["train.amp auto: none on this CPU"]
-    section = {"amp": "bf16"}
+    assert section.amp == "none" and lines == ["train.amp auto: none on this CPU"]
+    section = TrainSettings(amp="bf16")
     trainer.note_amp(torch.device("cpu"), section, lines.append)
-    assert section["amp"] == "bf16" and "emulated" in lines[-1]
+    assert section.amp == "bf16" and "emulated" in lines[-1]

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     summary = train(config)
     model = _final_model(work_dir)
     dataset = build_eval_dataset(config)
-    results = evaluate(model, dataset, dataset.num_classes, dataset.ignore_index, amp=config["train"]["amp"])
+    results = evaluate(model, dataset, dataset.num_classes, dataset.ignore_index, amp=config.train.amp)
     print(f"final model ({summary['iterations']} iterations) on the sample's val split ({len(dataset)} images):")
     print(format_table(results, dataset.class_names))
     with atomic_write(work_dir / "metrics.json") as tmp:
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     model.eval()
     for i in range(len(dataset)):
         item = dataset[i]
-        with torch.no_grad(), autocast_context(torch.device("cpu"), config["train"]["amp"]):
+        with torch.no_grad(), autocast_context(torch.device("cpu"), config.train.amp):
             logits = model(item["image"][None]).float()
         logits = torch.nn.functional.interpolate(logits, size=item["label"].shape, mode="bilinear",
                                                  align_corners=False)

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ssformer.data.preprocessing import from_training_config
     from ssformer.devices import resolve_device
-    from ssformer.engine.distributed import cleanup, init_distributed
+    from ssformer.distributed import cleanup, init_distributed, torchrun_env
     from ssformer.engine.evaluator import evaluate
     from ssformer.engine.trainer import build_eval_dataset
     from ssformer.loading import load_model
@@ -64,30 +64,30 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + options_as_overrides(vars(args), {
         "data_root": "data.root", "mode": "eval.mode", "amp": "train.amp", "device": "train.device"})
     config = load_config(args.config, overrides, base=None if args.config else eval_recipe(model.recipe))
-    tc = config["train"]
-    test = from_training_config(config)  # the recipe's (or CONFIG's) test settings, with the overrides
+    tc = config.train
+    test = from_training_config(config.to_dict())  # the recipe's (or CONFIG's) test settings, with the overrides
     preprocessing = loaded.preprocessing.replace(img_scale=test.img_scale, mode=test.mode, crop_size=test.crop_size,
                                                  stride=test.stride, tta_scales=test.tta_scales, flip=test.flip)
-    device_name = tc["device"] if tc["device"] != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    dist_info = init_distributed("cuda" if device_name.startswith("cuda") else "cpu")
-    device = resolve_device(device_name, dist_info.local_rank, dist_info.enabled)
-    if tc["num_threads"] is not None:
-        torch.set_num_threads(tc["num_threads"])
+    layout = torchrun_env()  # the device is resolved (and checked) before joining the group, as in training
+    device = resolve_device(tc.device, layout.local_rank, layout.enabled)
+    dist_info = init_distributed(device.type)
+    if tc.num_threads is not None:
+        torch.set_num_threads(tc.num_threads)
     dataset = build_eval_dataset(config, args.split, preprocessing)
     if model.num_classes != dataset.num_classes:
         raise ValueError(f"checkpoint {args.checkpoint} has {model.num_classes} classes but the dataset has "
                          f"{dataset.num_classes}")
     model.to(device)
     p = preprocessing
-    tta = args.tta or config["eval"]["tta"]
+    tta = args.tta or config.eval.tta
     results = evaluate(model, dataset, dataset.num_classes, dataset.ignore_index, p.mode, p.crop_size, p.stride,
-                       tta=tta, scales=p.tta_scales, flip=p.flip, device=device, amp=tc["amp"],
-                       num_workers=config["eval"]["num_workers"], dist_info=dist_info, progress=True,
+                       tta=tta, scales=p.tta_scales, flip=p.flip, device=device, amp=tc.amp,
+                       num_workers=config.eval.num_workers, dist_info=dist_info, progress=True,
                        skip_unreadable=True)
     failed = results.pop("failed")
     if dist_info.is_main:
-        split = args.split or config["eval"]["split"] or config["data"]["val_split"]
-        print(f"{args.checkpoint} on {config['data']['type']} {split} ({len(dataset) - len(failed)} images, mode {p.mode}"
+        split = args.split or config.eval.split or config.data.val_split
+        print(f"{args.checkpoint} on {config.data.type} {split} ({len(dataset) - len(failed)} images, mode {p.mode}"
               f"{', TTA' if tta else ''}):")
         print(format_table(results, dataset.class_names))
         print(paper_summary(results))

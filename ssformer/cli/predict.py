@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ssformer.devices import resolve_device
-    from ssformer.engine.distributed import init_distributed, torchrun_env
+    from ssformer.distributed import init_distributed, torchrun_env
     from ssformer.inference.batch import FolderPredictor, Outputs
     from ssformer.inference.files import expand_inputs
     from ssformer.inference.segmenter import Segmenter

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ssformer.engine.config import load_config, options_as_overrides, sample_root
+from ssformer.engine.config import TrainingConfig, load_config, options_as_overrides, sample_root
 
 
 def add_parser(subparsers) -> None:
@@ -23,7 +23,7 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def config_from_args(args: argparse.Namespace) -> dict:
+def config_from_args(args: argparse.Namespace) -> TrainingConfig:
     overrides = list(args.overrides) + options_as_overrides(vars(args), {
         "data_root": "data.root", "work_dir": "work_dir"})
     if args.config is None:

@@ -1,64 +1,79 @@
-"""Experiment configs: YAML files merged over built-in defaults, ``--set a.b=c`` overrides, validation.
+"""Experiment configs: typed sections whose fields carry their default, what they allow and a doc
+line; YAML files merged over those defaults, ``--set a.b=c`` overrides, validation.
 
-A config has five sections: ``model``, ``data``, ``train``, ``eval`` and ``work_dir``. Every key of
-``model``, ``train`` and ``eval`` must be known (a typo is an error naming it); the ``data`` section's
-dataset options are checked by :func:`ssformer.data.build_dataset`, which the trainer calls before
-any other work.
+A config (:class:`TrainingConfig`) has five parts: ``model``, ``data``, ``train``, ``eval`` and
+``work_dir``. Every key must be known (a typo is an error naming it) except those of ``data.options``,
+the dataset class's own keyword options, which :func:`ssformer.data.build_dataset` checks (the trainer
+calls it before any other work). The key table in docs/training.md is generated from the fields
+below (``ssformer config keys``), so the defaults, the checks and the docs live in one place.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-DEFAULTS: dict[str, Any] = {
-    "model": {
-        "variant": None,          # a create_model name, or None to use the explicit sizes below
-        "embed_dim": 96, "depths": [2, 2, 6, 2], "num_heads": [3, 6, 12, 24], "window_size": 7,
-        "decoder_dim": 256, "drop_path_rate": 0.2, "dropout": 0.1, "mlp_ratio": 4.0,
-        "num_classes": None,      # None: the training dataset's number of classes
-        "pretrained": None,       # encoder (or whole-model) weights, loaded with strict=False
-    },
-    "data": {
-        "type": None, "root": None,
-        "train_split": "train",   # a split name or a list of split names (concatenated)
-        "val_split": "val",       # evaluated during training and by default by `ssformer eval`
-        "train_transform": {"img_scale": [2048, 512], "ratio_range": [0.5, 2.0], "crop_size": [512, 512],
-                            "cat_max_ratio": 0.75, "flip_prob": 0.5, "photometric": True},
-        "test_transform": {"img_scale": [2048, 512]},
-        "options": {},            # extra keyword options of the dataset class (e.g. class_names)
-    },
-    "train": {
-        "iters": 160000, "batch_size": 8, "grad_accum": 1, "num_workers": 2,
-        "lr": 6.0e-5, "weight_decay": 0.01, "betas": [0.9, 0.999], "eps": 1.0e-8,
-        "no_decay_keys": ["absolute_pos_embed", "relative_position_bias_table", "norm"],
-        "warmup_iters": 1500, "warmup_ratio": 1.0e-6, "power": 1.0, "min_lr": 0.0,
-        "avg_non_ignore": False,  # the default of the cross_entropy terms' avg_non_ignore
-        "loss": [{"type": "cross_entropy"}],  # weighted sum of terms, see LOSS_KEYS and docs/training.md
-        "ohem": None,             # {thresh: float or null, min_kept: int}: OHEM pixel selection
-        "clip_grad": None, "amp": "none", "sync_bn": False, "bn_eval": False,
-        "gradient_checkpointing": False, "seed": 0, "device": "auto",
-        "num_threads": None,      # CPU threads for torch (None: torch's default); 1 is fastest on a busy CPU
-        "log_interval": 50, "eval_interval": 16000, "checkpoint_interval": 16000, "keep_checkpoints": 3,
-        "progress": True,
-    },
-    "eval": {
-        "split": None,            # None: data.val_split
-        "mode": "whole", "crop_size": [512, 512], "stride": [341, 341],
-        "tta": False, "scales": [0.5, 0.75, 1.0, 1.25, 1.5, 1.75], "flip": True,
-        "num_workers": 2,
-    },
-    "work_dir": None,
-}
+from ssformer.models.ssformer import VARIANTS
 
+# --- what a key allows: a check and the words the error and the docs use ----------------------------
+Check = Callable[[Any], bool]
+Allowed = tuple[Check, str]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _int_at_least(low: int) -> Allowed:
+    return (lambda v: _is_int(v) and v >= low), f"an integer >= {low}"
+
+
+def _number_in(low: float, high: float | None = None, low_open: bool = False, high_open: bool = True) -> Allowed:
+    def ok(v: Any) -> bool:
+        if not _is_number(v) or v < low or (low_open and v == low):
+            return False
+        return high is None or v < high or (not high_open and v == high)
+    bounds = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}" if high is not None else None
+    return ok, f"a number in {bounds}" if bounds else f"a number {'>' if low_open else '>='} {low}"
+
+
+def _list_of(item: Allowed, length: int | None = None) -> Allowed:
+    check, what = item
+    ok = (lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and (length is None or len(v) == length)
+          and all(check(x) for x in v))
+    return ok, f"a list of {length or 'one or more'} values, each {what}"
+
+
+def _optional(item: Allowed) -> Allowed:
+    return (lambda v: v is None or item[0](v)), f"null or {item[1]}"
+
+
+def _one_of(choices: tuple[str, ...]) -> Allowed:
+    return (lambda v: v in choices), "one of " + ", ".join(choices)
+
+
+BOOL: Allowed = (lambda v: isinstance(v, bool)), "true or false"
+STRING: Allowed = (lambda v: isinstance(v, str) and v != ""), "a non-empty string"
+SPLITS: Allowed = (lambda v: STRING[0](v) or _list_of(STRING)[0](v)), "a split name or a list of them"
+PAIR: Allowed = ((lambda v: _is_int(v) and v > 0 or _list_of(_int_at_least(1), 2)[0](v)),
+                 "a positive int or two positive ints")
+DEVICE: Allowed = ((lambda v: v in ("auto", "cpu", "cuda") or isinstance(v, str) and re.fullmatch(r"cuda:\d+", v)),
+                   "auto, cpu, cuda or cuda:N")
 AMP_MODES = ("none", "auto", "bf16", "fp16")
+EVAL_MODES = ("whole", "slide")
 # Loss term type -> its keys and their defaults (besides ``type`` and ``weight``, default 1.0).
 LOSS_KEYS: dict[str, dict[str, Any]] = {
     "cross_entropy": {"class_weight": None, "avg_non_ignore": None},  # None: train.avg_non_ignore
@@ -67,7 +82,179 @@ LOSS_KEYS: dict[str, dict[str, Any]] = {
     "lovasz": {"class_weight": None, "classes": "present", "per_image": False},
 }
 CLASS_WEIGHT_METHODS = ("median_frequency", "enet")
-EVAL_MODES = ("whole", "slide")
+
+
+def setting(default: Any, allowed: Allowed | None, doc: str, pair: bool = False) -> Any:
+    """A config key: its default (copied for every config), what it allows (None: checked by its own
+    validator) and one line of docs; ``pair``: a single int ``n`` means ``[n, n]``."""
+    return field(default_factory=functools.partial(copy.deepcopy, default),
+                 metadata={"allowed": allowed, "doc": doc, "pair": pair})
+
+
+def section(cls: type, doc: str) -> Any:
+    return field(default_factory=cls, metadata={"section": cls, "doc": doc})
+
+
+# --- the sections -------------------------------------------------------------------------------------
+@dataclass
+class ModelSettings:
+    """``model``: the network to build and its initial weights."""
+
+    variant: str | None = setting(None, _optional(_one_of(tuple(sorted(VARIANTS)))),
+                                  "a named size; null: the explicit embed_dim, depths and num_heads")
+    embed_dim: int = setting(96, _int_at_least(1), "channels of the first Swin stage (C)")
+    depths: list[int] = setting([2, 2, 6, 2], _list_of(_int_at_least(1)), "Swin blocks per stage")
+    num_heads: list[int] = setting([3, 6, 12, 24], _list_of(_int_at_least(1)),
+                                   "attention heads per stage (one per entry of depths)")
+    window_size: int = setting(7, _int_at_least(1), "attention window side, in tokens")
+    decoder_dim: int = setting(256, _int_at_least(1), "channels of the all-MLP decoder")
+    drop_path_rate: float = setting(0.2, _number_in(0, 1), "stochastic depth, rising linearly to this over the blocks")
+    dropout: float = setting(0.1, _number_in(0, 1), "dropout before the classifier")
+    mlp_ratio: float = setting(4.0, _number_in(0, low_open=True), "hidden width of the Swin MLPs / channels")
+    num_classes: int | None = setting(None, _optional(_int_at_least(1)), "null: the training dataset's classes")
+    pretrained: str | None = setting(None, _optional(STRING), "encoder or whole-model weights in any format of "
+                                     "docs/checkpoints.md, loaded with strict=False")
+
+
+@dataclass
+class TrainTransformSettings:
+    """``data.train_transform``: the official training pipeline's settings."""
+
+    img_scale: list[int] = setting([2048, 512], PAIR, "keep-ratio rescale target (long side, short side)", pair=True)
+    ratio_range: list[float] | None = setting([0.5, 2.0], _optional(_list_of(_number_in(0, low_open=True), 2)),
+                                              "random rescale factors [low, high]; null: none")
+    crop_size: list[int] = setting([512, 512], PAIR, "random crop (height, width)", pair=True)
+    cat_max_ratio: float = setting(0.75, _number_in(0, 1, low_open=True, high_open=False),
+                                   "a crop is redrawn (up to 10 times) while one class covers more than this")
+    flip_prob: float = setting(0.5, _number_in(0, 1, high_open=False), "horizontal flip probability")
+    photometric: bool = setting(True, BOOL, "mmseg's PhotoMetricDistortion (brightness, contrast, saturation, hue)")
+
+
+@dataclass
+class TestTransformSettings:
+    """``data.test_transform``: the resize before inference (logits go back to the label size)."""
+
+    img_scale: list[int] | None = setting([2048, 512], _optional(PAIR),
+                                          "keep-ratio test resize (long side, short side); null: none", pair=True)
+
+
+@dataclass
+class DataSettings:
+    """``data``: which dataset, where, which splits, and the pipelines."""
+
+    type: str | None = setting(None, _optional(STRING), "camvid, ade20k, cityscapes, voc or folder")
+    root: str | None = setting(None, _optional(STRING), "the dataset folder (or --data-root)")
+    train_split: str | list[str] = setting("train", SPLITS, "the training split(s), concatenated")
+    val_split: str = setting("val", STRING, "evaluated during training and by default by ssformer eval")
+    train_transform: TrainTransformSettings = section(TrainTransformSettings, "training pipeline")
+    test_transform: TestTransformSettings = section(TestTransformSettings, "test pipeline")
+    options: dict[str, Any] = setting({}, ((lambda v: isinstance(v, dict)), "a mapping"), "the dataset class's own options (e.g. class_names), merged key by key; "
+                                      "docs/datasets.md")
+
+
+@dataclass
+class TrainSettings:
+    """``train``: optimiser, schedule, loss, precision, devices, logging and checkpoints."""
+
+    iters: int = setting(160000, _int_at_least(1), "optimiser updates")
+    batch_size: int = setting(8, _int_at_least(1), "images per process and micro-batch")
+    grad_accum: int = setting(1, _int_at_least(1), "micro-batches per update")
+    num_workers: int = setting(2, _int_at_least(0), "DataLoader worker processes")
+    lr: float = setting(6.0e-5, _number_in(0, low_open=True), "peak learning rate (AdamW)")
+    weight_decay: float = setting(0.01, _number_in(0), "AdamW weight decay")
+    betas: list[float] = setting([0.9, 0.999], _list_of(_number_in(0, 1), 2), "AdamW betas")
+    eps: float = setting(1.0e-8, _number_in(0, low_open=True), "AdamW eps")
+    no_decay_keys: list[str] = setting(["absolute_pos_embed", "relative_position_bias_table", "norm"],
+                                       _list_of(STRING), "parameters whose name holds one of these get no decay")
+    warmup_iters: int = setting(1500, _int_at_least(0), "linear warmup length")
+    warmup_ratio: float = setting(1.0e-6, _number_in(0, 1, low_open=True, high_open=False),
+                                  "warmup starts at lr * this")
+    power: float = setting(1.0, _number_in(0), "poly schedule power")
+    min_lr: float = setting(0.0, _number_in(0), "poly schedule floor")
+    avg_non_ignore: bool = setting(False, BOOL, "default of the cross_entropy terms' avg_non_ignore")
+    loss: list[dict[str, Any]] = setting([{"type": "cross_entropy"}], None,
+                                         "weighted sum of loss terms (see Losses below)")
+    ohem: dict[str, Any] | None = setting(None, None, "{thresh, min_kept}: online hard example mining (see Losses)")
+    clip_grad: float | None = setting(None, _optional(_number_in(0, low_open=True)), "max gradient norm; null: none")
+    amp: str = setting("none", _one_of(AMP_MODES), "autocast: auto picks bf16 only where it is native")
+    sync_bn: bool = setting(False, BOOL, "SyncBatchNorm across processes (CUDA)")
+    bn_eval: bool = setting(False, BOOL, "keep BatchNorm statistics frozen")
+    gradient_checkpointing: bool = setting(False, BOOL, "recompute Swin blocks in the backward pass")
+    seed: int = setting(0, _int_at_least(0), "initial weights, data order and augmentation")
+    device: str = setting("auto", DEVICE, "auto: CUDA when present; under torchrun each process takes LOCAL_RANK")
+    num_threads: int | None = setting(None, _optional(_int_at_least(1)), "CPU threads for torch; null: torch's default")
+    log_interval: int = setting(50, _int_at_least(1), "iterations between log lines")
+    eval_interval: int = setting(16000, _int_at_least(1), "iterations between evaluations (and at the end)")
+    checkpoint_interval: int = setting(16000, _int_at_least(1), "iterations between latest.pt (and iter_N.pt) writes")
+    keep_checkpoints: int = setting(3, _int_at_least(0), "newest iter_N.pt files kept")
+    progress: bool = setting(True, BOOL, "progress bar")
+
+
+@dataclass
+class EvalSettings:
+    """``eval``: how evaluation (during training and by ssformer eval) runs the model."""
+
+    split: str | None = setting(None, _optional(STRING), "null: data.val_split")
+    mode: str = setting("whole", _one_of(EVAL_MODES), "whole image, or sliding windows")
+    crop_size: list[int] = setting([512, 512], PAIR, "slide window (height, width)", pair=True)
+    stride: list[int] = setting([341, 341], PAIR, "slide step (height, width)", pair=True)
+    tta: bool = setting(False, BOOL, "multi-scale and flip test-time augmentation")
+    scales: list[float] = setting([0.5, 0.75, 1.0, 1.25, 1.5, 1.75], _list_of(_number_in(0, low_open=True)),
+                                  "TTA scale factors")
+    flip: bool = setting(True, BOOL, "TTA adds horizontal flips")
+    num_workers: int = setting(2, _int_at_least(0), "DataLoader worker processes")
+
+
+@dataclass
+class TrainingConfig:
+    """A whole experiment; ``to_dict()`` is the YAML/recipe form every model carries."""
+
+    model: ModelSettings = section(ModelSettings, "the network")
+    data: DataSettings = section(DataSettings, "the dataset")
+    train: TrainSettings = section(TrainSettings, "the optimisation")
+    eval: EvalSettings = section(EvalSettings, "the evaluation")
+    work_dir: str | None = setting(None, _optional(STRING), "checkpoints, logs and model/ (or --work-dir)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainingConfig:
+        """From a complete dict (every key present: defaults merged in, as :func:`load_config` does)."""
+        return _build(cls, values)
+
+
+def _build(cls: type, values: dict[str, Any]) -> Any:
+    return cls(**{f.name: _build(f.metadata["section"], values[f.name]) if "section" in f.metadata
+                  else copy.deepcopy(values[f.name]) for f in fields(cls)})
+
+
+def leaves(cls: type = TrainingConfig, prefix: str = "") -> Iterator[tuple[str, Field]]:
+    """(dotted key, field) of every key, sections expanded, in declaration order."""
+    for f in fields(cls):
+        if "section" in f.metadata:
+            yield from leaves(f.metadata["section"], f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", f
+
+
+def _default(f: Field) -> Any:
+    return f.default_factory() if f.default_factory is not MISSING else f.default
+
+
+DEFAULTS: dict[str, Any] = TrainingConfig().to_dict()  # derived from the fields above, for merging
+
+
+def reference_table() -> str:
+    """Every key as a markdown table (key, default, allowed values, meaning): docs/training.md."""
+    def inline(value: Any) -> str:
+        text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+        return text.removesuffix("...").strip()
+    rows = ["| key | default | allowed | meaning |", "|---|---|---|---|"]
+    for key, f in leaves():
+        allowed = f.metadata["allowed"][1] if f.metadata["allowed"] else "see [Losses](#losses)"
+        rows.append(f"| `{key}` | `{inline(_default(f))}` | {allowed} | {f.metadata['doc']} |")
+    return "\n".join(rows) + "\n"
 
 
 def config_dir() -> Path:
@@ -110,7 +297,8 @@ def _merge(base: dict[str, Any], update: dict[str, Any], where: str, open_keys: 
         path = f"{where}.{key}" if where else key
         if key not in out and not open_keys:
             raise ValueError(f"unknown config key {path!r}; known keys here: {', '.join(sorted(out))}")
-        if isinstance(out.get(key), dict) and value is not None:
+        if isinstance(out.get(key), dict):
+            value = {} if value is None else value  # an empty section (`eval:` alone) keeps the defaults
             if not isinstance(value, dict):
                 raise ValueError(f"config key {path!r} must be a mapping, got {value!r}")
             # data.options holds the dataset's own keyword options: any key, merged one by one
@@ -146,7 +334,7 @@ def _nest(keys: list[str], value: Any) -> dict[str, Any]:
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] = (), base: dict[str, Any] | None = None,
-                validate: bool = True, **section_updates: Any) -> dict[str, Any]:
+                validate: bool = True, **section_updates: Any) -> TrainingConfig:
     """Defaults <- ``base`` (a config dict, e.g. a model's recipe) <- YAML file <- ``--set`` overrides
     <- keyword sections; then validated (``validate=False`` only merges, e.g. to print a recipe)."""
     config = copy.deepcopy(DEFAULTS)
@@ -164,121 +352,34 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
     for text in overrides:
         keys, value = parse_override(text)
         config = _merge(config, _nest(keys, value), "", open_keys=False)
-    for section, value in section_updates.items():
-        config = _merge(config, {section: value}, "", open_keys=False)
+    for name, value in section_updates.items():
+        config = _merge(config, {name: value}, "", open_keys=False)
     if validate:
         validate_config(config)
-    return config
-
-
-def _positive_int(section: dict, key: str, where: str, allow_zero: bool = False) -> None:
-    value = section[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < (0 if allow_zero else 1):
-        raise ValueError(f"{where}.{key} must be an integer >= {0 if allow_zero else 1}, got {value!r}")
-
-
-def _pair(section: dict, key: str, where: str) -> None:
-    value = section[key]
-    if isinstance(value, int) and not isinstance(value, bool):
-        section[key] = value = [value, value]
-    if not (isinstance(value, (list, tuple)) and len(value) == 2
-            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
-        raise ValueError(f"{where}.{key} must be a positive int or two positive ints, got {value!r}")
-
-
-def _number(section: dict, key: str, where: str, low: float = 0.0, strict: bool = False) -> None:
-    value = section[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low or (strict and value == low):
-        raise ValueError(f"{where}.{key} must be a number {'>' if strict else '>='} {low}, got {value!r}")
-
-
-# --- types: every key's allowed values, checked before anything reads them --------------------------
-Check = Callable[[Any], bool]
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _int_at_least(low: int) -> tuple[Check, str]:
-    return (lambda v: _is_int(v) and v >= low), f"an integer >= {low}"
-
-
-def _number_in(low: float, high: float | None = None, low_open: bool = False, high_open: bool = True
-               ) -> tuple[Check, str]:
-    def ok(v: Any) -> bool:
-        if not _is_number(v) or v < low or (low_open and v == low):
-            return False
-        return high is None or v < high or (not high_open and v == high)
-    bounds = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}" if high is not None else None
-    return ok, f"a number in {bounds}" if bounds else f"a number {'>' if low_open else '>='} {low}"
-
-
-def _list_of(item: tuple[Check, str], length: int | None = None) -> tuple[Check, str]:
-    check, what = item
-    ok = (lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and (length is None or len(v) == length)
-          and all(check(x) for x in v))
-    return ok, f"a list of {length or 'one or more'} values, each {what}"
-
-
-def _optional(item: tuple[Check, str]) -> tuple[Check, str]:
-    return (lambda v: v is None or item[0](v)), f"null or {item[1]}"
-
-
-BOOL: tuple[Check, str] = (lambda v: isinstance(v, bool)), "true or false"
-STRING: tuple[Check, str] = (lambda v: isinstance(v, str) and v != ""), "a non-empty string"
-SPLITS: tuple[Check, str] = (lambda v: STRING[0](v) or _list_of(STRING)[0](v)), "a split name or a list of them"
-TYPES: dict[str, tuple[Check, str]] = {
-    "model.embed_dim": _int_at_least(1), "model.window_size": _int_at_least(1), "model.decoder_dim": _int_at_least(1),
-    "model.depths": _list_of(_int_at_least(1)), "model.num_heads": _list_of(_int_at_least(1)),
-    "model.drop_path_rate": _number_in(0, 1), "model.dropout": _number_in(0, 1),
-    "model.mlp_ratio": _number_in(0, low_open=True), "model.num_classes": _optional(_int_at_least(1)),
-    "model.variant": _optional(STRING), "model.pretrained": _optional(STRING),
-    "data.type": _optional(STRING), "data.train_split": SPLITS, "data.val_split": STRING,
-    "data.train_transform.ratio_range": _optional(_list_of(_number_in(0, low_open=True), 2)),
-    "data.train_transform.cat_max_ratio": _number_in(0, 1, low_open=True, high_open=False),
-    "data.train_transform.flip_prob": _number_in(0, 1, high_open=False), "data.train_transform.photometric": BOOL,
-    "train.iters": _int_at_least(1), "train.batch_size": _int_at_least(1), "train.grad_accum": _int_at_least(1),
-    "train.num_workers": _int_at_least(0), "train.lr": _number_in(0, low_open=True),
-    "train.weight_decay": _number_in(0), "train.betas": _list_of(_number_in(0, 1), 2),
-    "train.eps": _number_in(0, low_open=True), "train.no_decay_keys": _list_of(STRING),
-    "train.warmup_iters": _int_at_least(0), "train.warmup_ratio": _number_in(0, 1, low_open=True, high_open=False),
-    "train.power": _number_in(0), "train.min_lr": _number_in(0), "train.avg_non_ignore": BOOL,
-    "train.clip_grad": _optional(_number_in(0, low_open=True)), "train.sync_bn": BOOL, "train.bn_eval": BOOL,
-    "train.gradient_checkpointing": BOOL, "train.seed": _int_at_least(0),
-    "train.num_threads": _optional(_int_at_least(1)), "train.log_interval": _int_at_least(1),
-    "train.eval_interval": _int_at_least(1), "train.checkpoint_interval": _int_at_least(1),
-    "train.keep_checkpoints": _int_at_least(0), "train.progress": BOOL,
-    "eval.split": _optional(STRING), "eval.tta": BOOL, "eval.flip": BOOL,
-    "eval.scales": _list_of(_number_in(0, low_open=True)), "eval.num_workers": _int_at_least(0),
-}
+    return TrainingConfig.from_dict(config)
 
 
 def check_types(config: dict[str, Any]) -> None:
-    """One line naming the key, the value and what is allowed, for the first key of the wrong type."""
-    for path, (ok, allowed) in TYPES.items():
-        value: Any = config
-        for part in path.split("."):
-            value = value[part]
-        if not ok(value):
-            raise ValueError(f"{path} must be {allowed}, got {value!r}")
-    if not isinstance(config["data"]["options"], dict):
-        raise ValueError(f"data.options must be a mapping of dataset options, got {config['data']['options']!r}")
+    """One line naming the key, the value and what is allowed, for the first key of the wrong type;
+    a single int for a (height, width) pair becomes ``[n, n]``."""
+    for key, f in leaves():
+        *parents, name = key.split(".")
+        holder: Any = config
+        for part in parents:
+            holder = holder[part]
+        value, allowed = holder[name], f.metadata["allowed"]
+        if allowed is not None and not allowed[0](value):
+            raise ValueError(f"{key} must be {allowed[1]}, got {value!r}")
+        if f.metadata["pair"] and _is_int(value):
+            holder[name] = [value, value]
 
 
 def validate_config(config: dict[str, Any]) -> None:
     """Raise ValueError naming the key for impossible settings (before any work is done)."""
     check_types(config)
-    model, data, train, ev = config["model"], config["data"], config["train"], config["eval"]
-    for key in ("embed_dim", "window_size", "decoder_dim"):
-        _positive_int(model, key, "model")
-    if model["num_classes"] is not None:
-        _positive_int(model, "num_classes", "model")
+    model, data, train = config["model"], config["data"], config["train"]
     if len(model["depths"]) != len(model["num_heads"]):
         raise ValueError(f"model.depths {model['depths']} and model.num_heads {model['num_heads']} differ in length")
-    for key in ("drop_path_rate", "dropout"):
-        if not 0 <= model[key] < 1:
-            raise ValueError(f"model.{key} must be in [0, 1), got {model[key]!r}")
     if model["pretrained"] is not None and not Path(model["pretrained"]).exists():
         raise FileNotFoundError(f"model.pretrained: {model['pretrained']} does not exist")
 
@@ -289,57 +390,31 @@ def validate_config(config: dict[str, Any]) -> None:
     if not Path(data["root"]).is_dir():
         raise FileNotFoundError(f"data.root: {data['root']} is not a directory")
     tt = data["train_transform"]
-    unknown = set(tt) - set(DEFAULTS["data"]["train_transform"])
-    if unknown:
-        raise ValueError(f"unknown config key(s) data.train_transform.{', '.join(sorted(unknown))}")
-    _pair(tt, "crop_size", "data.train_transform")
-    _pair(tt, "img_scale", "data.train_transform")
-    if tt["ratio_range"] is not None and not (len(tt["ratio_range"]) == 2 and 0 < tt["ratio_range"][0] <= tt["ratio_range"][1]):
-        raise ValueError(f"data.train_transform.ratio_range must be [low, high] with 0 < low <= high, "
+    if tt["ratio_range"] is not None and tt["ratio_range"][0] > tt["ratio_range"][1]:
+        raise ValueError(f"data.train_transform.ratio_range must be [low, high] with low <= high, "
                          f"got {tt['ratio_range']!r}")
     largest = max(tt["img_scale"]) * (tt["ratio_range"][1] if tt["ratio_range"] else 1.0)
     if min(tt["crop_size"]) > largest:
         raise ValueError(f"data.train_transform.crop_size {tt['crop_size']} is larger than any rescaled image "
                          f"(img_scale {tt['img_scale']} x ratio up to {tt['ratio_range']})")
-    te = data["test_transform"]
-    if te.get("img_scale") is not None:
-        _pair(te, "img_scale", "data.test_transform")
-
-    for key in ("iters", "batch_size", "grad_accum", "log_interval", "eval_interval", "checkpoint_interval"):
-        _positive_int(train, key, "train")
-    if train["num_threads"] is not None:
-        _positive_int(train, "num_threads", "train")
-    for key in ("num_workers", "warmup_iters", "keep_checkpoints"):
-        _positive_int(train, key, "train", allow_zero=True)
-    _number(train, "lr", "train", strict=True)
-    _number(train, "weight_decay", "train")
-    _number(train, "min_lr", "train")
-    _number(train, "power", "train")
-    if not 0 < train["warmup_ratio"] <= 1:
-        raise ValueError(f"train.warmup_ratio must be in (0, 1], got {train['warmup_ratio']!r}")
     if train["min_lr"] > train["lr"]:
         raise ValueError(f"train.min_lr {train['min_lr']} is larger than train.lr {train['lr']}")
-    if train["clip_grad"] is not None:
-        _number(train, "clip_grad", "train", strict=True)
-    if train["amp"] not in AMP_MODES:
-        raise ValueError(f"train.amp must be one of {', '.join(AMP_MODES)}, got {train['amp']!r}")
-    if train["device"] not in ("auto", "cpu", "cuda") and not str(train["device"]).startswith("cuda:"):
-        raise ValueError(f"train.device must be auto, cpu or cuda[:N], got {train['device']!r}")
-    if len(train["betas"]) != 2 or not all(0 <= b < 1 for b in train["betas"]):
-        raise ValueError(f"train.betas must be two numbers in [0, 1), got {train['betas']!r}")
     _validate_loss(train)
 
-    if ev["mode"] not in EVAL_MODES:
-        raise ValueError(f"eval.mode must be whole or slide, got {ev['mode']!r}")
-    _pair(ev, "crop_size", "eval")
-    _pair(ev, "stride", "eval")
-    if not ev["scales"] or any(not isinstance(s, (int, float)) or s <= 0 for s in ev["scales"]):
-        raise ValueError(f"eval.scales must be positive factors, got {ev['scales']!r}")
-    _positive_int(ev, "num_workers", "eval", allow_zero=True)
+
+def _number(section: dict, key: str, where: str, low: float = 0.0, strict: bool = False) -> None:
+    value = section[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low or (strict and value == low):
+        raise ValueError(f"{where}.{key} must be a number {'>' if strict else '>='} {low}, got {value!r}")
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def loss_settings(loss: list[dict[str, Any]], ohem: dict[str, Any] | None = None, avg_non_ignore: bool = False
+                  ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """``train.loss`` and ``train.ohem`` checked and filled in as in a config, for code that builds a
+    criterion without a whole config (tests, benchmarks)."""
+    train = {"loss": copy.deepcopy(loss), "ohem": copy.deepcopy(ohem), "avg_non_ignore": avg_non_ignore}
+    _validate_loss(train)
+    return train["loss"], train["ohem"]
 
 
 def _validate_loss(train: dict[str, Any]) -> None:

@@ -89,17 +89,18 @@ class SegmentationCriterion:
         return total
 
 
-def build_criterion(train: dict[str, Any], num_classes: int, ignore_index: int,
+def build_criterion(loss: Sequence[dict[str, Any]], ohem: dict[str, Any] | None, num_classes: int, ignore_index: int,
                     class_weight_source: Callable[[str], Sequence[float]] | None = None,
                     echo: Callable[[str], None] | None = None) -> SegmentationCriterion:
-    """The criterion of a validated ``train`` config section for a dataset of ``num_classes`` classes.
+    """The criterion of a validated config's ``train.loss`` terms and ``train.ohem`` for a dataset of
+    ``num_classes`` classes.
 
     ``class_weight_source(method)`` computes named class weights (e.g. median frequency balancing of
     the training labels, ``ssformer.data.frequencies.class_weights``); it is called once per method.
     """
     computed: dict[str, list[float]] = {}
     terms = []
-    for i, spec in enumerate(train["loss"]):
+    for i, spec in enumerate(loss):
         term, where = dict(spec), f"train.loss[{i}].class_weight"
         weight = term["class_weight"]
         if isinstance(weight, str):
@@ -120,4 +121,4 @@ def build_criterion(train: dict[str, Any], num_classes: int, ignore_index: int,
         if isinstance(classes, list) and any(c >= num_classes for c in classes):
             raise ValueError(f"train.loss[{i}].classes {classes} names classes outside [0, {num_classes - 1}]")
         terms.append(term)
-    return SegmentationCriterion(terms, ignore_index, train["ohem"])
+    return SegmentationCriterion(terms, ignore_index, ohem)

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from ssformer.devices import cuda_bf16_native, resolve_amp
-from ssformer.engine.distributed import DistInfo
+from ssformer.distributed import DistInfo
 from ssformer.inference.sliding import infer
 from ssformer.metrics import IoUMetric
 

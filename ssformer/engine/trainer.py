@@ -28,9 +28,10 @@ from ssformer.data import DataError, TrainTransform, build_dataset
 from ssformer.data.frequencies import class_weights
 from ssformer.data.preprocessing import Preprocessing, TestTransform, from_training_config
 from ssformer.devices import cpu_bf16_native, resolve_amp, resolve_device
+from ssformer.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed, torchrun_env
 from ssformer.engine.checkpoint import capture_rng, load_checkpoint, restore_rng, rotate_checkpoints, save_checkpoint
+from ssformer.engine.config import TrainingConfig, TrainSettings
 from ssformer.engine.criterion import build_criterion
-from ssformer.engine.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed, torchrun_env
 from ssformer.engine.evaluator import autocast_context, check_amp, evaluate
 from ssformer.engine.logs import JsonLog, Progress
 from ssformer.engine.optim import build_grad_scaler, build_optimizer, load_scaler_state, poly_warmup_lr, set_lr
@@ -48,36 +49,34 @@ def _splits(value) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def build_train_dataset(config: dict[str, Any]):
-    data = config["data"]
-    tt = data["train_transform"]
-    transform = TrainTransform(img_scale=tt["img_scale"], ratio_range=tt["ratio_range"], crop_size=tt["crop_size"],
-                               cat_max_ratio=tt["cat_max_ratio"], flip_prob=tt["flip_prob"],
-                               photometric=tt["photometric"])
-    parts = [build_dataset({"type": data["type"], "root": data["root"], **data["options"]}, transform, split=s)
-             for s in _splits(data["train_split"])]
+def build_train_dataset(config: TrainingConfig):
+    data = config.data
+    tt = data.train_transform
+    transform = TrainTransform(img_scale=tt.img_scale, ratio_range=tt.ratio_range, crop_size=tt.crop_size,
+                               cat_max_ratio=tt.cat_max_ratio, flip_prob=tt.flip_prob,
+                               photometric=tt.photometric)
+    parts = [build_dataset({"type": data.type, "root": data.root, **data.options}, transform, split=s)
+             for s in _splits(data.train_split)]
     return parts[0] if len(parts) == 1 else ConcatSeeded(parts), parts[0]
 
 
-def build_eval_dataset(config: dict[str, Any], split: str | None = None, preprocessing: Preprocessing | None = None):
+def build_eval_dataset(config: TrainingConfig, split: str | None = None, preprocessing: Preprocessing | None = None):
     """The evaluation split, preprocessed as ``preprocessing`` (default: the config's test settings)."""
-    data = config["data"]
-    split = split or config["eval"]["split"] or data["val_split"]
-    transform = TestTransform(preprocessing or from_training_config(config))
-    return build_dataset({"type": data["type"], "root": data["root"], **data["options"]}, transform, split=split)
+    data = config.data
+    split = split or config.eval.split or data.val_split
+    transform = TestTransform(preprocessing or from_training_config(config.to_dict()))
+    return build_dataset({"type": data.type, "root": data.root, **data.options}, transform, split=split)
 
 
-def model_config(config: dict[str, Any], num_classes: int, class_names=None, palette=None) -> SSformerConfig:
-    m = config["model"]
-    sizes = dict(embed_dim=m["embed_dim"], depths=m["depths"], num_heads=m["num_heads"])
-    if m["variant"] is not None:
-        if m["variant"] not in VARIANTS:
-            raise ValueError(f"model.variant must be one of {sorted(VARIANTS)}, got {m['variant']!r}")
-        sizes = {k: VARIANTS[m["variant"]][k] for k in ("embed_dim", "depths", "num_heads")}
-    if m["num_classes"] is not None and m["num_classes"] != num_classes:
-        raise ValueError(f"model.num_classes={m['num_classes']} but the dataset has {num_classes} classes")
-    return SSformerConfig(num_classes=num_classes, window_size=m["window_size"], mlp_ratio=m["mlp_ratio"],
-                          decoder_dim=m["decoder_dim"], drop_path_rate=m["drop_path_rate"], dropout=m["dropout"],
+def model_config(config: TrainingConfig, num_classes: int, class_names=None, palette=None) -> SSformerConfig:
+    m = config.model
+    sizes = dict(embed_dim=m.embed_dim, depths=m.depths, num_heads=m.num_heads)
+    if m.variant is not None:  # checked against VARIANTS by the config
+        sizes = {k: VARIANTS[m.variant][k] for k in ("embed_dim", "depths", "num_heads")}
+    if m.num_classes is not None and m.num_classes != num_classes:
+        raise ValueError(f"model.num_classes={m.num_classes} but the dataset has {num_classes} classes")
+    return SSformerConfig(num_classes=num_classes, window_size=m.window_size, mlp_ratio=m.mlp_ratio,
+                          decoder_dim=m.decoder_dim, drop_path_rate=m.drop_path_rate, dropout=m.dropout,
                           class_names=list(class_names) if class_names else None,
                           palette=[list(c) for c in palette[:num_classes]] if palette else None, **sizes)
 
@@ -109,18 +108,18 @@ def _to_primitive(value):
 
 
 # --- the loop -----------------------------------------------------------------------------------
-def train(config: dict[str, Any], resume: bool = False, echo=print) -> dict[str, Any]:
+def train(config: TrainingConfig, resume: bool = False, echo=print) -> dict[str, Any]:
     """Run (or resume) the training described by a validated config; returns a summary dict.
 
     Under torchrun the process group is joined here and destroyed on the way out (unless the
     caller had created it).
     """
-    tc = config["train"]
-    if config["work_dir"] is None:
+    tc = config.train
+    if config.work_dir is None:
         raise ValueError("work_dir is not set: give --work-dir DIR")
     layout = torchrun_env()  # the device is checked before joining the group, so a bad one fails alone
-    device = resolve_device(tc["device"], layout.local_rank, layout.enabled)
-    check_amp(device, tc["amp"])
+    device = resolve_device(tc.device, layout.local_rank, layout.enabled)
+    check_amp(device, tc.amp)
     note_amp(device, tc, echo if layout.is_main else lambda line: None)
     if device.type == "cuda":
         torch.cuda.set_device(device)  # the current device is the one CUDA RNG states and collectives use
@@ -132,13 +131,13 @@ def train(config: dict[str, Any], resume: bool = False, echo=print) -> dict[str,
             cleanup()
 
 
-def note_amp(device: torch.device, train_section: dict[str, Any], echo: Callable[[str], object]) -> None:
+def note_amp(device: torch.device, train_section: TrainSettings, echo: Callable[[str], object]) -> None:
     """Resolve ``train.amp: auto`` for this device (the choice is recorded in config.yaml and the
     model's recipe) and say when bf16 would be emulated on this CPU."""
-    amp = train_section["amp"]
+    amp = train_section.amp
     if amp == "auto":
-        train_section["amp"] = resolve_amp(amp, device)
-        echo(f"train.amp auto: {train_section['amp']} on this {device.type.upper()}")
+        train_section.amp = resolve_amp(amp, device)
+        echo(f"train.amp auto: {train_section.amp} on this {device.type.upper()}")
     elif amp == "bf16" and device.type == "cpu" and not cpu_bf16_native():
         echo("warning: train.amp=bf16 on a CPU without native bfloat16 (no AVX-512 BF16 or AMX): it is "
              "emulated and several times slower than fp32 here; use train.amp=auto or none")
@@ -157,24 +156,24 @@ class Run:
 
 
 # --- builders -------------------------------------------------------------------------------------
-def build_model(config: dict[str, Any], dataset, device: torch.device, dist_info: DistInfo,
+def build_model(config: TrainingConfig, dataset, device: torch.device, dist_info: DistInfo,
                 echo: Callable[[str], object]) -> ssformer.SSformer:
     """The model to train: seeded initial weights (the same on every process), its preprocessing and
     recipe attached, pretrained weights, gradient checkpointing and SyncBatchNorm as configured."""
-    tc = config["train"]
-    torch.manual_seed(tc["seed"])  # identical initial weights on every rank
+    tc = config.train
+    torch.manual_seed(tc.seed)  # identical initial weights on every rank
     model = ssformer.SSformer.from_config(model_config(config, dataset.num_classes, dataset.class_names,
                                                        dataset.palette))
     # What travels with the weights into every checkpoint and model/: test pipeline, labels, recipe.
-    model.preprocessing = from_training_config(config, ignore_index=dataset.ignore_index)
-    model.recipe = _to_primitive(config)
-    if config["model"]["pretrained"] is not None:
-        report = ssformer.load_weights(model, config["model"]["pretrained"], strict=False)
+    model.preprocessing = from_training_config(config.to_dict(), ignore_index=dataset.ignore_index)
+    model.recipe = _to_primitive(config.to_dict())
+    if config.model.pretrained is not None:
+        report = ssformer.load_weights(model, config.model.pretrained, strict=False)
         if dist_info.is_main:
-            echo(f"pretrained weights {config['model']['pretrained']}: {report}")
-    if tc["gradient_checkpointing"]:
+            echo(f"pretrained weights {config.model.pretrained}: {report}")
+    if tc.gradient_checkpointing:
         model.set_gradient_checkpointing(True)
-    if tc["sync_bn"] and dist_info.enabled:
+    if tc.sync_bn and dist_info.enabled:
         if device.type != "cuda":
             raise ValueError("train.sync_bn needs CUDA devices (torch's SyncBatchNorm does not run on CPU)")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -196,14 +195,14 @@ def wrap_for_ddp(model: ssformer.SSformer, device: torch.device, dist_info: Dist
                                    gradient_as_bucket_view=True)
 
 
-def build_loader(config: dict[str, Any], train_set, start_iter: int, dist_info: DistInfo,
+def build_loader(config: TrainingConfig, train_set, start_iter: int, dist_info: DistInfo,
                  device: torch.device) -> Iterator[dict[str, Any]]:
     """The endless stream of (micro-)batches from iteration ``start_iter`` on (see ``engine.sampling``)."""
-    tc = config["train"]
-    accum, batch = tc["grad_accum"], tc["batch_size"]
-    sampler = StreamBatchSampler(len(train_set), batch, tc["seed"], start=start_iter * accum * batch *
+    tc = config.train
+    accum, batch = tc.grad_accum, tc.batch_size
+    sampler = StreamBatchSampler(len(train_set), batch, tc.seed, start=start_iter * accum * batch *
                                  dist_info.world_size, rank=dist_info.rank, world_size=dist_info.world_size)
-    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=tc["num_workers"],
+    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=tc.num_workers,
                         pin_memory=device.type == "cuda", generator=torch.Generator(), persistent_workers=False)
     return iter(loader)
 
@@ -262,14 +261,14 @@ def save_checkpoints(run: Run, work_dir: Path, keep: int, device: torch.device, 
 
 # --- one update -----------------------------------------------------------------------------------
 def train_step(run: Run, net: nn.Module, criterion: Callable, stream: Iterator[dict[str, Any]], lr: float,
-               config: dict[str, Any], device: torch.device, dist_info: DistInfo) -> tuple[float, str | None]:
+               config: TrainingConfig, device: torch.device, dist_info: DistInfo) -> tuple[float, str | None]:
     """One optimiser update over ``train.grad_accum`` micro-batches at learning rate ``lr``.
 
     Returns (loss summed over the processes, what diverged: None, "loss" or "gradients"); a
     non-finite loss or gradient on any process takes no step, so the weights stay as they were.
     """
-    tc = config["train"]
-    accum = tc["grad_accum"]
+    tc = config.train
+    accum = tc.grad_accum
     set_lr(run.optimizer, lr)
     run.optimizer.zero_grad(set_to_none=not dist_info.enabled)  # DDP: keep the bucket views
     loss_total = torch.zeros((), device=device)
@@ -279,13 +278,13 @@ def train_step(run: Run, net: nn.Module, criterion: Callable, stream: Iterator[d
         labels = sample["label"].to(device, non_blocking=True)
         sync = contextlib.nullcontext() if not dist_info.enabled or micro == accum - 1 else net.no_sync()
         with sync:
-            with autocast_context(device, tc["amp"]):
+            with autocast_context(device, tc.amp):
                 logits = net(images)
             loss = criterion(logits, labels)
             run.scaler.scale(loss / accum).backward()
         loss_total += loss.detach() / accum
     params = [p for p in run.model.parameters() if p.requires_grad]
-    if tc["clip_grad"] is not None:
+    if tc.clip_grad is not None:
         run.scaler.unscale_(run.optimizer)
     # fp16's loss scaler skips steps with inf gradients by design; otherwise they mean divergence
     grads_finite = run.scaler.is_enabled() or bool(torch.isfinite(_grad_norm(params)))
@@ -295,8 +294,8 @@ def train_step(run: Run, net: nn.Module, criterion: Callable, stream: Iterator[d
         return float(loss_total.item()), "loss"
     if status[2] > 0:
         return float(loss_total.item()), "gradients"
-    if tc["clip_grad"] is not None:
-        torch.nn.utils.clip_grad_norm_(params, tc["clip_grad"])
+    if tc.clip_grad is not None:
+        torch.nn.utils.clip_grad_norm_(params, tc.clip_grad)
     run.scaler.step(run.optimizer)
     run.scaler.update()
     run.iteration += 1
@@ -362,14 +361,14 @@ def _diverged(progress: Progress, log: JsonLog, latest: Path, what: str, iterati
     return TrainingDiverged(message)
 
 
-def _evaluate(run: Run, eval_set, config: dict[str, Any], device: torch.device, dist_info: DistInfo,
+def _evaluate(run: Run, eval_set, config: TrainingConfig, device: torch.device, dist_info: DistInfo,
               log: JsonLog, progress: Progress) -> dict[str, Any]:
     """Evaluate, log and print; ``best.pt`` when the mIoU improved."""
-    tc, ec = config["train"], config["eval"]
-    results = evaluate(run.model, eval_set, eval_set.num_classes, eval_set.ignore_index, ec["mode"], ec["crop_size"],
-                       ec["stride"], device=device, amp=tc["amp"], num_workers=ec["num_workers"],
-                       dist_info=dist_info, progress=tc["progress"])
-    if tc["bn_eval"]:
+    tc, ec = config.train, config.eval
+    results = evaluate(run.model, eval_set, eval_set.num_classes, eval_set.ignore_index, ec.mode, ec.crop_size,
+                       ec.stride, device=device, amp=tc.amp, num_workers=ec.num_workers,
+                       dist_info=dist_info, progress=tc.progress)
+    if tc.bn_eval:
         _set_bn_eval(run.model)
     record = {"event": "eval", "iter": run.iteration, **results}
     log.write(record)
@@ -380,34 +379,34 @@ def _evaluate(run: Run, eval_set, config: dict[str, Any], device: torch.device, 
         run.best = {"mIoU": float(results["mIoU"]), "iter": run.iteration}
         state = checkpoint_state(run, device, dist_info)
         if dist_info.is_main:
-            save_checkpoint(state, Path(config["work_dir"]) / "best.pt")
+            save_checkpoint(state, Path(config.work_dir) / "best.pt")
     return record
 
 
 # --- the loop -------------------------------------------------------------------------------------
-def _train(config: dict[str, Any], resume: bool, echo, device: torch.device, dist_info: DistInfo) -> dict[str, Any]:
-    tc = config["train"]
-    work_dir, latest, iters = Path(config["work_dir"]), Path(config["work_dir"]) / "latest.pt", tc["iters"]
-    if tc["num_threads"] is not None:
-        torch.set_num_threads(tc["num_threads"])
+def _train(config: TrainingConfig, resume: bool, echo, device: torch.device, dist_info: DistInfo) -> dict[str, Any]:
+    tc = config.train
+    work_dir, latest, iters = Path(config.work_dir), Path(config.work_dir) / "latest.pt", tc.iters
+    if tc.num_threads is not None:
+        torch.set_num_threads(tc.num_threads)
     # Data first: a wrong root or option fails before the model is built.
     train_set, first_part = build_train_dataset(config)
     eval_set = build_eval_dataset(config)
     parts = train_set.datasets if isinstance(train_set, ConcatSeeded) else [train_set]
-    criterion = build_criterion(tc, first_part.num_classes, first_part.ignore_index,
+    criterion = build_criterion(tc.loss, tc.ohem, first_part.num_classes, first_part.ignore_index,
                                 lambda method: class_weights(method, parts), echo if dist_info.is_main else None)
-    if tc["warmup_iters"] >= tc["iters"] and dist_info.is_main:
-        echo(f"warning: train.warmup_iters={tc['warmup_iters']} is not shorter than train.iters={tc['iters']}: "
-             f"the learning rate never reaches train.lr={tc['lr']:g}")
+    if tc.warmup_iters >= tc.iters and dist_info.is_main:
+        echo(f"warning: train.warmup_iters={tc.warmup_iters} is not shorter than train.iters={tc.iters}: "
+             f"the learning rate never reaches train.lr={tc.lr:g}")
     model = build_model(config, first_part, device, dist_info, echo)
-    run = Run(model, build_optimizer(model, tc["lr"], tc["weight_decay"], tc["betas"], tc["eps"], tc["no_decay_keys"]),
-              build_grad_scaler(tc["amp"], device))
+    run = Run(model, build_optimizer(model, tc.lr, tc.weight_decay, tc.betas, tc.eps, tc.no_decay_keys),
+              build_grad_scaler(tc.amp, device))
     if resume:
         resume_run(run, latest, device, dist_info)
         if dist_info.is_main:
             echo(f"resumed from {latest} at iteration {run.iteration}")
     else:
-        torch.manual_seed(tc["seed"] + dist_info.rank)  # per-rank dropout / drop-path streams
+        torch.manual_seed(tc.seed + dist_info.rank)  # per-rank dropout / drop-path streams
         if dist_info.is_main and latest.exists():
             echo(f"warning: {latest} exists and will be overwritten (use --resume to continue it)")
     net = wrap_for_ddp(model, device, dist_info)
@@ -415,19 +414,19 @@ def _train(config: dict[str, Any], resume: bool, echo, device: torch.device, dis
         work_dir.mkdir(parents=True, exist_ok=True)
         for stale in remove_stale_temporaries(work_dir):
             echo(f"removed {stale}, left by a write that was interrupted")
-        (work_dir / "config.yaml").write_text(yaml.safe_dump(_to_primitive(config), sort_keys=False))
+        (work_dir / "config.yaml").write_text(yaml.safe_dump(_to_primitive(config.to_dict()), sort_keys=False))
     log = JsonLog(work_dir / "log.jsonl", dist_info.is_main, keep_until=run.iteration if resume else None)
     stream = build_loader(config, train_set, run.iteration, dist_info, device)
-    progress = Progress(log, iters, run.iteration, tc["log_interval"], tc["progress"] and dist_info.is_main,
+    progress = Progress(log, iters, run.iteration, tc.log_interval, tc.progress and dist_info.is_main,
                         echo if dist_info.is_main else None)
     last_eval: dict[str, Any] | None = None
     watch = LossWatch()
     model.train()
-    if tc["bn_eval"]:
+    if tc.bn_eval:
         _set_bn_eval(model)
     while run.iteration < iters:
-        lr = poly_warmup_lr(run.iteration, tc["lr"], iters, tc["power"], tc["min_lr"], tc["warmup_iters"],
-                            tc["warmup_ratio"])
+        lr = poly_warmup_lr(run.iteration, tc.lr, iters, tc.power, tc.min_lr, tc.warmup_iters,
+                            tc.warmup_ratio)
         loss, diverged = train_step(run, net, criterion, stream, lr, config, device, dist_info)
         if diverged is not None:
             what = f"the loss is {loss}" if diverged == "loss" else "the gradients hold NaN or inf"
@@ -438,14 +437,14 @@ def _train(config: dict[str, Any], resume: bool, echo, device: torch.device, dis
             raise _diverged(progress, log, latest, f"the loss jumped to {loss / dist_info.world_size:.4g}, more than "
                             f"{watch.factor:g}x its running level {level:.4g}", it, lr)
         progress.step(it, lr, loss / dist_info.world_size)
-        writes = it % tc["eval_interval"] == 0 or it % tc["checkpoint_interval"] == 0 or it == iters
+        writes = it % tc.eval_interval == 0 or it % tc.checkpoint_interval == 0 or it == iters
         bad = first_non_finite(run) if writes else None
         if bad is not None:
             raise _diverged(progress, log, latest, f"{bad} is not finite", it, lr)
-        if it % tc["eval_interval"] == 0 or it == iters:
+        if it % tc.eval_interval == 0 or it == iters:
             last_eval = _evaluate(run, eval_set, config, device, dist_info, log, progress)
-        if it % tc["checkpoint_interval"] == 0 or it == iters:
-            save_checkpoints(run, work_dir, tc["keep_checkpoints"], device, dist_info)
+        if it % tc.checkpoint_interval == 0 or it == iters:
+            save_checkpoints(run, work_dir, tc.keep_checkpoints, device, dist_info)
     progress.close()
     if dist_info.is_main:
         model.save_pretrained(work_dir / "model")

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from ssformer.engine.distributed import DistInfo
+from ssformer.distributed import DistInfo
 from ssformer.inference.files import InputImage
 from ssformer.inference.images import load_rgb
 from ssformer.inference.segmenter import Segmenter

@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 
 from ssformer.cli.main import main
-from ssformer.engine.config import DEFAULTS, config_dir
+from ssformer.engine.config import DEFAULTS, config_dir, leaves
 
 
 def test_list_names_every_shipped_recipe(capsys):
@@ -41,3 +41,16 @@ def test_the_documented_defaults_are_the_defaults(capsys):
     text = (REPO / "docs" / "training.md").read_text()
     start = text.index("```yaml\n", text.index("## Config sections")) + len("```yaml\n")
     assert text[start:text.index("```", start)] == shown
+
+
+def test_the_key_table_in_the_docs_is_generated_from_the_config(capsys):
+    """docs/training.md holds `ssformer config keys`; regenerate it when a field changes."""
+    from tests.conftest import REPO
+
+    assert main(["config", "keys"]) == 0
+    printed = capsys.readouterr().out
+    text = (REPO / "docs" / "training.md").read_text()
+    start = text.index("<!-- ssformer config keys -->\n") + len("<!-- ssformer config keys -->\n")
+    assert text[start:text.index("<!-- end of ssformer config keys -->", start)] == printed
+    rows = [line for line in printed.splitlines() if line.startswith("| `")]
+    assert len(rows) == len(list(leaves())) and "| `train.lr` | `6.0e-05` | a number > 0 |" in printed

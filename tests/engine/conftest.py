@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ssformer.engine.config import load_config, sample_root
+from ssformer.engine.config import TrainingConfig, load_config, sample_root
 
 
 def tiny_overrides(work_dir, *extra: str) -> list[str]:
@@ -25,5 +25,5 @@ def tiny_cli_sets(work_dir, *extra: str) -> list[str]:
     return args
 
 
-def tiny_config(work_dir, *extra: str) -> dict:
+def tiny_config(work_dir, *extra: str) -> TrainingConfig:
     return load_config("sample", tiny_overrides(work_dir, *extra))

@@ -19,24 +19,24 @@ def test_every_shipped_recipe_loads(root):
             "sample"} <= set(names)
     for name in names:
         config = load_config(name, [f"data.root={root}"])
-        assert config["data"]["root"] == root
+        assert config.data.root == root
 
 
 def test_paper_recipe_values(root):
     c = load_config("ade20k_swin_b_512x512_160k", [f"data.root={root}"])
-    t = c["train"]
-    assert (t["lr"], t["weight_decay"], t["iters"], t["batch_size"], t["warmup_iters"]) == (6e-5, 0.01, 160000, 8, 1500)
-    assert t["warmup_ratio"] == 1e-6 and t["power"] == 1.0 and t["min_lr"] == 0.0 and t["clip_grad"] is None
-    assert c["data"]["train_transform"]["crop_size"] == [512, 512]
+    t = c.train
+    assert (t.lr, t.weight_decay, t.iters, t.batch_size, t.warmup_iters) == (6e-5, 0.01, 160000, 8, 1500)
+    assert t.warmup_ratio == 1e-6 and t.power == 1.0 and t.min_lr == 0.0 and t.clip_grad is None
+    assert c.data.train_transform.crop_size == [512, 512]
     c = load_config("cityscapes_swin_b_1024x1024_80k", [f"data.root={root}"])
-    assert c["train"]["batch_size"] == 2 and c["train"]["iters"] == 80000
-    assert c["data"]["train_transform"]["crop_size"] == [1024, 1024]
+    assert c.train.batch_size == 2 and c.train.iters == 80000
+    assert c.data.train_transform.crop_size == [1024, 1024]
 
 
 def test_overrides_are_yaml_typed(root):
     c = load_config("sample", [f"data.root={root}", "train.iters=7", "train.lr=1e-2", "model.depths=[1,1,1,2]",
                                "train.clip_grad=null"])
-    assert c["train"]["iters"] == 7 and c["train"]["lr"] == 0.01 and c["model"]["depths"] == [1, 1, 1, 2]
+    assert c.train.iters == 7 and c.train.lr == 0.01 and c.model.depths == [1, 1, 1, 2]
     assert parse_override("a.b=") == (["a", "b"], None)
 
 
@@ -80,23 +80,23 @@ def test_bad_files_and_syntax(tmp_path, root):
 
 def test_loss_defaults_to_plain_cross_entropy(root):
     c = load_config("sample", [f"data.root={root}"])
-    assert c["train"]["loss"] == [{"type": "cross_entropy", "weight": 1.0, "class_weight": None,
+    assert c.train.loss == [{"type": "cross_entropy", "weight": 1.0, "class_weight": None,
                                    "avg_non_ignore": False}]
-    assert c["train"]["ohem"] is None
+    assert c.train.ohem is None
     c = load_config("sample", [f"data.root={root}", "train.avg_non_ignore=true"])
-    assert c["train"]["loss"][0]["avg_non_ignore"] is True
+    assert c.train.loss[0]["avg_non_ignore"] is True
 
 
 def test_loss_list_and_ohem_are_filled_in(root):
     loss = ("train.loss=[{type: cross_entropy, class_weight: median_frequency}, {type: dice, weight: 0.5}, "
             "{type: lovasz, classes: [0, 2], per_image: true}, {type: focal, alpha: [0.25, 0.5, 0.5, 0.75], gamma: 1}]")
     c = load_config("sample", [f"data.root={root}", loss, "train.ohem={thresh: 0.7}"])
-    ce, dice, lovasz, focal = c["train"]["loss"]
+    ce, dice, lovasz, focal = c.train.loss
     assert ce == {"type": "cross_entropy", "weight": 1.0, "class_weight": "median_frequency", "avg_non_ignore": False}
     assert dice == {"type": "dice", "weight": 0.5, "class_weight": None, "smooth": 1.0, "exponent": 2.0}
     assert lovasz["classes"] == [0, 2] and lovasz["per_image"] is True
     assert focal["gamma"] == 1 and focal["alpha"] == [0.25, 0.5, 0.5, 0.75]
-    assert c["train"]["ohem"] == {"thresh": 0.7, "min_kept": 100000}
+    assert c.train.ohem == {"thresh": 0.7, "min_kept": 100000}
 
 
 @pytest.mark.parametrize("override, match", [
@@ -154,8 +154,8 @@ def test_zero_crop_is_refused(root):
 
 def test_set_merges_into_dataset_options(root):
     config = load_config("sample", [f"data.root={root}", "data.options.img_suffix=.jpg"])
-    assert config["data"]["options"]["img_suffix"] == ".jpg"
-    assert config["data"]["options"]["class_names"] == ["background", "disc", "box", "triangle"]  # kept
+    assert config.data.options["img_suffix"] == ".jpg"
+    assert config.data.options["class_names"] == ["background", "disc", "box", "triangle"]  # kept
 
 
 def test_bad_set_on_the_command_line_is_one_line(capsys, tmp_path):

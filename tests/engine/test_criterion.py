@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import json
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from ssformer.engine.config import DEFAULTS, _validate_loss
+from ssformer.engine.config import loss_settings
 from ssformer.engine.criterion import SegmentationCriterion, build_criterion
 from ssformer.engine.loss import segmentation_loss
 from tests.conftest import FIXTURES
@@ -19,10 +18,9 @@ NAMES = sorted(name for name in CASES if "config" in CASES[name])
 
 
 def _criterion(config: dict, num_classes: int = 5) -> SegmentationCriterion:
-    train = copy.deepcopy(DEFAULTS["train"])
-    train.update(config)
-    _validate_loss(train)
-    return build_criterion(train, num_classes, 255)
+    loss, ohem = loss_settings(config.get("loss", [{"type": "cross_entropy"}]), config.get("ohem"),
+                               config.get("avg_non_ignore", False))
+    return build_criterion(loss, ohem, num_classes, 255)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -126,29 +124,25 @@ def test_named_class_weights_are_computed_once_and_checked():
         calls.append(method)
         return [1.0, 2.0, 3.0]
 
-    train = copy.deepcopy(DEFAULTS["train"])
-    train["loss"] = [{"type": "cross_entropy", "class_weight": "median_frequency"},
-                     {"type": "dice", "class_weight": "median_frequency"}]
-    _validate_loss(train)
-    criterion = build_criterion(train, 3, 255, source)
+    loss, _ = loss_settings([{"type": "cross_entropy", "class_weight": "median_frequency"},
+                             {"type": "dice", "class_weight": "median_frequency"}])
+    criterion = build_criterion(loss, None, 3, 255, source)
     assert calls == ["median_frequency"]
     assert criterion.terms[1]["class_weight"].tolist() == [1.0, 2.0, 3.0]
     with pytest.raises(ValueError, match=r"train.loss\[0\].class_weight has 2 values but the dataset has 3"):
-        build_criterion({**train, "loss": [{**train["loss"][0], "class_weight": [1.0, 2.0]}]}, 3, 255)
+        build_criterion([{**loss[0], "class_weight": [1.0, 2.0]}], None, 3, 255)
 
 
 def test_per_class_settings_must_fit_the_dataset():
-    train = copy.deepcopy(DEFAULTS["train"])
-    train["loss"] = [{"type": "focal", "alpha": [0.5, 0.5]}, {"type": "lovasz", "classes": [0, 3]}]
-    _validate_loss(train)
+    loss, _ = loss_settings([{"type": "focal", "alpha": [0.5, 0.5]}, {"type": "lovasz", "classes": [0, 3]}])
     with pytest.raises(ValueError, match=r"train.loss\[0\].alpha has 2 values but the dataset has 3 classes"):
-        build_criterion(train, 3, 255)
-    train["loss"][0]["alpha"] = 0.5
+        build_criterion(loss, None, 3, 255)
+    loss[0]["alpha"] = 0.5
     with pytest.raises(ValueError, match=r"train.loss\[1\].classes \[0, 3\] names classes outside \[0, 2\]"):
-        build_criterion(train, 3, 255)
-    train["loss"][0]["class_weight"] = "enet"
+        build_criterion(loss, None, 3, 255)
+    loss[0]["class_weight"] = "enet"
     with pytest.raises(ValueError, match=r"train.loss\[0\].class_weight: 'enet' needs the training set"):
-        build_criterion(train, 4, 255)
+        build_criterion(loss, None, 4, 255)
 
 
 def test_bf16_channels_last_logits_through_every_term():

@@ -34,9 +34,9 @@ def test_sample_is_small_and_loads_with_the_recipe():
     size = sum(p.stat().st_size for p in sample_root().rglob("*") if p.is_file())
     assert size < 1_000_000
     config = load_config("sample", [f"data.root={sample_root()}"])
-    data = config["data"]
-    train = build_dataset({"type": data["type"], "root": data["root"], **data["options"]}, split="train.txt")
-    val = build_dataset({"type": data["type"], "root": data["root"], **data["options"]}, split="val.txt")
+    data = config.data
+    train = build_dataset({"type": data.type, "root": data.root, **data.options}, split="train.txt")
+    val = build_dataset({"type": data.type, "root": data.root, **data.options}, split="val.txt")
     assert (len(train), len(val), train.num_classes) == (48, 16, 4)
     labels = np.concatenate([train[i]["label"].numpy().ravel() for i in range(len(train))])
     assert set(np.unique(labels).tolist()) == {0, 1, 2, 3, 255}

@@ -15,9 +15,10 @@ from torch import nn
 
 import ssformer
 from ssformer.models import fast
-from ssformer.models.attention import ShiftedWindowAttention, shift_window_mask
+from ssformer.models.attention import ShiftedWindowAttention
 from ssformer.models.decoder import AllMLPDecoder, ConvBNReLU
 from ssformer.models.swin import Mlp, PatchMerging
+from ssformer.models.window_grid import shift_window_mask
 from tests.conftest import FIXTURES, tiny_model_kwargs
 
 

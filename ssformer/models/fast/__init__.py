@@ -76,7 +76,7 @@ def fast_path(enabled: bool) -> Iterator[None]:
         _enabled = previous
 
 
-# The kernels, after the switch: they import the plain model modules, which import this package.
+# The kernels, after the switch (they import nothing of the plain model modules, which import this one).
 from ssformer.models.fast import decoder, hugepages, linear, merging, windows  # noqa: E402
 
 __all__ = ["ENV_VAR", "decoder", "fast_path", "hugepages", "linear", "merging", "set_fast_path", "use_fast_path",

@@ -26,14 +26,17 @@ copies or wasted work:
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torch.nn.functional as F
 
-from ssformer.models import attention as plain  # the shift mask; a module import, as the plain module imports us
 from ssformer.models.fast import caching, hugepages
 from ssformer.models.fast.linear import linear
+from ssformer.models.window_grid import shift_window_mask
+
+if TYPE_CHECKING:  # the plain module calls this one; its class is only named in annotations here
+    from ssformer.models.attention import ShiftedWindowAttention
 
 SCORES_CHUNK_BYTES = 4 << 20  # window_attention's working set per chunk of windows
 
@@ -91,7 +94,7 @@ def _window_geometry(batch: int, h: int, w: int, window_size: int, shift: int, h
 
     shift_mask = None
     if shift:
-        mask = plain.shift_window_mask(hp // ws, wp // ws, ws, shift, device, dtype)
+        mask = shift_window_mask(hp // ws, wp // ws, ws, shift, device, dtype)
         shift_mask = mask.repeat(batch, 1, 1).unsqueeze(1)
     return WindowGeometry(gather, gather_padding, padding_source, scatter, scatter_padding, shift_mask)
 
@@ -219,7 +222,7 @@ def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tenso
     return torch.matmul(scores.softmax(-1).to(v.dtype), v, out=out)
 
 
-def attention_bias(module: plain.ShiftedWindowAttention, dtype: torch.dtype) -> torch.Tensor:
+def attention_bias(module: ShiftedWindowAttention, dtype: torch.dtype) -> torch.Tensor:
     """(1, heads, N, N) relative position bias of ``module`` in ``dtype``.
 
     Cached when no gradient can flow into the bias table (inference); the key holds the table's
@@ -234,7 +237,7 @@ def attention_bias(module: plain.ShiftedWindowAttention, dtype: torch.dtype) -> 
                           lambda: module.relative_position_bias().unsqueeze(0).to(dtype))
 
 
-def attention(module: plain.ShiftedWindowAttention, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+def attention(module: ShiftedWindowAttention, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """``module(x, h, w)`` (W-MSA or SW-MSA on (B, h*w, C) tokens) through the gathered windows."""
     b, tokens, c = x.shape
     heads, n, d = module.num_heads, module.window_size ** 2, c // module.num_heads

@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 
 from ssformer.devices import resolve_device
-from ssformer.engine.distributed import all_reduce_sum, reduction_device, torchrun_env
+from ssformer.distributed import all_reduce_sum, reduction_device, torchrun_env
 from ssformer.engine.trainer import train
 from ssformer.metrics import IoUMetric
 from tests.engine.conftest import tiny_config
