@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from ssformer.data.frequencies import CLASS_WEIGHT_METHODS
 from ssformer.models.ssformer import VARIANTS
 
 # --- what a key allows: a check and the words the error and the docs use ----------------------------
@@ -81,7 +82,6 @@ LOSS_KEYS: dict[str, dict[str, Any]] = {
     "focal": {"class_weight": None, "gamma": 2.0, "alpha": 0.5},
     "lovasz": {"class_weight": None, "classes": "present", "per_image": False},
 }
-CLASS_WEIGHT_METHODS = ("median_frequency", "enet")
 
 
 def setting(default: Any, allowed: Allowed | None, doc: str, pair: bool = False) -> Any:

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssformer.engine.config import loss_settings
+from ssformer.engine.config import TrainSettings, loss_settings
 from ssformer.engine.criterion import SegmentationCriterion, build_criterion
 from ssformer.engine.loss import segmentation_loss
 from tests.conftest import FIXTURES
@@ -18,7 +18,7 @@ NAMES = sorted(name for name in CASES if "config" in CASES[name])
 
 
 def _criterion(config: dict, num_classes: int = 5) -> SegmentationCriterion:
-    loss, ohem = loss_settings(config.get("loss", [{"type": "cross_entropy"}]), config.get("ohem"),
+    loss, ohem = loss_settings(config.get("loss", TrainSettings().loss), config.get("ohem"),
                                config.get("avg_non_ignore", False))
     return build_criterion(loss, ohem, num_classes, 255)
 
