@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+    from ssformer.distributed import DistInfo
+    from ssformer.inference.files import InputImage
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -43,10 +50,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ssformer.devices import resolve_device
-    from ssformer.distributed import init_distributed, torchrun_env
-    from ssformer.inference.batch import FolderPredictor, Outputs
+    from ssformer.distributed import barrier, cleanup, init_distributed, torchrun_env
     from ssformer.inference.files import expand_inputs
-    from ssformer.inference.segmenter import Segmenter
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -60,6 +65,19 @@ def run(args: argparse.Namespace) -> int:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     dist_info = init_distributed(device.type)
+    try:
+        status = _predict(args, items, device, dist_info)
+        barrier()  # every rank done before any tears the group down
+        return status
+    finally:
+        if dist_info.created_group:  # exiting with gloo's threads still running aborts the process
+            cleanup()
+
+
+def _predict(args: argparse.Namespace, items: list[InputImage], device: torch.device, dist_info: DistInfo) -> int:
+    from ssformer.inference.batch import FolderPredictor, Outputs
+    from ssformer.inference.segmenter import Segmenter
+
     img_scale = None if args.original_size else (tuple(args.img_scale) if args.img_scale else "auto")
     segmenter = Segmenter(args.checkpoint, device=device, dtype=args.dtype, mode=args.mode, crop=args.crop,
                           stride=args.stride, tta=args.tta, img_scale=img_scale, config=args.config)
