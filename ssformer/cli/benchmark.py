@@ -4,9 +4,11 @@ what is timed and how)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 from ssformer.analysis.benchmark import DTYPES, benchmark, check_settings, format_result
+from ssformer.data.preprocessing import Preprocessing
 from ssformer.models.ssformer import SSformer, create_model, list_models
 
 
@@ -23,6 +25,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--compile", action="store_true", help="wrap the model in torch.compile")
+    parser.add_argument("--int8", action="store_true",
+                        help="CPU inference with every linear quantized to int8 by torchao (int8 weights, int8 "
+                             "activations scaled at run time; pip install 'ssformer[int8]')")
+    parser.add_argument("--check", metavar="DIR",
+                        help="with --int8: also print how often the int8 and the float model's masks agree "
+                             "on the images in DIR (resized to --size)")
+    parser.add_argument("--check-images", type=int, default=16, metavar="N",
+                        help="with --check: the first N images of DIR (default 16)")
     parser.add_argument("--train", action="store_true", help="time a training step instead of inference")
     parser.add_argument("--gradient-checkpointing", action="store_true",
                         help="with --train: recompute encoder blocks in the backward pass")
@@ -34,17 +44,42 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def build_model(name: str | None, checkpoint: str | None, num_classes: int) -> tuple[SSformer, str]:
+def build_model(name: str | None, checkpoint: str | None, num_classes: int) -> tuple[SSformer, Preprocessing, str]:
     if (name is None) == (checkpoint is None):
         raise ValueError("give either a model name or --checkpoint (not both)")
     if name is not None:
         if num_classes < 1:
             raise ValueError(f"--num-classes must be >= 1, got {num_classes}")
-        return create_model(name, num_classes=num_classes), name
+        return create_model(name, num_classes=num_classes), Preprocessing(), name
     from ssformer.loading import load_model
 
-    model = load_model(checkpoint).model
-    return model, str(checkpoint)
+    loaded = load_model(checkpoint)
+    return loaded.model, loaded.preprocessing, str(checkpoint)
+
+
+def check_int8(args: argparse.Namespace) -> None:
+    if not args.int8:
+        if args.check:
+            raise ValueError("--check only applies with --int8")
+        return
+    if args.dtype != "fp32" or args.train or args.compile or args.device != "cpu":
+        raise ValueError("--int8 times CPU inference of the quantized model: leave out --dtype, --train, "
+                         "--compile and --device")
+
+
+def quantize(model: SSformer, preprocessing: Preprocessing, args: argparse.Namespace) -> str | None:
+    """``model`` quantized in place; with ``--check``, how its masks compare to the float model's."""
+    import copy
+
+    from ssformer.inference import quantize as q
+
+    reference = copy.deepcopy(model).eval() if args.check else None
+    inputs = q.calibration_inputs(args.check, preprocessing, tuple(args.size), args.check_images) if args.check else []
+    q.quantize_linears(model)
+    if reference is None:
+        return None
+    agreement = q.compare_predictions(q.torch_runner(reference), q.torch_runner(model), inputs, model.num_classes)
+    return f"int8 against float: {agreement.summary()}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,13 +92,19 @@ def run(args: argparse.Namespace) -> int:
     if args.gradient_checkpointing and not args.train:
         raise ValueError("--gradient-checkpointing only applies with --train")
     check_settings(*args.size, args.batch, args.dtype, args.device, args.runs, args.warmup)
-    model, label = build_model(args.name, args.checkpoint, args.num_classes)
+    check_int8(args)
+    model, preprocessing, label = build_model(args.name, args.checkpoint, args.num_classes)
     model.set_gradient_checkpointing(args.gradient_checkpointing)
+    agreement = quantize(model, preprocessing, args) if args.int8 else None
     result = benchmark(model, *args.size, batch=args.batch, dtype=args.dtype, device=args.device,
                        compile=args.compile, train=args.train, runs=args.runs, warmup=args.warmup,
                        count_flops=not args.no_flops, name=label)
+    if args.int8:
+        result = dataclasses.replace(result, dtype="int8 (torchao, dynamic activations)")
     if args.json:
-        print(json.dumps(result.as_dict()))
+        print(json.dumps({**result.as_dict(), **({"int8_check": agreement} if agreement else {})}))
     else:
         print(format_result(result))
+        if agreement:
+            print(agreement)
     return 0

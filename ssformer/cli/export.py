@@ -20,6 +20,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
     p.add_argument("--tolerance", type=float, default=1e-3,
                    help="fail when the exported logits differ by more than this (default 1e-3)")
+    p.add_argument("--int8", action="store_true",
+                   help="onnx only: write an int8 model (ONNX Runtime static quantization of every MatMul, Gemm "
+                        "and Conv), calibrated on --calib images and checked against the float export")
+    p.add_argument("--calib", metavar="DIR", help="with --int8: images of your dataset to calibrate on")
+    p.add_argument("--calib-images", type=int, default=16, metavar="N",
+                   help="with --int8: use the first N images of --calib (and of --check; default 16)")
+    p.add_argument("--check", metavar="DIR",
+                   help="with --int8: images to compare int8 and float masks on (default: the calibration images)")
+    p.add_argument("--min-agreement", type=float, default=0.99, metavar="F",
+                   help="with --int8: fail, writing nothing, when the int8 and float argmax agree on fewer than "
+                        "this share of pixels (default 0.99)")
     p.add_argument("--out", required=True, help="file to write")
     p.set_defaults(func=run)
 
@@ -30,6 +41,10 @@ def run(args: argparse.Namespace) -> int:
 
     if min(args.size) < 1:
         raise ValueError(f"--size must be positive, got {args.size}")
+    if args.int8:
+        return _run_int8(args)
+    if args.calib or args.check:
+        raise ValueError("--calib and --check only apply with --int8")
     model = load_model(args.checkpoint, args.config).model
     result = export_model(model, args.format, tuple(args.size), args.out, dynamic=args.dynamic, opset=args.opset)
     for (h, w), diff in result.checks:
@@ -39,4 +54,31 @@ def run(args: argparse.Namespace) -> int:
               f"{args.out} is not trustworthy")
         return 1
     print(f"ssformer export: wrote {args.out}")
+    return 0
+
+
+def _run_int8(args: argparse.Namespace) -> int:
+    from ssformer.inference.quantize import AccuracyError, export_int8_onnx
+    from ssformer.loading import load_model
+
+    if args.format != "onnx":
+        raise ValueError(f"--int8 applies to --format onnx (for PyTorch, see ssformer.inference.quantize."
+                         f"quantize_linears); got --format {args.format}")
+    if not args.calib:
+        raise ValueError("--int8 needs --calib DIR: a few images of your dataset to calibrate on")
+    if not 0 <= args.min_agreement <= 1:
+        raise ValueError(f"--min-agreement must be in [0, 1], got {args.min_agreement}")
+    loaded = load_model(args.checkpoint, args.config)
+    try:
+        result = export_int8_onnx(loaded.model, loaded.preprocessing, args.calib, tuple(args.size), args.out,
+                                  dynamic=args.dynamic, opset=args.opset, calibration_images=args.calib_images,
+                                  check=args.check, min_agreement=args.min_agreement,
+                                  tolerance=args.tolerance)
+    except AccuracyError as e:
+        print(f"ssformer export: error: {e}")
+        return 1
+    for (h, w), diff in result.float_checks:
+        print(f"ssformer export: float onnx at {h}x{w}: max |logit difference| to PyTorch = {diff:.3g}")
+    print(f"ssformer export: int8 against float onnx: {result.agreement.summary()}")
+    print(f"ssformer export: wrote {result.path}")
     return 0

@@ -13,7 +13,8 @@ The oneDNN call (``torch.ops.mkldnn._linear_pointwise``, the kernel ``torch.comp
 linears) has no autograd formula, so it is taken only when no gradient can be needed and outside
 autocast (which must see ``F.linear`` to pick its dtype); tracing, compiling and exporting never
 get here (:func:`ssformer.models.fast.use_fast_path`). bf16 also needs a CPU on which oneDNN runs
-bf16 (AVX-512 or newer). Everything else, training included, is plain ``F.linear``. The layers
+bf16 (AVX-512 or newer). Everything else, training included, is plain ``F.linear``, and so are
+weights that are tensor subclasses (torchao's int8 weights: ``F.linear`` is what they dispatch). The layers
 are plain ``nn.Linear`` modules: same parameters, same state dict.
 """
 
@@ -29,12 +30,18 @@ _ONEDNN_DTYPES = (torch.float32, torch.bfloat16) if _ONEDNN_LINEAR and torch.ops
     else (torch.float32,)
 
 
+def _plain(tensor: torch.Tensor) -> bool:
+    return type(tensor) in (torch.Tensor, nn.Parameter)
+
+
 def uses_onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
     """Whether :func:`linear` takes the oneDNN kernel for this call (CPU inference in fp32 or bf16)."""
     if x.device.type != "cpu" or x.dtype not in _ONEDNN_DTYPES or x.dim() < 2:
         return False
     if weight.dtype != x.dtype or (bias is not None and bias.dtype != x.dtype) or x.numel() == 0:
         return False
+    if not _plain(weight) or (bias is not None and not _plain(bias)):
+        return False  # quantized (torchao) or other tensor-subclass weights dispatch through F.linear
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or
                                     (bias is not None and bias.requires_grad)):
         return False
