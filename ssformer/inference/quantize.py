@@ -30,8 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ssformer.data.preprocessing import Preprocessing
-from ssformer.inference.files import expand_inputs
-from ssformer.inference.images import load_rgb
+from ssformer.inference.images import IMAGE_EXTENSIONS, load_rgb
 from ssformer.metrics import IoUMetric
 from ssformer.utils import atomic_write
 
@@ -59,10 +58,15 @@ def calibration_inputs(folder: str | os.PathLike, preprocessing: Preprocessing,
     the quantized model has a fixed input size."""
     if limit < 1:
         raise ValueError(f"the number of calibration images must be >= 1, got {limit}")
-    files = expand_inputs([str(folder)])[:limit]
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist or is not a folder")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)[:limit]
+    if not files:
+        raise FileNotFoundError(f"folder {folder} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
     inputs = []
-    for item in files:
-        tensor = preprocessing(np.asarray(load_rgb(item.path)))[None]
+    for path in files:
+        tensor = preprocessing(np.asarray(load_rgb(path)))[None]
         if size is not None and tuple(tensor.shape[-2:]) != tuple(size):
             tensor = F.interpolate(tensor, size=size, mode="bilinear", align_corners=False)
         inputs.append(tensor.contiguous())

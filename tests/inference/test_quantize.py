@@ -24,7 +24,7 @@ def model():
 
 @pytest.fixture
 def images(tmp_path):
-    """Three smooth random RGB photos of different sizes (plus a text file the folder scan skips)."""
+    """Four random RGB photos of different sizes, two with one stem (plus a text file the folder scan skips)."""
     folder = tmp_path / "calib"
     folder.mkdir()
     rng = np.random.default_rng(0)
@@ -32,6 +32,7 @@ def images(tmp_path):
         coarse = rng.integers(0, 256, (h // 10 + 1, w // 10 + 1, 3), dtype=np.uint8)
         Image.fromarray(coarse).resize((w, h), Image.BILINEAR).save(folder / f"{i}.png")
     (folder / "notes.txt").write_text("not an image")
+    Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(folder / "2.jpg")  # same stem: fine here
     return folder
 
 
@@ -59,6 +60,8 @@ def test_calibration_inputs_are_the_models_preprocessing_at_the_export_size(imag
 def test_calibration_folder_without_images_names_it(tmp_path):
     with pytest.raises(FileNotFoundError, match=str(tmp_path)):
         quantize.calibration_inputs(tmp_path, Preprocessing())
+    with pytest.raises(FileNotFoundError, match="absent does not exist"):
+        quantize.calibration_inputs(tmp_path / "absent", Preprocessing())
     with pytest.raises(ValueError, match=">= 1"):
         quantize.calibration_inputs(tmp_path, Preprocessing(), limit=0)
 
@@ -99,7 +102,7 @@ def test_int8_onnx_export_writes_a_qdq_model_that_agrees(model, images, tmp_path
         b = int8_session.run(None, {"images": x.numpy()})[0].argmax(1)
         same, total = same + int((a == b).sum()), total + a.size
     assert result.agreement.argmax_agreement == pytest.approx(same / total)
-    assert result.agreement.images == 3 and result.agreement.argmax_agreement >= 0.99
+    assert result.agreement.images == 4 and result.agreement.argmax_agreement >= 0.99
     assert result.float_checks[0][1] < 1e-3
     assert list(tmp_path.glob(".ssformer-int8-*")) == []  # the work folder is gone
 
