@@ -17,8 +17,19 @@ ADE_SAMPLE = Path(os.environ.get("SSFORMER_ADE_SAMPLE", SHARED / "data" / "ade20
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 # Every device this machine has: tests taking the ``device`` fixture run once per entry (the CPU
-# always, CUDA when present; tools/gpu_check.sh runs them on a GPU machine).
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+# always, CUDA when present). SSFORMER_TEST_DEVICES=cuda keeps the CUDA entries and the tests marked
+# ``cuda`` alone: tools/gpu_check.sh runs that on a GPU machine, whose CPU entries CI already runs.
+DEVICES = os.environ.get("SSFORMER_TEST_DEVICES", "").split(",") if os.environ.get("SSFORMER_TEST_DEVICES") else (
+    ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+
+
+def pytest_collection_modifyitems(config, items):
+    """With SSFORMER_TEST_DEVICES naming no CPU, deselect the tests that would run on the CPU only."""
+    if "cpu" in DEVICES:
+        return
+    keep = [item for item in items if "device" in getattr(item, "fixturenames", ()) or item.get_closest_marker("cuda")]
+    config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+    items[:] = keep
 
 
 @pytest.fixture(params=DEVICES)

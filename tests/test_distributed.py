@@ -115,6 +115,7 @@ def test_single_process_cuda_n_is_used_as_given(two_gpus):
         resolve_device("cuda:2")
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not (torch.cuda.is_available() and dist.is_nccl_available()),
                     reason="NCCL needs a GPU (tools/gpu_check.sh)")
 def test_training_inside_a_one_process_nccl_group(one_process_group, tmp_path):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU path end to end, in under 10 minutes on a GPU machine (docs/gpu.md):
-#   1. the device-parametrised tests (CPU and CUDA entries) and the CUDA-only ones;
+#   1. the CUDA entries of the device-parametrised tests and the CUDA-only ones;
 #   2. short fp16 and bf16 trainings, each killed (SIGKILL) after a checkpoint, resumed, and compared
 #      with an uninterrupted run;
 #   3. a 2-process torchrun (NCCL, SyncBatchNorm; needs 2 GPUs) that must not warn about gradient
@@ -12,7 +12,8 @@
 # runs that mode.
 #
 # Usage: tools/gpu_check.sh [--cpu] [--out DIR]
-# Environment: PYTHON (default python3), OFFICIAL_PYTHON (default /tmp/ssformer-official/bin/python).
+# Environment: PYTHON (default python3), OFFICIAL_PYTHON (default /tmp/ssformer-official/bin/python),
+# SSFORMER_SHARED (default ../shared: reference/official.py and data/CamVid/test for compare).
 # Every step's output goes to OUT/logs/STEP.log; OUT/summary.txt lists PASS / FAIL / SKIP per step.
 # The exit status is 1 when any step failed.
 set -uo pipefail
@@ -24,7 +25,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --cpu) DEVICE=cpu ;;
     --out) OUT="$2"; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "gpu_check.sh: unknown argument $1 (use --cpu, --out DIR)" >&2; exit 2 ;;
   esac
   shift
@@ -33,6 +34,7 @@ OUT="${OUT:-$(mktemp -d -t gpu_check.XXXXXX)}"
 mkdir -p "$OUT/logs"
 PY="${PYTHON:-python3}"
 OFFICIAL_PYTHON="${OFFICIAL_PYTHON:-/tmp/ssformer-official/bin/python}"
+SHARED="${SSFORMER_SHARED:-$REPO/../shared}"  # official.py (reference/) and CamVid images for compare
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 cd "$REPO"
 SUMMARY="$OUT/summary.txt"
@@ -92,9 +94,10 @@ CLI=("$PY" -m ssformer.cli.main)
 
 # --- 1. tests ---------------------------------------------------------------------------------
 if [ "$DEVICE" = cuda ]; then
-  step tests timeout 300 "$PY" -m pytest -q -p no:cacheprovider tests/engine tests/models/test_exactness.py \
-    tests/models/test_model.py tests/inference/test_export.py tests/inference/test_sliding.py \
-    tests/analysis/test_benchmark.py tests/test_devices.py
+  # the CUDA entries of the device-parametrised tests and the CUDA-only ones (the CPU entries run in CI)
+  step tests env SSFORMER_TEST_DEVICES=cuda timeout 300 "$PY" -m pytest -q -p no:cacheprovider --durations=12 \
+    tests/engine tests/models/test_exactness.py tests/models/test_model.py tests/inference/test_export.py \
+    tests/inference/test_sliding.py tests/analysis/test_benchmark.py tests/test_devices.py tests/test_distributed.py
 else
   skip tests "the CPU entries run in the normal test suite"
 fi
@@ -206,10 +209,11 @@ if [ "$DEVICE" = cuda ]; then
       --runs 10 --json
   done
   if "$OFFICIAL_PYTHON" -c "import mmseg" > /dev/null 2>&1; then
-    images="$REPO/../shared/data/CamVid/test"
+    images="$SHARED/data/CamVid/test"
     [ -d "$images" ] || images="$SAMPLE/images"
-    step compare "$OFFICIAL_PYTHON" benchmarks/compare.py --device cuda --no-hf --runs 7 --num-images 4 \
-      --images "$images" --train --train-runs 5 --json "$OUT/compare.json"
+    step compare "$OFFICIAL_PYTHON" benchmarks/compare.py --device cuda --no-hf --runs 10 --num-images 4 \
+      --images "$images" --official-dir "$SHARED/reference" --train --train-model ssformer_swin_b --train-batch 8 \
+      --train-runs 5 --json "$OUT/compare.json"
   else
     skip compare "no official implementation at $OFFICIAL_PYTHON (shared/reference/setup_official.sh; set OFFICIAL_PYTHON)"
   fi

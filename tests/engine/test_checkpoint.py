@@ -84,6 +84,7 @@ def test_host_streams_round_trip():
     assert torch.equal(got[0], expected[0]) and np.array_equal(got[1], expected[1]) and got[2] == expected[2]
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="a real GPU stream (tools/gpu_check.sh)")
 def test_real_gpu_stream_round_trip():
     device = torch.device("cuda", torch.cuda.current_device())

@@ -216,6 +216,7 @@ def test_mixed_precision_kill_and_resume_on_every_device(tmp_path, monkeypatch, 
             assert all(torch.isfinite(v).all() for v in b["model"].values() if v.is_floating_point())
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 training needs CUDA (tools/gpu_check.sh)")
 def test_a_bf16_run_resumes_with_fp16(tmp_path):
     """The empty scaler state of a bf16 (or fp32) run is not loaded into fp16's enabled GradScaler."""
