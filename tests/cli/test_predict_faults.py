@@ -77,3 +77,33 @@ def test_save_proba_too_large_is_a_per_file_error(tiny150, tmp_path, capsys, mon
     assert message.startswith("probabilities for a 31x30 image needs") and "above the limit" in message
     assert np.load(out / "small_proba.npy").shape == (150, 30, 30)
     assert "large.png" in capsys.readouterr().err
+
+
+def _snapshot(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("layout", ["same-folder", "inside-input", "file-over-file", "glob"])
+def test_outputs_never_land_on_the_inputs(tiny150, tmp_path, capsys, layout):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(2)
+    for name in ("a.png", "b.jpg"):
+        Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(photos / name)
+    before = _snapshot(tmp_path)
+    inputs, out = {"same-folder": ([str(photos)], photos), "inside-input": ([str(photos)], photos / "masks"),
+                   "file-over-file": ([str(photos / "a.png")], photos),
+                   "glob": ([str(photos / "*.png")], photos)}[layout]
+    assert main(["predict", "--checkpoint", str(tiny150), *inputs, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--out" in err[0] and str(out) in err[0], err
+    assert _snapshot(tmp_path) == before and not (photos / "masks").exists()  # nothing written, nothing changed
+
+
+def test_an_output_folder_beside_the_inputs_is_fine(tiny150, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(np.zeros((20, 24, 3), dtype=np.uint8)).save(photos / "a.jpg")
+    assert main(["predict", "--checkpoint", str(tiny150), str(photos / "a.jpg"), "--out", str(photos),
+                 "--no-overlay"]) == 0  # a.jpg -> a.png: another file, the input is untouched
+    assert (photos / "a.png").is_file() and (photos / "a.jpg").is_file()
