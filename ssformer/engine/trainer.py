@@ -55,9 +55,13 @@ def _splits(value) -> list[str]:
 def build_train_dataset(config: TrainingConfig):
     data = config.data
     tt = data.train_transform
+    # Crops are padded with the dataset's own void value (a folder dataset may use another than 255).
+    ignore_index = data.options.get("ignore_index", 255)
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+        raise UserError(f"data.options.ignore_index must be a whole number (the labels' void value), got {ignore_index!r}")
     transform = TrainTransform(img_scale=tt.img_scale, ratio_range=tt.ratio_range, crop_size=tt.crop_size,
                                cat_max_ratio=tt.cat_max_ratio, flip_prob=tt.flip_prob,
-                               photometric=tt.photometric)
+                               photometric=tt.photometric, ignore_index=ignore_index)
     parts = [build_dataset({"type": data.type, "root": data.root, **data.options}, transform, split=s)
              for s in _splits(data.train_split)]
     return parts[0] if len(parts) == 1 else ConcatSeeded(parts), parts[0]
