@@ -107,3 +107,30 @@ def test_an_output_folder_beside_the_inputs_is_fine(tiny150, tmp_path):
     assert main(["predict", "--checkpoint", str(tiny150), str(photos / "a.jpg"), "--out", str(photos),
                  "--no-overlay"]) == 0  # a.jpg -> a.png: another file, the input is untouched
     assert (photos / "a.png").is_file() and (photos / "a.jpg").is_file()
+
+
+@pytest.mark.parametrize("fault", ["int64", "bool", "float8", "nan", "inf"])
+def test_weights_that_are_not_what_the_model_needs_are_refused(tiny150, tmp_path, capsys, fault):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny150, folder)
+    state = load_file(folder / "model.safetensors")
+    name = next(k for k in state if k.endswith("qkv.weight"))
+    tensor = state[name]
+    state[name] = {"int64": lambda: tensor.round().long(), "bool": lambda: tensor > 0,
+                   "float8": lambda: tensor.to(torch.float8_e4m3fn),
+                   "nan": lambda: tensor.index_fill(0, torch.tensor([1]), float("nan")),
+                   "inf": lambda: tensor.index_fill(0, torch.tensor([0]), float("-inf"))}[fault]()
+    save_file(state, folder / "model.safetensors")
+    Image.fromarray(np.zeros((20, 24, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(folder), str(tmp_path / "a.png"), "--out", str(out)]) == 2
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if ": note: " not in line]
+    assert len(err) == 1 and name in err[0], err
+    assert ("NaN or inf" if fault in ("nan", "inf") else str(state[name].dtype).removeprefix("torch.")) in err[0]
+    assert not out.exists()
+
