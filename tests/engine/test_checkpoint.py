@@ -247,3 +247,29 @@ def test_a_run_refused_for_its_data_writes_nothing(tmp_path):
     with pytest.raises(DataError):
         train(tiny_config(work, f"data.root={root}"))
     assert not work.exists() or not any(work.iterdir()), sorted(work.rglob("*"))
+
+
+def test_a_disk_that_fills_inside_torch_save_is_one_line_and_keeps_earlier_checkpoints(tmp_path, monkeypatch, capsys):
+    from ssformer.cli.main import main
+    from tests.engine.conftest import tiny_cli_sets
+
+    real_save, calls = torch.save, {"n": 0}
+
+    def fills_up(obj, f, *args, **kwargs):  # what torch raises when the disk fills mid-write
+        calls["n"] += 1
+        if calls["n"] <= 2:  # latest.pt and iter_3.pt of iteration 3 fit
+            return real_save(obj, f, *args, **kwargs)
+        with open(f, "wb") as partial:
+            partial.write(b"PK" + b"\0" * 4096)
+        raise RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file "
+                           "data/17: file write failed")
+
+    monkeypatch.setattr(torch, "save", fills_up)
+    work = tmp_path / "run"
+    assert main(["train", "--work-dir", str(work), *tiny_cli_sets(work, "train.iters=6")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    assert f"{work}" in err[0] and ".pt" in err[0] and "disk" in err[0] and "intact" in err[0], err
+    assert load_checkpoint(work / "latest.pt")["iteration"] == 3
+    assert load_checkpoint(work / "iter_3.pt")["iteration"] == 3
+    assert not list(work.glob(".*.tmp"))
