@@ -9,7 +9,9 @@ torchrun each process takes every N-th input and rank 0 writes one merged ``pred
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ from ssformer.inference.files import InputImage, refuse_outputs_over_inputs
 from ssformer.inference.images import load_rgb
 from ssformer.inference.segmenter import Segmenter
 from ssformer.inference.visualize import class_shares
-from ssformer.utils import atomic_write
+from ssformer.utils import atomic_write, die_with_parent
 
 PROGRESS_SECONDS = 30.0  # a text line this often when stderr is not a terminal
 PREDICT_ERRORS = (ValueError, RuntimeError, MemoryError)  # what one image can raise in the model
@@ -181,7 +183,7 @@ class FolderPredictor:
 
     def _predict_all(self, todo: list[InputImage]) -> None:
         loader = DataLoader(DecodeImages(todo), batch_size=None, shuffle=False, num_workers=self.num_workers,
-                            collate_fn=_as_is)
+                            collate_fn=_as_is, worker_init_fn=functools.partial(die_with_parent, os.getpid()))
         chunk: list[tuple[InputImage, object]] = []
         for index, image, error in loader:
             if error is not None:

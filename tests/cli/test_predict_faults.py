@@ -134,3 +134,64 @@ def test_weights_that_are_not_what_the_model_needs_are_refused(tiny150, tmp_path
     assert ("NaN or inf" if fault in ("nan", "inf") else str(state[name].dtype).removeprefix("torch.")) in err[0]
     assert not out.exists()
 
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat_file in __import__("pathlib").Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:  # fields: state, ppid, ...
+            found.append(int(stat_file.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads the process table from /proc (Linux)")
+def test_decoding_workers_die_with_a_killed_predict(tiny150, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    images = tmp_path / "big"
+    images.mkdir()
+    for i in range(60):  # 5.8 MB decoded each: a worker's result does not fit in the pipe and it blocks
+        Image.fromarray(np.full((1200, 1600, 3), i, dtype=np.uint8)).save(images / f"{i:03d}.png")
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {**os.environ, "PYTHONPATH": repo}
+    proc = subprocess.Popen([sys.executable, "-m", "ssformer.cli.main", "predict", "--checkpoint", str(tiny150),
+                             str(images), "--out", str(tmp_path / "out"), "--img-scale", "64", "48",
+                             "--batch-size", "1", "--num-workers", "2", "--no-overlay"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+            workers = [pid for pid in _children(proc.pid) if _alive(pid)]
+        assert len(workers) >= 2, "the workers never started"
+        time.sleep(1.0)  # let them decode ahead and block on the full pipe
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 15
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = [pid for pid in workers if _alive(pid)]
+        assert not left, f"decoding workers {left} outlived their killed parent"
+    finally:
+        for pid in set(_children(proc.pid) + [pid for pid in workers if _alive(pid)]):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.kill()
