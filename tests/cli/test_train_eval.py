@@ -120,3 +120,14 @@ def test_a_dataset_whose_void_value_is_not_255_trains_evaluates_and_predicts(tmp
     assert main(["predict", "--checkpoint", str(work / "model"), str(root / "images" / "val_000.png"),
                  "--out", str(masks)]) == 0
     assert np.asarray(Image.open(masks / "val_000.png")).max() < 4  # class ids, never the void value
+
+
+def test_demo_into_an_earlier_run_is_refused_without_overwrite(tmp_path, capsys):
+    work = tmp_path / "demo"
+    work.mkdir()
+    (work / "latest.pt").write_bytes(b"an earlier run's checkpoint")
+    assert main(["demo", "--work-dir", str(work)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--overwrite" in err[0] and "--work-dir" in err[0] and "--resume" not in err[0], err
+    assert [p.name for p in work.iterdir()] == ["latest.pt"]
+    assert (work / "latest.pt").read_bytes() == b"an earlier run's checkpoint"
