@@ -417,6 +417,17 @@ def _prepare_work_dir(config: TrainingConfig, start: Start, echo: Callable[[str]
     (work_dir / "config.yaml").write_text(yaml.safe_dump(_to_primitive(config.to_dict()), sort_keys=False))
 
 
+def _begin(run: Run, start: Start, latest: Path, seed: int, device: torch.device, dist_info: DistInfo,
+           echo: Callable[[str], object]) -> None:
+    """Continue ``latest`` (weights, optimiser, RNG states) or seed this process's dropout streams."""
+    if start.resume:
+        resume_run(run, latest, device, dist_info)
+        if dist_info.is_main:
+            echo(f"resumed from {latest} at iteration {run.iteration}")
+    else:
+        torch.manual_seed(seed + dist_info.rank)  # per-rank dropout / drop-path streams
+
+
 def _train(config: TrainingConfig, start: Start, echo, device: torch.device, dist_info: DistInfo) -> dict[str, Any]:
     tc = config.train
     work_dir, latest, iters = Path(config.work_dir), Path(config.work_dir) / "latest.pt", tc.iters
@@ -434,12 +445,7 @@ def _train(config: TrainingConfig, start: Start, echo, device: torch.device, dis
     model = build_model(config, first_part, device, dist_info, echo)
     run = Run(model, build_optimizer(model, tc.lr, tc.weight_decay, tc.betas, tc.eps, tc.no_decay_keys),
               build_grad_scaler(tc.amp, device))
-    if start.resume:
-        resume_run(run, latest, device, dist_info)
-        if dist_info.is_main:
-            echo(f"resumed from {latest} at iteration {run.iteration}")
-    else:
-        torch.manual_seed(tc.seed + dist_info.rank)  # per-rank dropout / drop-path streams
+    _begin(run, start, latest, tc.seed, device, dist_info, echo)
     net = wrap_for_ddp(model, device, dist_info)
     stream = build_loader(config, train_set, run.iteration, dist_info, device)
     stream = itertools.chain([_next_batch(stream)], stream)  # bad data stops the run before it writes anything
