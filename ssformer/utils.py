@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
 import shutil
+import signal
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,17 +52,48 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
             os.fsync(f.fileno())
         os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, path)
-    except OSError as e:
-        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+    except Exception as e:
+        failure = _write_failure(e)
+        if failure is None:
             raise
-        written = tmp_path.stat().st_size if tmp_path.exists() else 0
-        free = shutil.disk_usage(path.parent).free
-        raise DiskFullError(e.errno, f"no space left on the disk of {path.parent} to write {path.name} "
-                                     f"({written / 2**20:.0f} MiB written before it ran out, {free / 2**20:.0f} MiB "
-                                     f"free now); the previous {path.name}, if any, is intact") from None
+        raise _disk_error(path, tmp_path, failure) from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+# How a failed write shows when it is not a plain OSError: torch's zip writer raises RuntimeError
+# ("PytorchStreamWriter failed writing file data/3: file write failed", "unexpected pos ..."), and
+# safetensors its own error carrying the OS error ("No space left on device (os error 28)").
+_NO_SPACE = ("No space left on device", "os error 28", "Disk quota exceeded", "os error 122", "StorageFull")
+_WRITE_FAILED = ("file write failed", "PytorchStreamWriter failed", "unexpected pos")
+
+
+def _write_failure(error: BaseException) -> str | None:
+    """``"no space"`` for a full disk or quota, ``"write failed"`` for a write the library saw fail
+    without saying why, None for any other exception (which is not a disk fault)."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "no space"
+    text = str(error)
+    if isinstance(error, OSError) and error.errno is not None:
+        return None  # another OS error (permissions, a missing folder) keeps its own message
+    if any(marker in text for marker in _NO_SPACE):
+        return "no space"
+    if any(marker in text for marker in _WRITE_FAILED):
+        return "write failed"
+    return None
+
+
+def _disk_error(path: Path, tmp_path: Path, failure: str) -> DiskFullError:
+    written = tmp_path.stat().st_size if tmp_path.exists() else 0
+    free = shutil.disk_usage(path.parent).free
+    sizes = f"{written / 2**20:.0f} MiB written before it stopped, {free / 2**20:.0f} MiB free now"
+    if failure == "no space":
+        what = f"no space left on the disk of {path.parent} to write {path.name} ({sizes})"
+    else:
+        what = (f"writing {path.name} in {path.parent} failed ({sizes}): most likely its disk is full; "
+                "free some space there")
+    return DiskFullError(errno.ENOSPC, f"{what}; the previous {path.name}, if any, is intact")
 
 
 def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
@@ -70,3 +104,22 @@ def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent_pid: int, worker_id: int | None = None) -> None:
+    """Run in a worker process (a DataLoader ``worker_init_fn``): have Linux kill it when its parent
+    dies, so a command killed with SIGKILL leaves no orphaned worker holding memory (a worker blocked
+    on a full result pipe never notices its parent is gone). Elsewhere it does nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+            return
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)

@@ -50,3 +50,23 @@ def test_checkpoints_follow_the_umask(tmp_path):
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert len(files) >= 3
     assert {stat.S_IMODE(p.stat().st_mode) for p in files} == {0o644}
+
+
+def test_library_write_failures_become_one_disk_line_and_other_errors_stay(tmp_path):
+    import pytest
+
+    from ssformer.utils import DiskFullError, atomic_write
+
+    target = tmp_path / "weights.safetensors"
+    target.write_text("previous")
+    with pytest.raises(DiskFullError, match=r"no space left on the disk of .* to write weights.safetensors .*intact"):
+        with atomic_write(target):
+            raise RuntimeError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "
+                               "\"No space left on device\" })")
+    with pytest.raises(RuntimeError, match="shape mismatch"):  # not a disk fault: unchanged
+        with atomic_write(target):
+            raise RuntimeError("shape mismatch")
+    with pytest.raises(PermissionError):
+        with atomic_write(target):
+            raise PermissionError(13, "Permission denied")
+    assert target.read_text() == "previous" and not list(tmp_path.glob(".*.tmp"))

@@ -87,7 +87,19 @@ CASES = {
     "ohem_top_loss_resized": (9, (7, 9), (27, 35), 0.15, ce(loss_weight=1.0),
                               {"type": "OHEMPixelSampler", "thresh": None, "min_kept": 300},
                               [{"type": "cross_entropy"}], {"thresh": None, "min_kept": 300}),
-    # Dice: equal to mmseg's when no pixel is ignored (see dice_loss's docstring)
+    # Dice, without and with ignored pixels (mmseg 0.24.1 keeps those in its denominator: dice_loss's docstring)
+    "dice_ignored_pixels": (20, (7, 9), (27, 35), 0.15, {"type": "DiceLoss", "loss_weight": 1.0}, None,
+                            [{"type": "dice"}], None),
+    "dice_options_ignored_pixels": (21, (7, 9), (27, 35), 0.25,
+                                    {"type": "DiceLoss", "loss_weight": 0.5, "smooth": 0.5, "exponent": 1,
+                                     "class_weight": CW}, None,
+                                    [{"type": "dice", "weight": 0.5, "smooth": 0.5, "exponent": 1,
+                                      "class_weight": CW}], None),
+    "ohem_ce_dice_ignored_pixels": (22, (7, 9), (27, 35), 0.15,
+                                    [ce(loss_weight=1.0), {"type": "DiceLoss", "loss_weight": 0.5}],
+                                    {"type": "OHEMPixelSampler", "thresh": 0.7, "min_kept": 200},
+                                    [{"type": "cross_entropy"}, {"type": "dice", "weight": 0.5}],
+                                    {"thresh": 0.7, "min_kept": 200}),
     "dice": (10, (7, 9), (27, 35), 0.0, {"type": "DiceLoss", "loss_weight": 1.0}, None, [{"type": "dice"}], None),
     "dice_options": (11, (7, 9), (27, 35), 0.0,
                      {"type": "DiceLoss", "loss_weight": 0.5, "smooth": 0.5, "exponent": 1, "class_weight": CW}, None,
@@ -128,7 +140,7 @@ CASES = {
 
 
 def dice_with_ignored_pixels() -> dict:
-    """mmseg's Dice with ignored pixels, and on the labelled pixels alone (what ours computes).
+    """mmseg's Dice with ignored pixels, and on the labelled pixels alone (what ``exclude_ignored: true`` computes).
 
     Each image has the same number of labelled pixels, so those pixels alone form a (B, K, P, 1) batch.
     """

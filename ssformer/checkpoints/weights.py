@@ -61,6 +61,24 @@ def _summarise(keys: list[str], limit: int = 8) -> str:
 
 
 
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)  # what float weights may be stored as
+
+
+def check_values(key: str, want: torch.Tensor, value: torch.Tensor) -> None:
+    """Raise :class:`CheckpointError` naming ``key`` when ``value`` cannot stand for the model's ``want``:
+    an integer, bool or fp8 tensor where a float one belongs (``copy_`` would convert it silently), or
+    NaN / inf weights. Integer buffers (BatchNorm's ``num_batches_tracked``) stay integers."""
+    if not want.is_floating_point():
+        return
+    if value.dtype not in FLOAT_DTYPES:
+        raise CheckpointError(f"checkpoint tensor {key} is stored as {str(value.dtype).removeprefix('torch.')}, "
+                              "where the model needs floating-point weights (float32, float16 or bfloat16): the "
+                              "file is damaged or was not written as a model checkpoint")
+    if not bool(torch.isfinite(value).all()):
+        raise CheckpointError(f"checkpoint tensor {key} holds NaN or inf values: these weights cannot predict "
+                              "(a diverged training run or a damaged file); use an earlier checkpoint")
+
+
 def read_state_dict(path: str | os.PathLike) -> StateDict:
     """The tensors of a ``.safetensors`` file, a torch file or a ``save_pretrained`` folder, unwrapped."""
     path = Path(path)
@@ -91,8 +109,10 @@ def load_weights(model: nn.Module, checkpoint: str | os.PathLike | Mapping[str, 
         if key not in own:
             report.unexpected.append(key)
         elif own[key].shape == value.shape:
+            check_values(key, own[key], value)
             to_load[key] = value
         elif is_resizable_bias_table(key, own[key].shape, value.shape):
+            check_values(key, own[key], value)
             to_load[key] = resize_bias_table(value, (math.isqrt(own[key].shape[0]) + 1) // 2)
             report.resized.append(key)
         else:

@@ -20,6 +20,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--work-dir", default="ssformer-demo", help="output folder (default: ssformer-demo)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override an entry of the sample recipe, e.g. --set train.iters=100")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="WORK_DIR holds an earlier run: delete it and run the demo again (default: refuse)")
     parser.set_defaults(func=run)
 
 
@@ -30,12 +32,15 @@ def run(args: argparse.Namespace) -> int:
 
     from ssformer.engine.evaluator import autocast_context, evaluate
     from ssformer.engine.trainer import build_eval_dataset, train
+    from ssformer.engine.workdir import refuse_earlier_run
     from ssformer.metrics import format_table
     from ssformer.utils import atomic_write
 
     config = load_config("sample", [f"data.root={sample_root()}", *args.overrides, f"work_dir={args.work_dir}"])
     work_dir = Path(args.work_dir)
-    summary = train(config)
+    if not args.overwrite:
+        refuse_earlier_run(work_dir, how="")  # the demo has no --resume
+    summary = train(config, overwrite=args.overwrite)
     model = _final_model(work_dir)
     dataset = build_eval_dataset(config)
     results = evaluate(model, dataset, dataset.num_classes, dataset.ignore_index, amp=config.train.amp)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -51,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ssformer.devices import resolve_device
     from ssformer.distributed import barrier, cleanup, init_distributed, torchrun_env
-    from ssformer.inference.files import expand_inputs
+    from ssformer.inference.batch import Outputs, all_paths
+    from ssformer.inference.files import expand_inputs, refuse_outputs_over_inputs
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -61,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--alpha must be in [0, 1], got {args.alpha}")
     items = expand_inputs(args.inputs)
     layout = torchrun_env()  # under torchrun: one share of the files per process, one GPU each
+    outputs = Outputs(not args.no_overlay, args.save_proba, args.alpha)
+    out = Path(args.out)
+    refuse_outputs_over_inputs(args.inputs, items, out, all_paths(out, items, outputs, layout.world_size))
     device = resolve_device(args.device, layout.local_rank, layout.enabled, what="--device")
     if device.type == "cuda":
         torch.cuda.set_device(device)

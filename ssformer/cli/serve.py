@@ -24,6 +24,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload (default 20 MB)")
     p.add_argument("--queue", type=int, default=8,
                    help="requests admitted at once, running or waiting for the model (default 8); more get 503")
+    p.add_argument("--max-uploads", type=int, default=64,
+                   help="uploads received at once (default 64; each holds up to --max-upload-mb); more get 503")
     p.add_argument("--access-log", action="store_true", help="log every request (uvicorn's access log)")
     p.set_defaults(func=run)
 
@@ -45,8 +47,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
     if args.queue < 1:
         raise ValueError(f"--queue must be >= 1, got {args.queue}")
+    if args.max_uploads < 1:
+        raise ValueError(f"--max-uploads must be >= 1, got {args.max_uploads}")
     segmenter = Segmenter(args.checkpoint, device=args.device, dtype=args.dtype, mode=args.mode, config=args.config)
-    limits = ServeLimits(max_bytes=int(args.max_upload_mb * 1024 * 1024), queue_size=args.queue)
+    limits = ServeLimits(max_bytes=int(args.max_upload_mb * 1024 * 1024), queue_size=args.queue,
+                         max_uploads=args.max_uploads)
     try:
         server = LocalServer(segmenter, args.host, args.port, limits, log_level="info", access_log=args.access_log)
     except OSError as e:

@@ -20,6 +20,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config entry, e.g. --set train.iters=1000 (repeatable)")
     parser.add_argument("--resume", action="store_true", help="continue exactly from WORK_DIR/latest.pt")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="WORK_DIR holds an earlier run: delete its checkpoints, log.jsonl, model/ and "
+                             "TensorBoard events and start over (default: refuse)")
     parser.set_defaults(func=run)
 
 
@@ -38,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     try:
-        summary = train(config, resume=args.resume)
+        summary = train(config, resume=args.resume, overwrite=args.overwrite)
     except TrainingDiverged as e:
         print(f"ssformer train: error: {e}", file=sys.stderr)
         return 1

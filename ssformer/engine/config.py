@@ -78,7 +78,7 @@ EVAL_MODES = ("whole", "slide")
 # Loss term type -> its keys and their defaults (besides ``type`` and ``weight``, default 1.0).
 LOSS_KEYS: dict[str, dict[str, Any]] = {
     "cross_entropy": {"class_weight": None, "avg_non_ignore": None},  # None: train.avg_non_ignore
-    "dice": {"class_weight": None, "smooth": 1.0, "exponent": 2.0},
+    "dice": {"class_weight": None, "smooth": 1.0, "exponent": 2.0, "exclude_ignored": False},
     "focal": {"class_weight": None, "gamma": 2.0, "alpha": 0.5},
     "lovasz": {"class_weight": None, "classes": "present", "per_image": False},
 }
@@ -460,8 +460,9 @@ def _validate_loss(train: dict[str, Any]) -> None:
                 isinstance(term["classes"], list) and term["classes"]
                 and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in term["classes"])):
             raise ValueError(f"{where}.classes must be present, all or a list of class ids, got {term['classes']!r}")
-        if "per_image" in term and not isinstance(term["per_image"], bool):
-            raise ValueError(f"{where}.per_image must be true or false, got {term['per_image']!r}")
+        for key in ("per_image", "exclude_ignored"):
+            if key in term and not isinstance(term[key], bool):
+                raise ValueError(f"{where}.{key} must be true or false, got {term[key]!r}")
         filled.append(term)
     train["loss"] = filled
 

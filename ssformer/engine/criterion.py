@@ -4,7 +4,8 @@ The terms come from ``train.loss`` (validated and filled in by ``ssformer.engine
 ``cross_entropy`` (banded, never materialising the full-size logits), ``dice``, ``focal`` and
 ``lovasz`` (on the logits resized to the label size). ``train.ohem`` selects hard pixels once per
 step as mmseg's ``OHEMPixelSampler`` does; its 0/1 weights scale the cross-entropy (and focal) terms,
-while Dice and Lovász ignore them, as in mmseg 0.24.1 (whose Dice and Lovász drop the weight).
+while Dice and Lovász ignore them, as in mmseg 0.24.1 (whose Dice and Lovász drop the weight);
+Dice keeps ignored pixels in its denominator as mmseg 0.24.1 does unless ``exclude_ignored``.
 With the default ``[{type: cross_entropy}]`` and no OHEM the loss is exactly
 :func:`ssformer.engine.loss.segmentation_loss`.
 """
@@ -80,7 +81,8 @@ class SegmentationCriterion:
                     per_pixel = per_pixel * pixel_weight
                 value = (per_pixel.sum() / (valid.sum() + _EPS) if term["avg_non_ignore"] else per_pixel.mean())
             elif kind == "dice":
-                value = dice_loss(full, labels, self.ignore_index, term["smooth"], term["exponent"], weight)
+                value = dice_loss(full, labels, self.ignore_index, term["smooth"], term["exponent"], weight,
+                                  term["exclude_ignored"])
             elif kind == "focal":
                 value = focal_loss(full, labels, self.ignore_index, term["gamma"], term["alpha"], weight, pixel_weight)
             else:

@@ -14,33 +14,31 @@ import torch
 import torch.nn.functional as F
 
 
-def _one_hot(labels: torch.Tensor, valid: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """(B, K, H, W) float one-hot of the labels; all zeros at ignored pixels."""
-    target = labels.masked_fill(~valid, 0).long()
-    one_hot = F.one_hot(target, num_classes).permute(0, 3, 1, 2).float()
-    return one_hot * valid[:, None]
-
-
 def dice_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255, smooth: float = 1.0,
-              exponent: float = 2.0, class_weight: torch.Tensor | None = None) -> torch.Tensor:
-    """V-Net Dice loss of the softmax, per image and class, averaged: mmseg's ``DiceLoss``.
+              exponent: float = 2.0, class_weight: torch.Tensor | None = None,
+              exclude_ignored: bool = False) -> torch.Tensor:
+    """V-Net Dice loss of the softmax, per image and class, averaged: mmseg 0.24.1's ``DiceLoss``.
 
     With p = softmax(logits), y = one-hot labels and v = 1 on labelled pixels, for image b and class c
-    ``d_bc = 1 - (2 sum(p y v) + smooth) / (sum((p^exponent + y^exponent) v) + smooth)``; the loss is
-    ``sum_c w_c mean_b d_bc / K``. mmseg 0.24.1 leaves ignored pixels in the denominator sum (with y
-    one-hot of class K-1 there, from clamping 255); here they are left out of both sums, so the two
-    agree exactly when no pixel is ignored and otherwise ours is the Dice of the labelled pixels.
+    ``d_bc = 1 - (2 sum(p y v) + smooth) / (sum(p^exponent + y^exponent) + smooth)``; the loss is
+    ``sum_c w_c mean_b d_bc / K``. As in mmseg 0.24.1 the denominator sums over every pixel, ignored
+    ones included, where y is the one-hot of class K-1 (mmseg clamps the ignore value into range).
+    ``exclude_ignored=True`` departs from that: ignored pixels are left out of the denominator too,
+    so the loss is the Dice of the labelled pixels alone.
     """
+    num_classes = logits.shape[1]
     probabilities = F.softmax(logits.float(), dim=1)
     valid = labels != ignore_index
-    target = _one_hot(labels, valid, logits.shape[1])
     mask = valid[:, None].float()
-    numerator = 2 * (probabilities * target).flatten(2).sum(-1) + smooth
-    denominator = ((probabilities.pow(exponent) + target.pow(exponent)) * mask).flatten(2).sum(-1) + smooth
+    clamped = labels.long().clamp(0, num_classes - 1)  # mmseg: ignored pixels become class K-1
+    target = F.one_hot(clamped, num_classes).permute(0, 3, 1, 2).float()
+    numerator = 2 * (probabilities * target * mask).flatten(2).sum(-1) + smooth
+    summed = probabilities.pow(exponent) + target.pow(exponent)
+    denominator = (summed * mask if exclude_ignored else summed).flatten(2).sum(-1) + smooth
     per_class = (1 - numerator / denominator).mean(0)  # (K,): mean over images
     if class_weight is not None:
         per_class = per_class * class_weight.to(per_class)
-    return per_class.sum() / logits.shape[1]
+    return per_class.sum() / num_classes
 
 
 def focal_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255, gamma: float = 2.0,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import itertools
 import statistics
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -36,6 +37,8 @@ from ssformer.engine.evaluator import autocast_context, check_amp, evaluate
 from ssformer.engine.logs import JsonLog, Progress
 from ssformer.engine.optim import build_grad_scaler, build_optimizer, load_scaler_state, poly_warmup_lr, set_lr
 from ssformer.engine.sampling import ConcatSeeded, StreamBatchSampler
+from ssformer.engine.workdir import clear_earlier_run, refuse_earlier_run
+from ssformer.errors import UserError
 from ssformer.models.ssformer import VARIANTS, SSformerConfig
 from ssformer.utils import remove_stale_temporaries
 
@@ -52,9 +55,13 @@ def _splits(value) -> list[str]:
 def build_train_dataset(config: TrainingConfig):
     data = config.data
     tt = data.train_transform
+    # Crops are padded with the dataset's own void value (a folder dataset may use another than 255).
+    ignore_index = data.options.get("ignore_index", 255)
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+        raise UserError(f"data.options.ignore_index must be a whole number (the labels' void value), got {ignore_index!r}")
     transform = TrainTransform(img_scale=tt.img_scale, ratio_range=tt.ratio_range, crop_size=tt.crop_size,
                                cat_max_ratio=tt.cat_max_ratio, flip_prob=tt.flip_prob,
-                               photometric=tt.photometric)
+                               photometric=tt.photometric, ignore_index=ignore_index)
     parts = [build_dataset({"type": data.type, "root": data.root, **data.options}, transform, split=s)
              for s in _splits(data.train_split)]
     return parts[0] if len(parts) == 1 else ConcatSeeded(parts), parts[0]
@@ -108,15 +115,20 @@ def _to_primitive(value):
 
 
 # --- the loop -----------------------------------------------------------------------------------
-def train(config: TrainingConfig, resume: bool = False, echo=print) -> dict[str, Any]:
+def train(config: TrainingConfig, resume: bool = False, echo=print, overwrite: bool = False) -> dict[str, Any]:
     """Run (or resume) the training described by a validated config; returns a summary dict.
 
-    Under torchrun the process group is joined here and destroyed on the way out (unless the
-    caller had created it).
+    A work directory that holds an earlier run is refused unless ``resume`` (continue it) or
+    ``overwrite`` (delete it first). Under torchrun the process group is joined here and destroyed
+    on the way out (unless the caller had created it).
     """
     tc = config.train
     if config.work_dir is None:
         raise ValueError("work_dir is not set: give --work-dir DIR")
+    if resume and overwrite:
+        raise UserError("--resume continues the run in the work dir and --overwrite deletes it: give one of them")
+    if not resume and not overwrite:
+        refuse_earlier_run(Path(config.work_dir))
     layout = torchrun_env()  # the device is checked before joining the group, so a bad one fails alone
     device = resolve_device(tc.device, layout.local_rank, layout.enabled)
     check_amp(device, tc.amp)
@@ -125,7 +137,7 @@ def train(config: TrainingConfig, resume: bool = False, echo=print) -> dict[str,
         torch.cuda.set_device(device)  # the current device is the one CUDA RNG states and collectives use
     dist_info = init_distributed(device.type)
     try:
-        return _train(config, resume, echo, device, dist_info)
+        return _train(config, Start(resume, overwrite), echo, device, dist_info)
     finally:
         if dist_info.created_group:
             cleanup()
@@ -141,6 +153,14 @@ def note_amp(device: torch.device, train_section: TrainSettings, echo: Callable[
     elif amp == "bf16" and device.type == "cpu" and not cpu_bf16_native():
         echo("warning: train.amp=bf16 on a CPU without native bfloat16 (no AVX-512 BF16 or AMX): it is "
              "emulated and several times slower than fp32 here; use train.amp=auto or none")
+
+
+@dataclass(frozen=True)
+class Start:
+    """How a run begins in its work directory: continuing the earlier run, or replacing it."""
+
+    resume: bool = False
+    overwrite: bool = False
 
 
 @dataclass
@@ -384,7 +404,31 @@ def _evaluate(run: Run, eval_set, config: TrainingConfig, device: torch.device, 
 
 
 # --- the loop -------------------------------------------------------------------------------------
-def _train(config: TrainingConfig, resume: bool, echo, device: torch.device, dist_info: DistInfo) -> dict[str, Any]:
+def _prepare_work_dir(config: TrainingConfig, start: Start, echo: Callable[[str], object]) -> None:
+    """Create the work directory (emptied of an earlier run when overwriting) and write ``config.yaml``."""
+    work_dir = Path(config.work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    if start.overwrite:
+        removed = clear_earlier_run(work_dir)
+        if removed:
+            echo(f"--overwrite: deleted the earlier run's {', '.join(removed)} in {work_dir}")
+    for stale in remove_stale_temporaries(work_dir):
+        echo(f"removed {stale}, left by a write that was interrupted")
+    (work_dir / "config.yaml").write_text(yaml.safe_dump(_to_primitive(config.to_dict()), sort_keys=False))
+
+
+def _begin(run: Run, start: Start, latest: Path, seed: int, device: torch.device, dist_info: DistInfo,
+           echo: Callable[[str], object]) -> None:
+    """Continue ``latest`` (weights, optimiser, RNG states) or seed this process's dropout streams."""
+    if start.resume:
+        resume_run(run, latest, device, dist_info)
+        if dist_info.is_main:
+            echo(f"resumed from {latest} at iteration {run.iteration}")
+    else:
+        torch.manual_seed(seed + dist_info.rank)  # per-rank dropout / drop-path streams
+
+
+def _train(config: TrainingConfig, start: Start, echo, device: torch.device, dist_info: DistInfo) -> dict[str, Any]:
     tc = config.train
     work_dir, latest, iters = Path(config.work_dir), Path(config.work_dir) / "latest.pt", tc.iters
     if tc.num_threads is not None:
@@ -401,22 +445,13 @@ def _train(config: TrainingConfig, resume: bool, echo, device: torch.device, dis
     model = build_model(config, first_part, device, dist_info, echo)
     run = Run(model, build_optimizer(model, tc.lr, tc.weight_decay, tc.betas, tc.eps, tc.no_decay_keys),
               build_grad_scaler(tc.amp, device))
-    if resume:
-        resume_run(run, latest, device, dist_info)
-        if dist_info.is_main:
-            echo(f"resumed from {latest} at iteration {run.iteration}")
-    else:
-        torch.manual_seed(tc.seed + dist_info.rank)  # per-rank dropout / drop-path streams
-        if dist_info.is_main and latest.exists():
-            echo(f"warning: {latest} exists and will be overwritten (use --resume to continue it)")
+    _begin(run, start, latest, tc.seed, device, dist_info, echo)
     net = wrap_for_ddp(model, device, dist_info)
-    if dist_info.is_main:
-        work_dir.mkdir(parents=True, exist_ok=True)
-        for stale in remove_stale_temporaries(work_dir):
-            echo(f"removed {stale}, left by a write that was interrupted")
-        (work_dir / "config.yaml").write_text(yaml.safe_dump(_to_primitive(config.to_dict()), sort_keys=False))
-    log = JsonLog(work_dir / "log.jsonl", dist_info.is_main, keep_until=run.iteration if resume else None)
     stream = build_loader(config, train_set, run.iteration, dist_info, device)
+    stream = itertools.chain([_next_batch(stream)], stream)  # bad data stops the run before it writes anything
+    if dist_info.is_main:
+        _prepare_work_dir(config, start, echo)
+    log = JsonLog(work_dir / "log.jsonl", dist_info.is_main, keep_until=run.iteration if start.resume else None)
     progress = Progress(log, iters, run.iteration, tc.log_interval, tc.progress and dist_info.is_main,
                         echo if dist_info.is_main else None)
     last_eval: dict[str, Any] | None = None

@@ -9,7 +9,9 @@ torchrun each process takes every N-th input and rank 0 writes one merged ``pred
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -21,11 +23,11 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from ssformer.distributed import DistInfo
-from ssformer.inference.files import InputImage
+from ssformer.inference.files import InputImage, refuse_outputs_over_inputs
 from ssformer.inference.images import load_rgb
 from ssformer.inference.segmenter import Segmenter
 from ssformer.inference.visualize import class_shares
-from ssformer.utils import atomic_write
+from ssformer.utils import atomic_write, die_with_parent
 
 PROGRESS_SECONDS = 30.0  # a text line this often when stderr is not a terminal
 PREDICT_ERRORS = (ValueError, RuntimeError, MemoryError)  # what one image can raise in the model
@@ -86,6 +88,20 @@ class Outputs:
     alpha: float = 0.5
 
 
+def item_paths(out: Path, item: InputImage, outputs: Outputs) -> list[Path]:
+    """The files written for one image: mask, then overlay and probabilities when asked for."""
+    base = out / item.relative
+    names = [".png"] + (["_overlay.jpg"] if outputs.overlay else []) + (["_proba.npy"] if outputs.proba else [])
+    return [base.parent / (base.name + suffix) for suffix in names]
+
+
+def all_paths(out: Path, items: list[InputImage], outputs: Outputs, world_size: int = 1) -> list[Path]:
+    """Every file a run over ``items`` may write: per-image outputs, the legend and the summaries."""
+    shared = [out / "legend.png", out / "predictions.json"] + \
+        [out / f"predictions.rank{rank}.json" for rank in range(world_size)]
+    return shared + [path for item in items for path in item_paths(out, item, outputs)]
+
+
 class FolderPredictor:
     """Writes ``OUT/<name>.png`` (palette mask), ``OUT/<name>_overlay.jpg``, optionally
     ``OUT/<name>_proba.npy``, ``OUT/legend.png`` and ``OUT/predictions.json`` for a list of inputs."""
@@ -102,10 +118,7 @@ class FolderPredictor:
 
     # --- one image ---------------------------------------------------------------------------------
     def paths(self, item: InputImage) -> list[Path]:
-        base = self.out / item.relative
-        names = [".png"] + (["_overlay.jpg"] if self.outputs.overlay else []) + \
-            (["_proba.npy"] if self.outputs.proba else [])
-        return [base.parent / (base.name + suffix) for suffix in names]
+        return item_paths(self.out, item, self.outputs)
 
     def record(self, item: InputImage, mask: np.ndarray) -> None:
         shares = class_shares(mask, self.segmenter.num_classes)
@@ -170,7 +183,7 @@ class FolderPredictor:
 
     def _predict_all(self, todo: list[InputImage]) -> None:
         loader = DataLoader(DecodeImages(todo), batch_size=None, shuffle=False, num_workers=self.num_workers,
-                            collate_fn=_as_is)
+                            collate_fn=_as_is, worker_init_fn=functools.partial(die_with_parent, os.getpid()))
         chunk: list[tuple[InputImage, object]] = []
         for index, image, error in loader:
             if error is not None:
@@ -187,6 +200,7 @@ class FolderPredictor:
     def run(self, items: list[InputImage]) -> None:
         """Predict this process's share of ``items``; ``predictions.json`` is written even on an interrupt."""
         dist = self.dist_info
+        refuse_outputs_over_inputs([], items, self.out, all_paths(self.out, items, self.outputs, dist.world_size))
         self.out.mkdir(parents=True, exist_ok=True)
         if dist.is_main:
             with atomic_write(self.out / "legend.png") as tmp:

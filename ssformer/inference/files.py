@@ -6,6 +6,7 @@ import glob
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
+from ssformer.errors import UserError
 from ssformer.inference.images import IMAGE_EXTENSIONS
 
 
@@ -44,3 +45,20 @@ def expand_inputs(inputs: list[str], extensions: tuple[str, ...] = IMAGE_EXTENSI
         seen[item.relative] = item.path
     unique = {item.path.resolve(): item for item in found}  # the same file given twice runs once
     return list(unique.values())
+
+
+def refuse_outputs_over_inputs(inputs: list[str], items: list[InputImage], out: Path, written: list[Path]) -> None:
+    """Raise before anything is written when ``out`` is an input folder or lies inside one (its files
+    would be read back as inputs, and a mask could replace an image), or when any path in ``written``
+    is an input file: a prediction must never replace the user's images."""
+    out_resolved = out.resolve()
+    for text in inputs:
+        folder = Path(text)
+        if folder.is_dir() and out_resolved.is_relative_to(folder.resolve()):
+            raise UserError(f"--out {out} is inside the input folder {folder}: its masks would replace or mix "
+                            "with the images; give an --out folder outside the inputs")
+    sources = {item.path.resolve(): item.path for item in items}
+    for path in written:
+        if path.resolve() in sources:
+            raise UserError(f"--out {out} would overwrite the input {sources[path.resolve()]} with "
+                            f"{path.name}; give an --out folder outside the inputs")

@@ -17,8 +17,10 @@ limit), 503 queue full (with Retry-After), 500 a server bug. Malformed HTTP (a n
 non-numeric Content-Length, say) is refused by uvicorn's parser before the app sees it.
 
 One model thread runs the predictions (decode, predict, encode), one request at a time, so memory
-is that of one image; at most ``queue_size`` requests are admitted (running or waiting), the rest
-get 503 at once. Connections that do not finish their headers within ``header_timeout`` seconds
+is that of one image. A body is read whole (at most ``max_bytes``; at most ``max_uploads`` of them
+at once, the rest get 503) before its request asks for the model, so a client that uploads slowly
+holds a connection, not a place in the queue; at most ``queue_size`` read requests are admitted
+(running or waiting), the rest get 503 at once. Connections that do not finish their headers within ``header_timeout`` seconds
 are closed; uploads that send nothing for ``body_timeout`` seconds (or take longer than
 ``upload_timeout`` in all) get 408 and are closed.
 """
@@ -71,6 +73,7 @@ class ServeLimits:
     max_bytes: int = DEFAULT_MAX_BYTES  # largest upload
     max_pixels: int = MAX_PIXELS  # largest decoded image
     queue_size: int = 8  # requests admitted at once (one running, the others waiting for the model)
+    max_uploads: int = 64  # bodies being received at once (each holds up to max_bytes in memory)
     retry_after: int = 5  # seconds, in the 503 reply when the queue is full
     header_timeout: float = 10.0  # seconds to send the request line and headers
     body_timeout: float = 15.0  # seconds without upload bytes before the upload is dropped
@@ -163,7 +166,7 @@ async def read_upload(request: Request, limits: ServeLimits) -> bytes:
 
 
 class _Admission:
-    """At most ``limit`` requests in the model's queue (running or waiting); the event loop's
+    """At most ``limit`` requests at a stage (receiving, or in the model's queue); the event loop's
     single thread makes the counter safe."""
 
     def __init__(self, limit: int):
@@ -190,11 +193,12 @@ class SegmentationAPI:
 
     def __init__(self, segmenter: Segmenter, limits: ServeLimits | None = None):
         limits = limits or ServeLimits()
-        if limits.queue_size < 1 or limits.max_bytes < 1:
-            raise ValueError(f"queue_size and max_bytes must be positive, got {limits}")
+        if min(limits.queue_size, limits.max_bytes, limits.max_uploads) < 1:
+            raise ValueError(f"queue_size, max_uploads and max_bytes must be positive, got {limits}")
         self.segmenter, self.limits = segmenter, limits
         self.model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ssformer-model")
         self.admission = _Admission(limits.queue_size)
+        self.uploads = _Admission(limits.max_uploads)
         self.schemas = SchemaGenerator({"openapi": "3.0.0", "info": {"title": "ssformer serve", "version": "1"}})
 
     def segment(self, data: bytes, as_mask: bool, with_overlay: bool) -> Response:
@@ -206,19 +210,35 @@ class SegmentationAPI:
             return Response(buffer.getvalue(), media_type="image/png", headers=NO_STORE)
         return JSONResponse(describe_prediction(self.segmenter, image, mask, with_overlay), headers=NO_STORE)
 
-    async def run_upload(self, request: Request, as_mask: bool) -> Response:
-        with_overlay = request.query_params.get("overlay", "0").lower() in ("1", "true", "yes")
-        if not self.admission.enter():
-            return _error(503, f"the model queue is full ({self.limits.queue_size} requests); retry later",
-                          {"Retry-After": str(self.limits.retry_after)})
+    def _busy(self, what: str) -> Response:
+        return _error(503, f"{what}; retry later", {"Retry-After": str(self.limits.retry_after)})
+
+    async def receive(self, request: Request) -> bytes | Response:
+        """The whole (bounded) body, or the error reply. Bodies are read before the model's queue is
+        entered, so a client that sends slowly holds a connection, never a place in the queue."""
+        if not self.uploads.enter():
+            return self._busy(f"too many uploads are being received ({self.limits.max_uploads})")
         try:
-            data = await read_upload(request, self.limits)
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self.model_thread, self.segment, data, as_mask, with_overlay)
+            return await read_upload(request, self.limits)
         except UploadError as e:
             return _error(e.status, e.message, {"Connection": "close"} if e.close else None)
         except ClientDisconnect:
             return Response(status_code=400)  # nobody is listening; nothing to log
+        finally:
+            self.uploads.leave()
+
+    async def run_upload(self, request: Request, as_mask: bool) -> Response:
+        with_overlay = request.query_params.get("overlay", "0").lower() in ("1", "true", "yes")
+        data = await self.receive(request)
+        if isinstance(data, Response):
+            return data
+        if not self.admission.enter():
+            return self._busy(f"the model queue is full ({self.limits.queue_size} requests)")
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self.model_thread, self.segment, data, as_mask, with_overlay)
+        except UploadError as e:
+            return _error(e.status, e.message, {"Connection": "close"} if e.close else None)
         except ValueError as e:  # the segmenter refusing an input (sizes and the like)
             return _error(422, str(e))
         finally:
@@ -282,6 +302,7 @@ class SegmentationAPI:
           200: {description: "status ok, queue {active, capacity}, model"}
         """
         return JSONResponse({"status": "ok", "queue": {"active": self.admission.active, "capacity": self.limits.queue_size},
+                             "uploads": {"active": self.uploads.active, "capacity": self.limits.max_uploads},
                              "model": self.segmenter.describe()}, headers=NO_STORE)
 
     async def openapi(self, request: Request) -> Response:
@@ -386,8 +407,9 @@ class LocalServer:
         limits = limits or ServeLimits()
         self.socket = _bind(host, port)
         self.address: tuple[str, int] = self.socket.getsockname()[:2]
-        # No uvicorn limit_concurrency: its 503 is plain text. The app's queue bounds the uploads held
-        # (admitted before the body is read), and idle connections cost little and time out.
+        # No uvicorn limit_concurrency: its 503 is plain text. The app bounds the bodies being received
+        # (max_uploads) and, once read, the requests waiting for the model (queue_size); idle
+        # connections cost little and time out.
         config = uvicorn.Config(create_app(segmenter, limits), http=header_timeout_protocol(limits.header_timeout),
                                 lifespan="off", log_level=log_level, access_log=access_log, timeout_keep_alive=5,
                                 timeout_graceful_shutdown=5)
@@ -422,7 +444,7 @@ def app_from_environment() -> Starlette:
     """An app for ``uvicorn --factory ssformer.inference.serve:app_from_environment --workers N``:
     each worker process loads ``SSFORMER_CHECKPOINT`` (optional ``SSFORMER_CONFIG``,
     ``SSFORMER_DEVICE``, ``SSFORMER_DTYPE``, ``SSFORMER_MODE``, ``SSFORMER_MAX_UPLOAD_MB``,
-    ``SSFORMER_QUEUE``)."""
+    ``SSFORMER_QUEUE``, ``SSFORMER_MAX_UPLOADS``)."""
     checkpoint = os.environ.get("SSFORMER_CHECKPOINT")
     if not checkpoint:
         raise ValueError("set SSFORMER_CHECKPOINT to the model to serve (save_pretrained folder or checkpoint file)")
@@ -430,5 +452,6 @@ def app_from_environment() -> Starlette:
                           dtype=os.environ.get("SSFORMER_DTYPE", "auto"), mode=os.environ.get("SSFORMER_MODE") or None,
                           config=os.environ.get("SSFORMER_CONFIG") or None)
     limits = ServeLimits(max_bytes=int(float(os.environ.get("SSFORMER_MAX_UPLOAD_MB", "20")) * 1024 * 1024),
-                         queue_size=int(os.environ.get("SSFORMER_QUEUE", "8")))
+                         queue_size=int(os.environ.get("SSFORMER_QUEUE", "8")),
+                         max_uploads=int(os.environ.get("SSFORMER_MAX_UPLOADS", "64")))
     return create_app(segmenter, limits)

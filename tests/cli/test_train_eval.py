@@ -84,3 +84,50 @@ def test_warmup_longer_than_the_run_is_said(tmp_path, capsys):
     work = tmp_path / "run"
     assert main(["train", "--work-dir", str(work), *_sets(work, "train.iters=2", "train.warmup_iters=20")]) == 0
     assert "warning: train.warmup_iters=20 is not shorter than train.iters=2" in capsys.readouterr().out
+
+
+def test_a_dataset_whose_void_value_is_not_255_trains_evaluates_and_predicts(tmp_path, capsys):
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "void11"
+    shutil.copytree(sample_root(), root)
+    for path in (root / "labels").glob("*.png"):  # the sample's void 255 becomes 11, with a void border
+        array = np.asarray(Image.open(path)).copy()
+        array[array == 255] = 11
+        array[:3] = 11
+        Image.fromarray(array).save(path)
+    import yaml
+
+    from ssformer.engine.config import resolve_config_path
+
+    recipe = yaml.safe_load(resolve_config_path("sample").read_text())
+    recipe["data"]["options"]["ignore_index"] = 11
+    config = tmp_path / "void11.yaml"
+    config.write_text(yaml.safe_dump(recipe))
+    data = [str(config), "--data-root", str(root)]
+    assert main(["check-data", *data]) == 0
+    work = tmp_path / "run"
+    assert main(["train", *data, "--work-dir", str(work), *_sets(work, "train.iters=2")]) == 0
+    capsys.readouterr()
+    out = tmp_path / "metrics.json"
+    assert main(["eval", *data, "--checkpoint", str(work / "latest.pt"), *_sets(work), "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert len(record["IoU"]) == 4 and 0.0 < record["aAcc"] <= 1.0
+    masks = tmp_path / "masks"
+    assert main(["predict", "--checkpoint", str(work / "model"), str(root / "images" / "val_000.png"),
+                 "--out", str(masks)]) == 0
+    assert np.asarray(Image.open(masks / "val_000.png")).max() < 4  # class ids, never the void value
+
+
+def test_demo_into_an_earlier_run_is_refused_without_overwrite(tmp_path, capsys):
+    work = tmp_path / "demo"
+    work.mkdir()
+    (work / "latest.pt").write_bytes(b"an earlier run's checkpoint")
+    assert main(["demo", "--work-dir", str(work)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--overwrite" in err[0] and "--work-dir" in err[0] and "--resume" not in err[0], err
+    assert [p.name for p in work.iterdir()] == ["latest.pt"]
+    assert (work / "latest.pt").read_bytes() == b"an earlier run's checkpoint"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 
 import numpy as np
 import pytest
@@ -196,3 +197,80 @@ def test_resume_from_a_corrupted_latest_is_one_line(tmp_path, capsys):
     assert main(["train", "--work-dir", str(work), "--resume", *tiny_cli_sets(work)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "latest.pt is corrupt" in err[0] and "iter_6.pt" in err[0]
+
+
+def _files(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_training_over_an_earlier_run_is_refused_unless_asked(tmp_path, capsys):
+    import json
+
+    from ssformer.cli.main import main
+    from tests.engine.conftest import tiny_cli_sets
+
+    work = tmp_path / "run"
+    assert main(["train", "--work-dir", str(work), *tiny_cli_sets(work)]) == 0  # iter_3.pt, iter_6.pt, latest.pt
+    before = _files(work)
+    capsys.readouterr()
+    assert main(["train", "--work-dir", str(work), *tiny_cli_sets(work, "train.iters=2")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(work) in err[0] and "--resume" in err[0] and "--work-dir" in err[0] \
+        and "--overwrite" in err[0], err
+    assert _files(work) == before  # nothing written, nothing removed
+    # asked explicitly: the earlier run's checkpoints, log and model go, so nothing stale is left to mix in
+    assert main(["train", "--work-dir", str(work), "--overwrite", *tiny_cli_sets(work, "train.iters=2")]) == 0
+    assert sorted(p.name for p in work.glob("*.pt")) == ["best.pt", "iter_2.pt", "latest.pt"]
+    assert load_checkpoint(work / "latest.pt")["iteration"] == 2
+    records = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in records if r["event"] == "train"] == [1, 2]
+    capsys.readouterr()
+    assert main(["train", "--work-dir", str(work), "--overwrite", "--resume", *tiny_cli_sets(work)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_a_run_refused_for_its_data_writes_nothing(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from ssformer.data import DataError
+    from ssformer.engine.config import sample_root
+    from ssformer.engine.trainer import train
+    from tests.engine.conftest import tiny_config
+
+    root = tmp_path / "sample"
+    shutil.copytree(sample_root(), root)
+    for label in (root / "labels").glob("train_*.png"):  # every training label holds a class the sample lacks
+        array = np.asarray(Image.open(label)).copy()
+        array[0, 0] = 9
+        Image.fromarray(array).save(label)
+    work = tmp_path / "run"
+    with pytest.raises(DataError):
+        train(tiny_config(work, f"data.root={root}"))
+    assert not work.exists() or not any(work.iterdir()), sorted(work.rglob("*"))
+
+
+def test_a_disk_that_fills_inside_torch_save_is_one_line_and_keeps_earlier_checkpoints(tmp_path, monkeypatch, capsys):
+    from ssformer.cli.main import main
+    from tests.engine.conftest import tiny_cli_sets
+
+    real_save, calls = torch.save, {"n": 0}
+
+    def fills_up(obj, f, *args, **kwargs):  # what torch raises when the disk fills mid-write
+        calls["n"] += 1
+        if calls["n"] <= 2:  # latest.pt and iter_3.pt of iteration 3 fit
+            return real_save(obj, f, *args, **kwargs)
+        with open(f, "wb") as partial:
+            partial.write(b"PK" + b"\0" * 4096)
+        raise RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file "
+                           "data/17: file write failed")
+
+    monkeypatch.setattr(torch, "save", fills_up)
+    work = tmp_path / "run"
+    assert main(["train", "--work-dir", str(work), *tiny_cli_sets(work, "train.iters=6")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    assert f"{work}" in err[0] and ".pt" in err[0] and "disk" in err[0] and "intact" in err[0], err
+    assert load_checkpoint(work / "latest.pt")["iteration"] == 3
+    assert load_checkpoint(work / "iter_3.pt")["iteration"] == 3
+    assert not list(work.glob(".*.tmp"))

@@ -93,7 +93,8 @@ def test_loss_list_and_ohem_are_filled_in(root):
     c = load_config("sample", [f"data.root={root}", loss, "train.ohem={thresh: 0.7}"])
     ce, dice, lovasz, focal = c.train.loss
     assert ce == {"type": "cross_entropy", "weight": 1.0, "class_weight": "median_frequency", "avg_non_ignore": False}
-    assert dice == {"type": "dice", "weight": 0.5, "class_weight": None, "smooth": 1.0, "exponent": 2.0}
+    assert dice == {"type": "dice", "weight": 0.5, "class_weight": None, "smooth": 1.0, "exponent": 2.0,
+                    "exclude_ignored": False}
     assert lovasz["classes"] == [0, 2] and lovasz["per_image"] is True
     assert focal["gamma"] == 1 and focal["alpha"] == [0.25, 0.5, 0.5, 0.75]
     assert c.train.ohem == {"thresh": 0.7, "min_kept": 100000}

@@ -25,13 +25,20 @@ def test_dice_formula():
     p0 = torch.tensor([0.8, 0.4, 0.5])
     probabilities = torch.stack([p0, 1 - p0]).view(1, 2, 1, 3)
     labels = torch.tensor([[[0, 1, 255]]])
-    # class 0: num = 2 * 0.8 + 1, den = (0.8^2 + 1) + (0.4^2 + 0) + 1; class 1: num = 2 * 0.6 + 1, den = 0.04 + 1.36 + 1
-    d0 = 1 - (2 * 0.8 + 1) / (0.64 + 1 + 0.16 + 1)
-    d1 = 1 - (2 * 0.6 + 1) / (0.04 + 0.36 + 1 + 1)
+    # mmseg 0.24.1: the ignored pixel stays in the denominator, its one-hot is class K-1 = 1 (255 clamped)
+    # class 0: num = 2 * 0.8 + 1, den = (0.64 + 1) + (0.16 + 0) + (0.25 + 0) + 1
+    # class 1: num = 2 * 0.6 + 1, den = (0.04 + 0) + (0.36 + 1) + (0.25 + 1) + 1
+    d0 = 1 - (2 * 0.8 + 1) / (0.64 + 1 + 0.16 + 0.25 + 1)
+    d1 = 1 - (2 * 0.6 + 1) / (0.04 + 0.36 + 1 + 0.25 + 1 + 1)
     loss = dice_loss(_logits_for(probabilities), labels)
     assert loss.item() == pytest.approx((d0 + d1) / 2, rel=1e-5)
     weighted = dice_loss(_logits_for(probabilities), labels, class_weight=torch.tensor([2.0, 0.5]))
     assert weighted.item() == pytest.approx((2 * d0 + 0.5 * d1) / 2, rel=1e-5)
+    # exclude_ignored: the labelled pixels alone
+    e0 = 1 - (2 * 0.8 + 1) / (0.64 + 1 + 0.16 + 1)
+    e1 = 1 - (2 * 0.6 + 1) / (0.04 + 0.36 + 1 + 1)
+    excluded = dice_loss(_logits_for(probabilities), labels, exclude_ignored=True)
+    assert excluded.item() == pytest.approx((e0 + e1) / 2, rel=1e-5)
 
 
 def test_focal_formula():

@@ -315,6 +315,56 @@ def test_a_full_queue_answers_503_with_retry_after():
         srv.stop()
 
 
+def test_slow_uploads_cost_a_connection_not_the_model_queue(segmenter):
+    """As many clients as the queue holds trickle their bodies in; other uploads are still served."""
+    srv = make_server(segmenter, "127.0.0.1", 0, queue_size=2, body_timeout=2.0, upload_timeout=30.0).start()
+    base = f"http://127.0.0.1:{srv.address[1]}"
+    image = png_bytes(random_image(10, 16, 16))
+    slow = [socket.create_connection(("127.0.0.1", srv.address[1]), timeout=10) for _ in range(2)]
+    stop = threading.Event()
+
+    def trickle():
+        while not stop.wait(0.3):
+            for sock in slow:
+                sock.sendall(b"\0")
+
+    try:
+        for sock in slow:
+            sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n\0")
+        dripping = threading.Thread(target=trickle, daemon=True)
+        dripping.start()
+        time.sleep(0.5)  # both slow uploads are in and being received
+        for _ in range(3):
+            status, _, body = post(base + "/api/predict", image)
+            assert status == 200, body
+        health = json.loads(urllib.request.urlopen(base + "/health", timeout=10).read())
+        assert health["queue"]["active"] == 0 and health["uploads"]["active"] == 2, health
+    finally:
+        stop.set()
+        for sock in slow:
+            sock.close()
+        srv.stop()
+
+
+def test_too_many_uploads_at_once_answer_503():
+    torch.manual_seed(0)
+    segmenter = ssformer.Segmenter(ssformer.SSformer(**tiny_model_kwargs(num_classes=3)), img_scale=(64, 32))
+    srv = make_server(segmenter, "127.0.0.1", 0, max_uploads=1, retry_after=3, body_timeout=5.0).start()
+    base = f"http://127.0.0.1:{srv.address[1]}"
+    slow = socket.create_connection(("127.0.0.1", srv.address[1]), timeout=10)
+    try:
+        slow.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n\0")
+        time.sleep(0.3)
+        request = urllib.request.Request(base + "/api/predict", data=png_bytes(random_image(11, 8, 8)), method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 503 and refused.value.headers["Retry-After"] == "3"
+        assert "uploads" in json.loads(refused.value.read())["error"]
+    finally:
+        slow.close()
+        srv.stop()
+
+
 def test_app_from_environment_for_uvicorn_workers(tmp_path, monkeypatch):
     from starlette.applications import Starlette
 
