@@ -5,10 +5,10 @@ same random q/k/v (B * nW, heads, 49, 32), contiguous as the gather of ``Shifted
 leaves them:
 
 * ``fused``: ``F.scaled_dot_product_attention`` with the relative bias and (shifted blocks) the
-  shift mask summed into one (B * nW, heads, N, N) mask, as the model did before;
+  shift mask summed into one (B * nW, heads, N, N) mask, as the model calls it on CPUs with AMX;
 * ``spelled-out``: :func:`ssformer.models.fast.windows.window_attention` on CPU, as the model calls
-  it: q k^T, scale, both masks added in place, softmax, times v; for bf16 q/k/v the scores are
-  widened to float32 before the masks (``mask_dtype``);
+  it on CPUs without AMX: q k^T, scale, both masks added in place, softmax, times v; for bf16
+  q/k/v the scores are widened to float32 before the masks (``mask_dtype``);
 * ``bf16 masks`` (bf16 only): the same with the scores, masks and softmax left in bf16 (the
   model before float32 scores).
 
@@ -31,7 +31,8 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from ssformer.models.fast.windows import mask_dtype, window_attention  # noqa: E402
+from ssformer.models.fast import windows as fast_windows  # noqa: E402
+from ssformer.models.fast.windows import window_attention  # noqa: E402
 from ssformer.models.window_grid import shift_window_mask  # noqa: E402
 
 
@@ -53,6 +54,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    print(f"the model takes the {'fused' if fast_windows.cpu_prefers_fused_kernel() else 'spelled-out'} kernel "
+          "on this CPU (ssformer.models.fast.windows.cpu_prefers_fused_kernel)")
+    fast_windows.cpu_prefers_fused_kernel = lambda: False  # time the spelled-out kernel here whatever the CPU
     torch.manual_seed(0)
     ws, d = 7, 32
     n = ws * ws
@@ -67,7 +71,7 @@ def main() -> None:
             bias = torch.randn(1, heads, n, n).to(dtype)
             for shift in (0, ws // 2):
                 mask = shift_window_mask(hp // ws, wp // ws, ws, shift).unsqueeze(1) if shift else None
-                masks = {"fused": dtype, "spelled-out": mask_dtype(dtype, q.device)}
+                masks = {"fused": dtype, "spelled-out": torch.float32 if dtype != torch.float32 else dtype}
                 if dtype != torch.float32:
                     masks["bf16 masks"] = dtype
                 exact = window_attention(q.double(), k.double(), v.double(), bias.double(),
