@@ -15,11 +15,13 @@ leaves them:
 ``err`` is the max |difference| from the same attention in float64 on the same (rounded) inputs.
 
     python3 benchmarks/attention_kernels.py --threads 2
+    python3 benchmarks/attention_kernels.py --threads 2 --end-to-end 5   # the whole model with each kernel
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
 import time
@@ -47,15 +49,44 @@ def median_ms(fn, runs: int) -> float:
     return statistics.median(times) * 1e3
 
 
+def end_to_end(size: tuple[int, int], rounds: int) -> None:
+    """The whole model with either kernel forced, alternating the order each round (first round untimed)."""
+    import ssformer
+
+    torch.manual_seed(0)
+    fp32 = ssformer.create_model("ssformer_swin_b", num_classes=150).eval()
+    models = {"fp32": fp32, "bf16": copy.deepcopy(fp32).to(torch.bfloat16)}
+    x = torch.randn(1, 3, *size)
+    times: dict[tuple[str, bool], list[float]] = {}
+    with torch.inference_mode():
+        for r in range(rounds + 1):
+            for dtype, model in models.items():
+                for fused in (True, False) if r % 2 else (False, True):
+                    fast_windows.cpu_prefers_fused_kernel = lambda f=fused: f
+                    start = time.perf_counter()
+                    model(x.to(next(model.parameters()).dtype))
+                    if r:
+                        times.setdefault((dtype, fused), []).append((time.perf_counter() - start) * 1e3)
+    for dtype in models:
+        fused, spelled = times[(dtype, True)], times[(dtype, False)]
+        print(f"{dtype}: fused median {statistics.median(fused):.0f} ms {[round(t) for t in fused]}, spelled-out "
+              f"{statistics.median(spelled):.0f} ms {[round(t) for t in spelled]}: "
+              f"{statistics.median(spelled) / statistics.median(fused):.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, nargs=2, default=(512, 512), metavar=("H", "W"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--end-to-end", type=int, default=0, metavar="ROUNDS",
+                        help="instead: SSformer-B inference (fp32 and bf16) with each kernel, ROUNDS interleaved rounds")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"the model takes the {'fused' if fast_windows.cpu_prefers_fused_kernel() else 'spelled-out'} kernel "
           "on this CPU (ssformer.models.fast.windows.cpu_prefers_fused_kernel)")
+    if args.end_to_end:
+        return end_to_end(args.size, args.end_to_end)
     fast_windows.cpu_prefers_fused_kernel = lambda: False  # time the spelled-out kernel here whatever the CPU
     torch.manual_seed(0)
     ws, d = 7, 32
