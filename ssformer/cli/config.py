@@ -12,7 +12,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="`ssformer config list` names the shipped recipes; `ssformer config show [RECIPE] "
                     "[--set KEY=VALUE ...]` prints the resolved config as YAML: the built-in defaults, then "
                     "the recipe (a shipped name or a YAML file), then the overrides. With no RECIPE it "
-                    "prints the defaults alone. Nothing is validated against the machine (data.root may be unset). "
+                    "prints the defaults alone. Each value's type and range is checked, but nothing against the machine "
+                    "(data.root may be unset). "
                     "`ssformer config keys` prints every key with its default, allowed values and meaning "
                     "as a markdown table.")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -28,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import yaml
 
-    from ssformer.engine.config import config_dir, load_config, reference_table
+    from ssformer.engine.config import check_types, config_dir, load_config, reference_table
 
     if args.action == "list":
         for path in sorted(config_dir().glob("*.yaml")):
@@ -39,5 +40,6 @@ def run(args: argparse.Namespace) -> int:
         print(reference_table(), end="")
         return 0
     config = load_config(args.recipe, args.overrides, validate=False)
+    check_types(config.to_dict())  # a wrong type or range is one line, as in train; the machine is not checked
     print(yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None).rstrip())
     return 0

@@ -135,8 +135,8 @@ def _onednn_linear_flops(x, *args, out_shape, **kwargs) -> int:  # type: ignore[
 
 
 # Kernels FlopCounterMode's table lacks (torch 2.13): PyTorch's CPU fused attention (counted as SDPA;
-# ssformer's CPU attention is spelled out, see ssformer.models.fast.windows, but modules counted here
-# may call it) and the oneDNN linear that ssformer.models.fast.linear uses in CPU inference.
+# ssformer.models.fast.windows takes it on CPUs with AMX) and the oneDNN linear that
+# ssformer.models.fast.linear uses in CPU inference.
 _EXTRA_FORMULAS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flops,
                    torch.ops.mkldnn._linear_pointwise: _onednn_linear_flops}
 

@@ -32,6 +32,14 @@ def test_show_errors_name_the_key(capsys):
     assert "no_such_recipe" in capsys.readouterr().err
 
 
+def test_show_refuses_a_value_of_the_wrong_type_or_range(capsys):
+    for override, allowed in [("model.depths=5", "a list"), ("train.lr=abc", "a number > 0"),
+                              ("train.batch_size=0", "an integer >= 1")]:
+        assert main(["config", "show", "--set", override]) == 2
+        err = capsys.readouterr().err
+        assert override.split("=")[0] in err and allowed in err and "Traceback" not in err
+
+
 def test_the_documented_defaults_are_the_defaults(capsys):
     """docs/training.md shows `ssformer config show`; regenerate the block when a default changes."""
     from tests.conftest import REPO

@@ -41,6 +41,12 @@ def randomised(module: nn.Module, seed: int = 0) -> nn.Module:
     return module
 
 
+@pytest.fixture
+def spelled_out_cpu_attention(monkeypatch):
+    """The CPU kernel of CPUs without AMX (:func:`fast.windows.cpu_prefers_fused_kernel`), on any CPU."""
+    monkeypatch.setattr(fast.windows, "cpu_prefers_fused_kernel", lambda: False)
+
+
 def randomised_attention(window: int, shift: int, dim: int = 12, heads: int = 3) -> ShiftedWindowAttention:
     return randomised(ShiftedWindowAttention(dim, heads, window, shift), seed=window * 10 + shift)
 
@@ -92,7 +98,8 @@ def test_attention_and_gradients_equal_plain(window, shift, h, w):
 @pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("shift", [0, 3])
 def test_inference_attention_equals_plain(shift, fused, monkeypatch):
-    """Both attention kernels (spelled out on CPU; the fused one, taken on GPUs, forced here), fp32."""
+    """Both attention kernels (spelled out on CPUs without AMX; the fused one, taken on GPUs and CPUs
+    with AMX), each forced here, fp32."""
     monkeypatch.setattr(fast.windows, "uses_fused_kernel", lambda device: fused)
     attn = randomised_attention(7, shift)
     x = torch.randn(2, 10 * 15, 12)
@@ -105,7 +112,7 @@ def test_inference_attention_equals_plain(shift, fused, monkeypatch):
 
 @pytest.mark.parametrize("chunk_bytes", [1, 3 * 49 * 49 * 4 * 2])  # 1 and 2 windows (3 heads, fp32) a chunk
 @pytest.mark.parametrize("shift", [0, 3])
-def test_chunked_cpu_attention_equals_plain(shift, chunk_bytes, monkeypatch):
+def test_chunked_cpu_attention_equals_plain(shift, chunk_bytes, monkeypatch, spelled_out_cpu_attention):
     """Inference attends to the windows a chunk at a time: every chunk size gives the same result."""
     monkeypatch.setattr(fast.windows, "SCORES_CHUNK_BYTES", chunk_bytes)
     attn = randomised_attention(7, shift)
@@ -114,10 +121,12 @@ def test_chunked_cpu_attention_equals_plain(shift, chunk_bytes, monkeypatch):
         torch.testing.assert_close(attn(x, 10, 15), plain(attn, x, 10, 15), rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("shift", [0, 3])
-def test_bf16_attention_is_closer_to_exact_than_plain_bf16(shift):
-    """bf16 on CPU: the fast path widens scores to float32 for the masks and softmax (as the official
-    float32 bias does under autocast); the plain path stays in bf16. Both near the float64 result."""
+def test_bf16_attention_is_closer_to_exact_than_plain_bf16(shift, fused, monkeypatch):
+    """bf16 on CPU, either CPU kernel: the fast path adds float32 masks to float32 scores (as the
+    official float32 bias does under autocast); the plain path stays in bf16. Both near float64."""
+    monkeypatch.setattr(fast.windows, "cpu_prefers_fused_kernel", lambda: fused)
     attn = randomised_attention(7, shift)
     x = torch.randn(2, 10 * 15, 12)
     with torch.inference_mode():
@@ -130,13 +139,16 @@ def test_bf16_attention_is_closer_to_exact_than_plain_bf16(shift):
     assert ours_error < 0.03 and narrow_error < 0.05 and ours_error <= narrow_error
 
 
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("shift", [0, 3])
-def test_bf16_cpu_attention_widens_scores_to_float32(shift):
-    """The kernel itself: masks and softmax in float32 are closer to exact than the same steps in bf16."""
+def test_bf16_cpu_attention_widens_scores_to_float32(shift, fused, monkeypatch):
+    """The kernel itself, either CPU kernel: float32 masks beside bf16 q/k/v are closer to exact
+    than bf16 masks."""
+    monkeypatch.setattr(fast.windows, "cpu_prefers_fused_kernel", lambda: fused)
     windows = fast.windows
     assert windows.mask_dtype(torch.bfloat16, torch.device("cpu")) == torch.float32
     assert windows.mask_dtype(torch.float32, torch.device("cpu")) == torch.float32
-    assert windows.mask_dtype(torch.bfloat16, torch.device("meta")) == torch.bfloat16  # fused kernel
+    assert windows.mask_dtype(torch.bfloat16, torch.device("meta")) == torch.bfloat16  # other devices' kernels
     torch.manual_seed(shift)
     q, k, v = torch.randn(3, 2, 3, 49, 16).bfloat16().unbind(0)  # 2 windows x 3 heads
     bias = torch.randn(1, 3, 49, 49)
@@ -149,8 +161,8 @@ def test_bf16_cpu_attention_widens_scores_to_float32(shift):
     exact = attend(torch.float64, torch.float64)
     widened, narrow = attend(torch.bfloat16, torch.float32), attend(torch.bfloat16, torch.bfloat16)
     assert widened.dtype == narrow.dtype == torch.bfloat16
-    widened_error = (widened.double() - exact).abs().max()
-    assert widened_error < 0.015 and widened_error < 0.75 * (narrow.double() - exact).abs().max()
+    widened_error, narrow_error = (widened.double() - exact).abs(), (narrow.double() - exact).abs()
+    assert widened_error.max() < 0.015 and widened_error.mean() < 0.85 * narrow_error.mean()
 
 
 def test_shift_mask_has_the_official_three_bands():
@@ -166,13 +178,31 @@ def test_shift_mask_has_the_official_three_bands():
         torch.testing.assert_close(mask[window], expected, rtol=0, atol=0)
 
 
-def test_eval_call_on_cpu_takes_spelled_out_attention_and_folded_batchnorm(tiny_model):
+@pytest.mark.parametrize("amx", [False, True])
+def test_cpu_attention_kernel_follows_amx(amx, monkeypatch):
+    """The fused kernel on CPUs with AMX tiles, spelled out on the others; GPUs always fused."""
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    fast.windows.cpu_prefers_fused_kernel.cache_clear()
+    try:
+        assert fast.windows.uses_fused_kernel(torch.device("cpu")) == amx
+        assert fast.windows.uses_fused_kernel(torch.device("cuda"))
+    finally:
+        fast.windows.cpu_prefers_fused_kernel.cache_clear()
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_eval_call_on_cpu_takes_the_cpus_attention_kernel_and_folded_batchnorm(tiny_model, fused, monkeypatch):
+    monkeypatch.setattr(fast.windows, "cpu_prefers_fused_kernel", lambda: fused)
     tiny_model.eval()
+    x = torch.randn(1, 3, 64, 64)
     with torch.inference_mode(), torch.profiler.profile() as prof:
-        tiny_model(torch.randn(1, 3, 64, 64))
+        logits = tiny_model(x)
     names = {e.key for e in prof.key_averages()}
-    assert "aten::bmm" in names and not any("scaled_dot_product" in n for n in names), sorted(names)
+    assert any("scaled_dot_product" in n for n in names) == fused, sorted(names)
+    assert ("aten::bmm" in names) != fused
     assert "aten::native_batch_norm" not in names
+    with torch.inference_mode():
+        torch.testing.assert_close(logits, plain(tiny_model, x), rtol=0, atol=1e-4)
 
 
 def test_attention_bias_cache_follows_weight_changes():

@@ -5,7 +5,7 @@ plain, exact formulation, the one to read first. This package holds faster ways 
 numbers, one module per kernel family:
 
 * :mod:`.windows`: window attention as one gather of q/k/v rows into windows (custom autograd),
-  per-size cached geometry, chunked spelled-out attention on CPU, SDPA elsewhere, a cached bias;
+  per-size cached geometry, chunked spelled-out attention on CPUs without AMX, SDPA elsewhere, a cached bias;
 * :mod:`.linear`: linears through oneDNN in CPU inference, GELU fused into the MLP's first one;
 * :mod:`.merging`: patch merging's 2x2 -> 4C channel layout in two cheap copies;
 * :mod:`.decoder`: BatchNorm folded into the convolutions (eval), the 1x1 fuse convolution run

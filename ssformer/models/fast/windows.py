@@ -8,14 +8,15 @@ copies or wasted work:
   ``head_dim``-wide rows with a precomputed index (:func:`window_geometry`), plus writing the
   bias into the padding slots (:class:`_ToWindows`). q, k and v come out as contiguous
   (windows, heads, N, d) tensors.
-* On CPU attention is spelled out (:func:`window_attention`): q k^T, then the relative bias and
-  the shift mask added in place to those fresh scores, softmax, times v; in inference a few
-  windows at a time, so the scores stay in cache. For 7x7 windows that beats PyTorch's fused CPU
-  kernel (``benchmarks/attention_kernels.py``), which would also need bias + shift mask summed
-  into one (windows, heads, N, N) tensor per call. bf16/fp16 scores are widened to float32 before
-  the masks and the softmax, as the official model's float32 bias does under autocast: many times
-  more accurate, and PyTorch's float32 softmax is the faster one on CPU. Other devices take
-  ``F.scaled_dot_product_attention`` with that summed mask.
+* On CPUs without AMX attention is spelled out (:func:`window_attention`): q k^T, then the
+  relative bias and the shift mask added in place to those fresh scores, softmax, times v; in
+  inference a few windows at a time, so the scores stay in cache. For 7x7 windows on AMD Zen 4
+  that beats PyTorch's fused CPU kernel, which also needs bias + shift mask summed into one
+  (windows, heads, N, N) tensor per call; on Intel CPUs with AMX the fused kernel is the faster
+  one (``benchmarks/attention_kernels.py`` on both; :func:`cpu_prefers_fused_kernel`).
+  bf16/fp16 scores are widened to float32 before the masks and the softmax, as the official
+  model's float32 bias does under autocast: many times more accurate, and PyTorch's float32 softmax is the faster one on CPU. Other devices, and
+  CPUs with AMX, take ``F.scaled_dot_product_attention`` with that summed mask.
 * The inverse gather takes each (token, head) back from its window slot (un-shift, un-partition,
   crop and merge heads in one copy), and ``proj`` then runs on the real tokens only.
 * Index tensors and shift masks are cached per feature-map size, heads, device and dtype (shared
@@ -172,19 +173,33 @@ class _FromWindows(torch.autograd.Function):
         return grad_rows, None
 
 
+@functools.cache
+def cpu_prefers_fused_kernel() -> bool:
+    """Whether this CPU runs 7x7-window attention faster through PyTorch's fused kernel: where it has AMX.
+
+    Chosen by what the CPU has, from ``benchmarks/attention_kernels.py`` on both families (all 24
+    blocks of SSformer-B at 512x512, 2 threads): on an Intel Xeon with AMX the fused kernel took
+    43 ms against 130 ms spelled out in fp32 and 49 against 67 ms in bf16; on AMD Zen 4 (AVX-512,
+    no AMX) the spelled-out path is the faster one (docs/benchmarks.md).
+    """
+    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+
+
 def uses_fused_kernel(device: torch.device) -> bool:
-    """Whether :func:`window_attention` takes ``F.scaled_dot_product_attention`` on ``device``: not on CPU,
-    where the spelled-out path is faster for 7x7 windows (``benchmarks/attention_kernels.py``)."""
-    return device.type != "cpu"
+    """Whether :func:`window_attention` takes ``F.scaled_dot_product_attention`` on ``device``: off the CPU,
+    and on CPUs where :func:`cpu_prefers_fused_kernel`."""
+    return device.type != "cpu" or cpu_prefers_fused_kernel()
 
 
 def mask_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
     """The dtype attention adds its bias and shift mask in, for q/k/v in ``dtype`` on ``device``.
 
-    Spelled out, bf16/fp16 scores are widened to float32 first (module docstring); the fused
-    kernel takes its additive mask in the tokens' dtype.
+    On CPU bf16/fp16 scores meet float32 masks (module docstring): spelled out, the scores are
+    widened first; PyTorch's fused CPU kernel takes a float32 mask beside bf16 q/k/v and adds it to
+    its float32 scores (max error 0.0065 against 0.0101 with a bf16 mask, no slower on AMD Zen 4).
+    Other devices' fused kernels take the mask in the tokens' dtype.
     """
-    if dtype in (torch.bfloat16, torch.float16) and not uses_fused_kernel(device):
+    if dtype in (torch.bfloat16, torch.float16) and device.type == "cpu":
         return torch.float32
     return dtype
 
