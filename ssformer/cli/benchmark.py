@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 
 from ssformer.analysis.benchmark import DTYPES, benchmark, check_settings, format_result
 from ssformer.data.preprocessing import Preprocessing
@@ -82,6 +83,12 @@ def quantize(model: SSformer, preprocessing: Preprocessing, args: argparse.Names
     return f"int8 against float: {agreement.summary()}"
 
 
+COMPILE_ON_CPU_NOTE = (
+    "torch.compile on the CPU compiles the model's plain path and runs slower than eager SSformer (bf16 2.2-2.6x "
+    "slower on an Intel Xeon with AMX; docs/benchmarks.md); for fast CPU inference export the model for OpenVINO: "
+    "ssformer export --format openvino")
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -93,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--gradient-checkpointing only applies with --train")
     check_settings(*args.size, args.batch, args.dtype, args.device, args.runs, args.warmup)
     check_int8(args)
+    if args.compile and torch.device(args.device).type == "cpu":
+        logging.getLogger("ssformer").warning(COMPILE_ON_CPU_NOTE)
     model, preprocessing, label = build_model(args.name, args.checkpoint, args.num_classes)
     model.set_gradient_checkpointing(args.gradient_checkpointing)
     agreement = quantize(model, preprocessing, args) if args.int8 else None

@@ -143,3 +143,21 @@ def test_fp16_training_off_cuda_is_refused_like_the_trainer(tiny_dir):
     _, model = tiny_dir
     with pytest.raises(ValueError, match="train.amp=fp16 needs a CUDA device"):
         benchmark(model, 32, 32, dtype="fp16", device="cpu", train=True, runs=1, warmup=0, count_flops=False)
+
+
+def test_compile_on_the_cpu_says_it_loses_and_points_to_openvino(capsys, tiny_dir, monkeypatch):
+    """Compiled SSformer is slower than eager on CPUs (docs/benchmarks.md): the command says so before timing."""
+    import ssformer.cli.benchmark as command
+
+    compiled = []
+    real = command.benchmark
+    monkeypatch.setattr(command, "benchmark", lambda *a, **k: compiled.append(k["compile"]) or real(
+        *a, **{**k, "compile": False}))  # the note is what is tested; compiling the tiny model would take a minute
+    path, _ = tiny_dir
+    run_json(capsys, "--checkpoint", path, "--size", 32, 32, "--runs", 1, "--warmup", 0, "--compile")
+    assert compiled == [True]
+    main(["benchmark", "--checkpoint", str(path), "--size", "32", "32", "--runs", "1", "--warmup", "0", "--compile"])
+    err = capsys.readouterr().err
+    assert "slower than eager" in err and "ssformer export --format openvino" in err
+    main(["benchmark", "--checkpoint", str(path), "--size", "32", "32", "--runs", "1", "--warmup", "0"])
+    assert "openvino" not in capsys.readouterr().err
