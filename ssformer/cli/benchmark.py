@@ -84,8 +84,9 @@ def quantize(model: SSformer, preprocessing: Preprocessing, args: argparse.Names
 
 
 COMPILE_ON_CPU_NOTE = (
-    "torch.compile on the CPU compiles the model's plain path and runs slower than eager SSformer (bf16 2.2-2.6x "
-    "slower on an Intel Xeon with AMX; docs/benchmarks.md); for fast CPU inference export the model for OpenVINO: "
+    "torch.compile on the CPU compiles the model's plain path and runs slower than eager SSformer (bf16 2.2-2.6x, "
+    "fp32 1.4x slower on an Intel Xeon with AMX; docs/benchmarks.md); for fast CPU inference export the model for "
+    "OpenVINO: "
     "ssformer export --format openvino")
 
 
