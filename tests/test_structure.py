@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import re
+import sys
 from pathlib import Path
 
 import ssformer
@@ -26,14 +28,34 @@ def _is_module(name: str) -> bool:
     return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
+def _annotation_modules(tree: ast.AST) -> set[str]:
+    """Modules named in annotations by their dotted path (``x: "ssformer.models.attention.Layer"``):
+    under ``from __future__ import annotations`` such a hint needs no import to run, but it still
+    makes the annotated module depend on the named one."""
+    hints = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg) and node.annotation is not None:
+            hints.append(node.annotation)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.returns is not None:
+            hints.append(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            hints.append(node.annotation)
+    found = set()
+    for hint in hints:
+        text = hint.value if isinstance(hint, ast.Constant) and isinstance(hint.value, str) else ast.unparse(hint)
+        for dotted in re.findall(r"\bssformer(?:\.\w+)+", text):
+            parts = dotted.split(".")
+            found |= {".".join(parts[:i]) for i in range(2, len(parts) + 1) if _is_module(".".join(parts[:i]))}
+    return found
+
+
 def _imports(path: Path) -> set[str]:
-    """Every ``ssformer`` module ``path`` imports, at the top or inside functions."""
-    name, found = _module_name(path), set()
+    """Every ``ssformer`` module ``path`` imports, at the top or inside functions, and those it imports
+    or names only for annotations (``if TYPE_CHECKING:`` blocks, dotted names in hints): they never
+    run, but an import circle or an upward import through them is one in the design all the same."""
+    name, found = _module_name(path), set(_annotation_modules(ast.parse(path.read_text())))
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     tree = ast.parse(path.read_text())
-    for block in ast.walk(tree):  # imports only for annotations do not run
-        if isinstance(block, ast.If) and ast.unparse(block.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
-            block.body = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
@@ -105,4 +127,18 @@ def test_the_checks_see_the_whole_package():
     modules = _modules()
     assert {"ssformer.engine.trainer", "ssformer.models.swin", "ssformer.cli.main"} <= set(modules)
     assert "ssformer.engine.config" in _imports(modules["ssformer.engine.trainer"])
-    assert {_unit(m) for m in modules} == set(LAYERS)
+    assert "ssformer.distributed" in _imports(modules["ssformer.cli.predict"])  # in ``if TYPE_CHECKING:``
+
+
+def test_type_hint_imports_count(tmp_path, monkeypatch):
+    """An import under ``if TYPE_CHECKING:`` and a dotted name in a string hint are dependencies."""
+    models = tmp_path / "ssformer" / "models"
+    models.mkdir(parents=True)
+    for name in ("__init__", "decoder", "attention"):
+        (models / f"{name}.py").write_text("")
+    (models / "hinted.py").write_text(
+        "from __future__ import annotations\nfrom typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from ssformer.models.decoder import ConvBNReLU\n"
+        "def f(block: ConvBNReLU, x: 'ssformer.models.attention.ShiftedWindowAttention') -> None: ...\n")
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", tmp_path / "ssformer")
+    assert {"ssformer.models.decoder", "ssformer.models.attention"} <= _imports(models / "hinted.py")

@@ -14,7 +14,7 @@ import contextlib
 import itertools
 import statistics
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,7 @@ def model_config(config: TrainingConfig, num_classes: int, class_names=None, pal
         raise ValueError(f"model.num_classes={m.num_classes} but the dataset has {num_classes} classes")
     return SSformerConfig(num_classes=num_classes, window_size=m.window_size, mlp_ratio=m.mlp_ratio,
                           decoder_dim=m.decoder_dim, drop_path_rate=m.drop_path_rate, dropout=m.dropout,
+                          fast_path=m.fast_path,
                           class_names=list(class_names) if class_names else None,
                           palette=[list(c) for c in palette[:num_classes]] if palette else None, **sizes)
 
@@ -236,7 +237,7 @@ def checkpoint_state(run: Run, device: torch.device, dist_info: DistInfo) -> dic
         torch.distributed.all_gather_object(gathered, rng)
         rng = gathered
     model = run.model
-    return {"model": model.state_dict(), "model_config": _to_primitive(asdict(model.config)),
+    return {"model": model.state_dict(), "model_config": _to_primitive(model.config.to_dict()),
             "optimizer": run.optimizer.state_dict(), "scaler": run.scaler.state_dict(), "iteration": run.iteration,
             "rng": rng, "best": run.best, "world_size": dist_info.world_size, "config": model.recipe,
             "preprocessing": model.preprocessing.to_dict()}
@@ -251,7 +252,7 @@ def resume_run(run: Run, latest: Path, device: torch.device, dist_info: DistInfo
     if missing:
         raise ValueError(f"--resume: {latest} is not a training checkpoint of this package (no {', '.join(missing)})")
     saved = state.get("model_config") or {}
-    differ = [k for k, v in asdict(run.model.config).items()
+    differ = [k for k, v in run.model.config.to_dict().items()
               if k in saved and _to_primitive(v) != saved[k] and k not in ("class_names", "palette")]
     if differ:
         raise ValueError(f"--resume: {latest} holds a model with other settings ("
