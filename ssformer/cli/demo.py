@@ -30,10 +30,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from PIL import Image
 
-    from ssformer.engine.evaluator import autocast_context, evaluate
+    from ssformer.engine.evaluator import evaluate
     from ssformer.engine.trainer import build_eval_dataset, train
     from ssformer.engine.workdir import refuse_earlier_run
     from ssformer.metrics import format_table
+    from ssformer.precision import autocast
     from ssformer.utils import atomic_write
 
     config = load_config("sample", [f"data.root={sample_root()}", *args.overrides, f"work_dir={args.work_dir}"])
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     model.eval()
     for i in range(len(dataset)):
         item = dataset[i]
-        with torch.no_grad(), autocast_context(torch.device("cpu"), config.train.amp):
+        with torch.no_grad(), autocast(torch.device("cpu"), config.train.amp):
             logits = model(item["image"][None]).float()
         logits = torch.nn.functional.interpolate(logits, size=item["label"].shape, mode="bilinear",
                                                  align_corners=False)

@@ -7,7 +7,6 @@ In distributed runs every process evaluates a strided share of the images and th
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import torch
@@ -15,31 +14,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from ssformer.devices import cuda_bf16_native, resolve_amp
 from ssformer.distributed import DistInfo
 from ssformer.inference.sliding import infer
 from ssformer.metrics import IoUMetric
-
-
-def check_amp(device: torch.device, amp: str) -> None:
-    """Refuse autocast modes the device cannot run natively (fp16 off CUDA, emulated bf16 GPUs)."""
-    if amp == "fp16" and device.type != "cuda":
-        raise ValueError("train.amp=fp16 needs a CUDA device; use train.amp=auto or bf16 on CPU")
-    if amp == "bf16" and device.type == "cuda" and not cuda_bf16_native(device):
-        major, minor = torch.cuda.get_device_capability(device)
-        raise ValueError(f"train.amp=bf16: {torch.cuda.get_device_name(device)} (compute capability "
-                         f"{major}.{minor}) has no native bfloat16 (it needs 8.0 or newer, Ampere on); "
-                         f"use train.amp=fp16")
-
-
-def autocast_context(device: torch.device, amp: str):
-    """bf16/fp16 autocast for ``amp`` in {"bf16", "fp16"} ("auto": what the device runs natively),
-    nothing for "none"."""
-    amp = resolve_amp(amp, device)
-    if amp == "none":
-        return contextlib.nullcontext()
-    check_amp(device, amp)
-    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+from ssformer.precision import Precision, amp_precision
 
 
 class SkipUnreadable(Dataset):
@@ -70,15 +48,17 @@ def _gather(items: list[str]) -> list[str]:
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset, num_classes: int, ignore_index: int = 255, mode: str = "whole",
              crop_size=(512, 512), stride=(341, 341), tta: bool = False, scales=(1.0,), flip: bool = True,
-             device: torch.device | str = "cpu", amp: str = "none", num_workers: int = 0,
+             device: torch.device | str = "cpu", amp: str | Precision = "none", num_workers: int = 0,
              dist_info: DistInfo | None = None, progress: bool = False,
              skip_unreadable: bool = False) -> dict[str, Any]:
     """mmseg metrics (fractions) of ``model`` on ``dataset`` (items: dict with image, label).
 
     ``skip_unreadable``: pairs that cannot be read are left out and listed (messages naming the
-    file) under ``"failed"`` instead of stopping the evaluation.
+    file) under ``"failed"`` instead of stopping the evaluation. ``amp``: an autocast mode (as
+    ``train.amp``) or a :class:`~ssformer.precision.Precision` the caller resolved (its errors name its setting).
     """
     device = torch.device(device)
+    precision = amp if isinstance(amp, Precision) else amp_precision(amp, device, "train.amp")
     dist_info = dist_info or DistInfo()
     was_training = model.training
     model.eval()
@@ -96,7 +76,7 @@ def evaluate(model: nn.Module, dataset, num_classes: int, ignore_index: int = 25
             continue
         image = batch["image"].to(device)
         label = batch["label"]
-        with autocast_context(device, amp):
+        with precision.autocast():
             scores = infer(model, image, num_classes, tuple(label.shape[1:]), mode, tuple(crop_size), tuple(stride),
                            tta, tuple(scales), flip)
         metric.update(scores.float().argmax(dim=1).cpu(), label)

@@ -28,18 +28,18 @@ import ssformer
 from ssformer.data import DataError, TrainTransform, build_dataset
 from ssformer.data.frequencies import class_weights
 from ssformer.data.preprocessing import Preprocessing, TestTransform, from_training_config
-from ssformer.devices import cpu_bf16_native, resolve_amp, resolve_device
-from ssformer.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed, torchrun_env
+from ssformer.distributed import DistInfo, all_reduce_sum, barrier, distributed_session, session_device, torchrun_env
 from ssformer.engine.checkpoint import capture_rng, load_checkpoint, restore_rng, rotate_checkpoints, save_checkpoint
-from ssformer.engine.config import TrainingConfig, TrainSettings
+from ssformer.engine.config import TrainingConfig
 from ssformer.engine.criterion import build_criterion
-from ssformer.engine.evaluator import autocast_context, check_amp, evaluate
+from ssformer.engine.evaluator import evaluate
 from ssformer.engine.logs import JsonLog, Progress
 from ssformer.engine.optim import build_grad_scaler, build_optimizer, load_scaler_state, poly_warmup_lr, set_lr
 from ssformer.engine.sampling import ConcatSeeded, StreamBatchSampler
 from ssformer.engine.workdir import clear_earlier_run, refuse_earlier_run
 from ssformer.errors import UserError
 from ssformer.models.ssformer import VARIANTS, SSformerConfig
+from ssformer.precision import amp_precision, autocast
 from ssformer.utils import remove_stale_temporaries
 
 
@@ -130,30 +130,13 @@ def train(config: TrainingConfig, resume: bool = False, echo=print, overwrite: b
         raise UserError("--resume continues the run in the work dir and --overwrite deletes it: give one of them")
     if not resume and not overwrite:
         refuse_earlier_run(Path(config.work_dir))
-    layout = torchrun_env()  # the device is checked before joining the group, so a bad one fails alone
-    device = resolve_device(tc.device, layout.local_rank, layout.enabled)
-    check_amp(device, tc.amp)
-    note_amp(device, tc, echo if layout.is_main else lambda line: None)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)  # the current device is the one CUDA RNG states and collectives use
-    dist_info = init_distributed(device.type)
-    try:
+    device = session_device(tc.device, "train.device")  # checked before joining the group: a bad one fails alone
+    precision = amp_precision(tc.amp, device, "train.amp")
+    for line in precision.notes() if torchrun_env().is_main else []:
+        echo(line)
+    tc.amp = precision.mode  # what ``auto`` chose is recorded in config.yaml and the model's recipe
+    with distributed_session(device) as dist_info:
         return _train(config, Start(resume, overwrite), echo, device, dist_info)
-    finally:
-        if dist_info.created_group:
-            cleanup()
-
-
-def note_amp(device: torch.device, train_section: TrainSettings, echo: Callable[[str], object]) -> None:
-    """Resolve ``train.amp: auto`` for this device (the choice is recorded in config.yaml and the
-    model's recipe) and say when bf16 would be emulated on this CPU."""
-    amp = train_section.amp
-    if amp == "auto":
-        train_section.amp = resolve_amp(amp, device)
-        echo(f"train.amp auto: {train_section.amp} on this {device.type.upper()}")
-    elif amp == "bf16" and device.type == "cpu" and not cpu_bf16_native():
-        echo("warning: train.amp=bf16 on a CPU without native bfloat16 (no AVX-512 BF16 or AMX): it is "
-             "emulated and several times slower than fp32 here; use train.amp=auto or none")
 
 
 @dataclass(frozen=True)
@@ -299,7 +282,7 @@ def train_step(run: Run, net: nn.Module, criterion: Callable, stream: Iterator[d
         labels = sample["label"].to(device, non_blocking=True)
         sync = contextlib.nullcontext() if not dist_info.enabled or micro == accum - 1 else net.no_sync()
         with sync:
-            with autocast_context(device, tc.amp):
+            with autocast(device, tc.amp):
                 logits = net(images)
             loss = criterion(logits, labels)
             run.scaler.scale(loss / accum).backward()

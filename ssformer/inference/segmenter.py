@@ -18,13 +18,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ssformer.devices import resolve_device, resolve_dtype
+from ssformer.devices import resolve_device
 from ssformer.inference import visualize
 from ssformer.inference.images import ImageInput, load_rgb
 from ssformer.inference.postprocess import check_full_size, resized_argmax
 from ssformer.inference.sliding import infer
 from ssformer.loading import ConfigInput, load_model
 from ssformer.models.ssformer import SSformer
+from ssformer.precision import resolve_dtype
 
 MAX_FULL_SIZE_BYTES = 4 << 30
 
