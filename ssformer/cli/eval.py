@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
                          f"YAML file) to say which dataset to evaluate on")
     overrides = list(args.overrides) + options_as_overrides(vars(args), {
         "data_root": "data.root", "mode": "eval.mode", "amp": "train.amp", "device": "train.device"})
+    overrides += ["eval.tta=true"] if args.tta else []
     config = load_config(args.config, overrides, base=None if args.config else eval_recipe(model.recipe))
     tc = config.train
     test = from_training_config(config.to_dict())  # the recipe's (or CONFIG's) test settings, with the overrides
@@ -95,11 +96,8 @@ def _evaluate(args: argparse.Namespace, config: TrainingConfig, loaded: LoadedMo
                          f"{dataset.num_classes}")
     model.to(device)
     p = preprocessing
-    tta = args.tta or config.eval.tta
-    results = evaluate(model, dataset, dataset.num_classes, dataset.ignore_index, p.mode, p.crop_size, p.stride,
-                       tta=tta, scales=p.tta_scales, flip=p.flip, device=device, amp=precision,
-                       num_workers=config.eval.num_workers, dist_info=dist_info, progress=True,
-                       skip_unreadable=True)
+    tta = config.eval.tta
+    results = evaluate(model, dataset, config.eval, p, precision, dist_info, progress=True, skip_unreadable=True)
     failed = results.pop("failed")
     if dist_info.is_main:
         split = args.split or config.eval.split or config.data.val_split

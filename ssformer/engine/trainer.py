@@ -14,7 +14,7 @@ import contextlib
 import itertools
 import statistics
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -368,10 +368,10 @@ def _diverged(progress: Progress, log: JsonLog, latest: Path, what: str, iterati
 def _evaluate(run: Run, eval_set, config: TrainingConfig, device: torch.device, dist_info: DistInfo,
               log: JsonLog, progress: Progress) -> dict[str, Any]:
     """Evaluate, log and print; ``best.pt`` when the mIoU improved."""
-    tc, ec = config.train, config.eval
-    results = evaluate(run.model, eval_set, eval_set.num_classes, eval_set.ignore_index, ec.mode, ec.crop_size,
-                       ec.stride, device=device, amp=tc.amp, num_workers=ec.num_workers,
-                       dist_info=dist_info, progress=tc.progress)
+    tc = config.train
+    settings = replace(config.eval, tta=False)  # periodic evaluation without test-time augmentation
+    results = evaluate(run.model, eval_set, settings, precision=amp_precision(tc.amp, device), dist_info=dist_info,
+                       progress=tc.progress)
     if tc.bn_eval:
         _set_bn_eval(run.model)
     record = {"event": "eval", "iter": run.iteration, **results}
