@@ -1,10 +1,10 @@
 """Eager against ``torch.compile`` for SSformer inference on CPU, interleaved in one process.
 
-Under ``torch.compile`` the fast path is off (``ssformer.models.fast.use_fast_path()`` is False
+Under ``torch.compile`` the fast path is off (``ssformer.models.fast.in_effect()`` is False
 while compiling), so inductor compiles the plain path. The modes:
 
 * ``eager``: the model as users call it (fast path on);
-* ``eager-plain``: the same under ``fast_path(False)``, the graph inductor starts from;
+* ``eager-plain``: the same under ``fast_path(model, False)``, the graph inductor starts from;
 * ``compile``: ``torch.compile(model)`` with inductor's defaults;
 * ``compile-freeze``: the same with ``torch._inductor.config.freezing = True`` (weights folded as
   constants, which lets inductor pre-pack linear weights for oneDNN on CPU).
@@ -41,7 +41,7 @@ def build_runner(model: torch.nn.Module, mode: str) -> Callable[[torch.Tensor], 
         return model
     if mode == "eager-plain":
         def plain(x: torch.Tensor) -> torch.Tensor:
-            with fast.fast_path(False):
+            with fast.fast_path(model, False):
                 return model(x)
         return plain
     # A separate backend per mode, so the two modes do not share one cached graph.

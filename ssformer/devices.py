@@ -1,11 +1,9 @@
-"""Devices and precisions: one resolver for every command (training, evaluation, prediction, benchmarks)."""
+"""Devices: one resolver for every command (training, evaluation, prediction, benchmarks), and what each
+device computes natively (which :mod:`ssformer.precision` asks)."""
 
 from __future__ import annotations
 
 import torch
-
-DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-          "fp16": torch.float16, "float16": torch.float16}
 
 
 def cuda_bf16_native(device: torch.device | str | int | None = None) -> bool:
@@ -29,16 +27,6 @@ def cpu_bf16_native() -> bool:
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
-def resolve_amp(amp: str, device: torch.device) -> str:
-    """``auto``: bf16 where the device runs it natively (CPUs with AVX-512 BF16 or AMX, GPUs of compute
-    capability 8.0+), fp16 on older GPUs, none (fp32) on other CPUs; other modes as given."""
-    if amp != "auto":
-        return amp
-    if device.type == "cuda":
-        return "bf16" if cuda_bf16_native(device) else "fp16"
-    return "bf16" if device.type == "cpu" and cpu_bf16_native() else "none"
-
-
 def resolve_device(name: str | torch.device = "auto", local_rank: int = 0, distributed: bool = False,
                    what: str = "train.device") -> torch.device:
     """The device for ``name`` (``auto``: the GPU when there is one, else the CPU; ``what`` names the
@@ -59,7 +47,7 @@ def resolve_device(name: str | torch.device = "auto", local_rank: int = 0, distr
     if distributed:
         if name != "cuda":
             raise ValueError(f"{what}={name} under torchrun would put every process on that GPU; use "
-                             f"train.device=cuda (process LOCAL_RANK takes GPU LOCAL_RANK) and choose GPUs "
+                             f"{what}=cuda (process LOCAL_RANK takes GPU LOCAL_RANK) and choose GPUs "
                              f"with CUDA_VISIBLE_DEVICES")
         if local_rank >= count:
             raise ValueError(f"LOCAL_RANK={local_rank} but only {count} GPU(s) are visible: start at most "
@@ -70,17 +58,3 @@ def resolve_device(name: str | torch.device = "auto", local_rank: int = 0, distr
     if index >= count:
         raise ValueError(f"{what}={name} but only {count} GPU(s) are visible (cuda:0 to cuda:{count - 1})")
     return torch.device("cuda", index)
-
-
-def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
-    """"auto": float32 on the CPU (exact, and reduced precision is rarely faster there);
-    bfloat16 on GPUs that run it natively (compute capability 8.0+), else float16."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if cuda_bf16_native(device) else torch.float16
-        return torch.float32
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be auto, fp32, bf16 or fp16, got {dtype!r}")
-    return DTYPES[dtype]

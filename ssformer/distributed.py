@@ -1,4 +1,10 @@
-"""Process-group setup from torchrun's environment (NCCL on GPU, gloo on CPU) and small helpers.
+"""One distributed session for every command (train, eval, predict), and small collective helpers.
+
+:func:`session_device` and :func:`distributed_session` do, in this order, what a torchrun process
+needs: read torchrun's environment, resolve (and check) the device before joining, make it CUDA's
+current device (NCCL collectives and CUDA RNG states use that one), join the group (NCCL on GPU,
+gloo on CPU), and destroy the group on every way out, errors included (exiting with gloo's threads
+still running aborts the process).
 
 Collectives run on the device the group's backend serves: an NCCL-only group has no CPU backend
 (``No backend type associated with device type cpu``), so :func:`all_reduce_sum` moves its tensor
@@ -7,11 +13,15 @@ to :func:`reduction_device` and back rather than assuming the CPU.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from ssformer.devices import resolve_device
 
 
 @dataclass
@@ -38,21 +48,45 @@ def torchrun_env() -> DistInfo:
     return DistInfo(rank=int(os.environ["RANK"]), world_size=world, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
 
 
+def session_device(setting: str | torch.device = "auto", what: str = "--device") -> torch.device:
+    """The device of this process for ``setting`` (``what`` names it in errors): under torchrun GPU
+    ``LOCAL_RANK`` (:func:`ssformer.devices.resolve_device`). Resolved before joining the group, so a
+    bad setting fails alone instead of leaving the other processes waiting."""
+    layout = torchrun_env()
+    return resolve_device(setting, layout.local_rank, layout.enabled, what=what)
+
+
 def init_distributed(device_type: str) -> DistInfo:
     """Join the group described by torchrun's ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` (if any).
 
     Multi-node runs work through torchrun's own flags (``--nnodes``, ``--rdzv-endpoint``...).
     ``created_group`` tells whether this call created the group (then :func:`cleanup` it when done).
+    Commands use :func:`distributed_session`, which also sets the CUDA device first.
     """
     info = torchrun_env()
     if not info.enabled:
         return info
-    if device_type == "cuda":
-        torch.cuda.set_device(info.local_rank)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
         info.created_group = True
     return info
+
+
+@contextlib.contextmanager
+def distributed_session(device: torch.device) -> Iterator[DistInfo]:
+    """``with distributed_session(session_device(...)) as dist_info:`` the body runs in torchrun's group
+    (a one-process :class:`DistInfo` outside torchrun) with ``device`` as CUDA's current device; the
+    group this session created is destroyed however the body ends, after a barrier when it succeeds
+    (every process done before any tears the group down)."""
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    info = init_distributed(device.type)
+    try:
+        yield info
+        barrier()
+    finally:
+        if info.created_group:
+            cleanup()
 
 
 def _backend_devices(group=None) -> list[str]:

@@ -11,7 +11,13 @@ import torch
 import torch.distributed as dist
 
 from ssformer.devices import resolve_device
-from ssformer.distributed import all_reduce_sum, reduction_device, torchrun_env
+from ssformer.distributed import (
+    all_reduce_sum,
+    distributed_session,
+    reduction_device,
+    session_device,
+    torchrun_env,
+)
 from ssformer.engine.trainer import train
 from ssformer.metrics import IoUMetric
 from tests.engine.conftest import tiny_config
@@ -125,3 +131,67 @@ def test_training_inside_a_one_process_nccl_group(one_process_group, tmp_path):
     summary = train(tiny_config(tmp_path, "train.device=cuda", "train.iters=2", "train.eval_interval=2"))
     assert summary["iterations"] == 2 and 0.0 <= summary["last_eval"]["mIoU"] <= 1.0
     assert dist.is_initialized()  # the caller's group is left to the caller
+
+
+# --- the session every command runs in -----------------------------------------------------------
+@pytest.fixture
+def fake_torchrun_group(monkeypatch, tmp_path):
+    """torchrun's environment for rank 0 of 2, with ``init_process_group`` joining a one-process gloo group
+    (file store) instead of waiting for rank 1; records the backend asked for."""
+    _torchrun(monkeypatch, rank=0, world=2)
+    asked = []
+    real = dist.init_process_group
+
+    def init(backend: str, **kwargs) -> None:
+        asked.append(backend)
+        real(backend="gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+
+    monkeypatch.setattr(dist, "init_process_group", init)
+    yield asked
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def test_session_destroys_its_group_when_the_body_raises(fake_torchrun_group):
+    with pytest.raises(RuntimeError, match="the body failed"):
+        with distributed_session(torch.device("cpu")) as info:
+            assert dist.is_initialized() and info.enabled and info.created_group
+            raise RuntimeError("the body failed")
+    assert not dist.is_initialized()
+    assert fake_torchrun_group == ["gloo"]
+
+
+def test_session_destroys_its_group_when_the_body_succeeds(fake_torchrun_group):
+    with distributed_session(torch.device("cpu")) as info:
+        assert info.rank == 0 and info.world_size == 2
+    assert not dist.is_initialized()
+
+
+def test_session_leaves_a_callers_group_to_the_caller(one_process_group):
+    one_process_group("gloo")
+    with distributed_session(torch.device("cpu")) as info:
+        assert not info.created_group
+    assert dist.is_initialized()
+
+
+def test_session_makes_the_gpu_current_before_joining(two_gpus, monkeypatch, fake_torchrun_group):
+    """NCCL collectives run on CUDA's current device: every command's session sets it (eval did not)."""
+    _torchrun(monkeypatch, rank=1, world=2)
+    order = []
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: order.append(("set_device", device)))
+    real_init = dist.init_process_group
+    monkeypatch.setattr(dist, "init_process_group",
+                        lambda backend, **kw: (order.append(("init", backend)), real_init(backend, **kw)))
+    device = session_device("cuda", what="--device")
+    assert device == torch.device("cuda", 1)
+    with distributed_session(device):
+        pass
+    assert order == [("set_device", torch.device("cuda", 1)), ("init", "nccl")]
+    assert fake_torchrun_group == ["nccl"]
+
+
+def test_session_device_names_the_setting(two_gpus, monkeypatch):
+    _torchrun(monkeypatch, rank=0, world=2)
+    with pytest.raises(ValueError, match=r"--device=cuda:1 under torchrun .* use --device=cuda"):
+        session_device("cuda:1", what="--device")
+    assert not dist.is_initialized()

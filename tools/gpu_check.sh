@@ -97,7 +97,7 @@ if [ "$DEVICE" = cuda ]; then
   # the CUDA entries of the device-parametrised tests and the CUDA-only ones (the CPU entries run in CI)
   step tests env SSFORMER_TEST_DEVICES=cuda timeout 300 "$PY" -m pytest -q -p no:cacheprovider --durations=12 \
     tests/engine tests/models/test_exactness.py tests/models/test_model.py tests/inference/test_export.py \
-    tests/inference/test_sliding.py tests/analysis/test_benchmark.py tests/test_devices.py tests/test_distributed.py
+    tests/inference/test_sliding.py tests/analysis/test_benchmark.py tests/test_devices.py tests/test_precision.py tests/test_distributed.py
 else
   skip tests "the CPU entries run in the normal test suite"
 fi

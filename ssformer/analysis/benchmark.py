@@ -28,14 +28,13 @@ from pathlib import Path
 
 import torch
 
-from ssformer import devices
-from ssformer.engine.evaluator import autocast_context
+from ssformer import precision
 from ssformer.engine.loss import segmentation_loss
 from ssformer.engine.optim import build_grad_scaler, build_optimizer
 from ssformer.engine.trainer import LogitsAtQuarter
 from ssformer.models.ssformer import SSformer
 
-DTYPES = {name: devices.DTYPES[name] for name in ("fp32", "bf16", "fp16")}  # the names the command offers
+DTYPES = {name: precision.DTYPES[name] for name in ("fp32", "bf16", "fp16")}  # the names the command offers
 
 
 @dataclass
@@ -165,7 +164,7 @@ def training_step(model: torch.nn.Module, images: torch.Tensor, labels: torch.Te
     scaler = scaler or build_grad_scaler(amp, device)
 
     def step() -> object:
-        with autocast_context(device, amp):
+        with precision.autocast(device, amp, "--dtype"):
             logits = model(images)
         loss = segmentation_loss(logits, labels, ignore_index=255)
         scaler.scale(loss).backward()

@@ -30,10 +30,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from PIL import Image
 
-    from ssformer.engine.evaluator import autocast_context, evaluate
+    from ssformer.engine.evaluator import evaluate
     from ssformer.engine.trainer import build_eval_dataset, train
     from ssformer.engine.workdir import refuse_earlier_run
     from ssformer.metrics import format_table
+    from ssformer.precision import amp_precision, autocast
     from ssformer.utils import atomic_write
 
     config = load_config("sample", [f"data.root={sample_root()}", *args.overrides, f"work_dir={args.work_dir}"])
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     summary = train(config, overwrite=args.overwrite)
     model = _final_model(work_dir)
     dataset = build_eval_dataset(config)
-    results = evaluate(model, dataset, dataset.num_classes, dataset.ignore_index, amp=config.train.amp)
+    results = evaluate(model, dataset, config.eval, precision=amp_precision(config.train.amp, "cpu"))
     print(f"final model ({summary['iterations']} iterations) on the sample's val split ({len(dataset)} images):")
     print(format_table(results, dataset.class_names))
     with atomic_write(work_dir / "metrics.json") as tmp:
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     model.eval()
     for i in range(len(dataset)):
         item = dataset[i]
-        with torch.no_grad(), autocast_context(torch.device("cpu"), config.train.amp):
+        with torch.no_grad(), autocast(torch.device("cpu"), config.train.amp):
             logits = model(item["image"][None]).float()
         logits = torch.nn.functional.interpolate(logits, size=item["label"].shape, mode="bilinear",
                                                  align_corners=False)

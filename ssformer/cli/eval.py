@@ -13,8 +13,16 @@ import copy
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ssformer.engine.config import load_config, options_as_overrides
+
+if TYPE_CHECKING:
+    from ssformer.data.preprocessing import Preprocessing
+    from ssformer.distributed import DistInfo
+    from ssformer.engine.config import TrainingConfig
+    from ssformer.loading import LoadedModel
+    from ssformer.precision import Precision
 
 
 def add_parser(subparsers) -> None:
@@ -45,16 +53,10 @@ def eval_recipe(recipe: dict) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from ssformer.data.preprocessing import from_training_config
-    from ssformer.devices import resolve_device
-    from ssformer.distributed import cleanup, init_distributed, torchrun_env
-    from ssformer.engine.evaluator import evaluate
-    from ssformer.engine.trainer import build_eval_dataset
+    from ssformer.distributed import distributed_session, session_device
     from ssformer.loading import load_model
-    from ssformer.metrics import format_table, paper_summary
-    from ssformer.utils import atomic_write
+    from ssformer.precision import amp_precision
 
     loaded = load_model(args.checkpoint)
     model = loaded.model
@@ -63,14 +65,29 @@ def run(args: argparse.Namespace) -> int:
                          f"YAML file) to say which dataset to evaluate on")
     overrides = list(args.overrides) + options_as_overrides(vars(args), {
         "data_root": "data.root", "mode": "eval.mode", "amp": "train.amp", "device": "train.device"})
+    overrides += ["eval.tta=true"] if args.tta else []
     config = load_config(args.config, overrides, base=None if args.config else eval_recipe(model.recipe))
     tc = config.train
     test = from_training_config(config.to_dict())  # the recipe's (or CONFIG's) test settings, with the overrides
     preprocessing = loaded.preprocessing.replace(img_scale=test.img_scale, mode=test.mode, crop_size=test.crop_size,
                                                  stride=test.stride, tta_scales=test.tta_scales, flip=test.flip)
-    layout = torchrun_env()  # the device is resolved (and checked) before joining the group, as in training
-    device = resolve_device(tc.device, layout.local_rank, layout.enabled)
-    dist_info = init_distributed(device.type)
+    device = session_device(tc.device, "--device" if args.device else "train.device")  # checked before joining
+    precision = amp_precision(tc.amp, device, "--amp" if args.amp else "train.amp")
+    with distributed_session(device) as dist_info:
+        return _evaluate(args, config, loaded, preprocessing, precision, dist_info)
+
+
+def _evaluate(args: argparse.Namespace, config: TrainingConfig, loaded: LoadedModel, preprocessing: Preprocessing,
+              precision: Precision, dist_info: DistInfo) -> int:
+    """The evaluation inside the session: the dataset, the metrics, the report (rank 0)."""
+    import torch
+
+    from ssformer.engine.evaluator import evaluate
+    from ssformer.engine.trainer import build_eval_dataset
+    from ssformer.metrics import format_table, paper_summary
+    from ssformer.utils import atomic_write
+
+    model, tc, device = loaded.model, config.train, precision.device
     if tc.num_threads is not None:
         torch.set_num_threads(tc.num_threads)
     dataset = build_eval_dataset(config, args.split, preprocessing)
@@ -79,11 +96,8 @@ def run(args: argparse.Namespace) -> int:
                          f"{dataset.num_classes}")
     model.to(device)
     p = preprocessing
-    tta = args.tta or config.eval.tta
-    results = evaluate(model, dataset, dataset.num_classes, dataset.ignore_index, p.mode, p.crop_size, p.stride,
-                       tta=tta, scales=p.tta_scales, flip=p.flip, device=device, amp=tc.amp,
-                       num_workers=config.eval.num_workers, dist_info=dist_info, progress=True,
-                       skip_unreadable=True)
+    tta = config.eval.tta
+    results = evaluate(model, dataset, config.eval, p, precision, dist_info, progress=True, skip_unreadable=True)
     failed = results.pop("failed")
     if dist_info.is_main:
         split = args.split or config.eval.split or config.data.val_split
@@ -104,6 +118,4 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             for message in failed:
                 print(f"  {message}", file=sys.stderr)
-    if dist_info.created_group:
-        cleanup()
     return 1 if failed else 0

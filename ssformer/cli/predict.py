@@ -48,10 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from ssformer.devices import resolve_device
-    from ssformer.distributed import barrier, cleanup, init_distributed, torchrun_env
+    from ssformer.distributed import distributed_session, session_device, torchrun_env
     from ssformer.inference.batch import Outputs, all_paths
     from ssformer.inference.files import expand_inputs, refuse_outputs_over_inputs
 
@@ -66,17 +63,9 @@ def run(args: argparse.Namespace) -> int:
     outputs = Outputs(not args.no_overlay, args.save_proba, args.alpha)
     out = Path(args.out)
     refuse_outputs_over_inputs(args.inputs, items, out, all_paths(out, items, outputs, layout.world_size))
-    device = resolve_device(args.device, layout.local_rank, layout.enabled, what="--device")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    dist_info = init_distributed(device.type)
-    try:
-        status = _predict(args, items, device, dist_info)
-        barrier()  # every rank done before any tears the group down
-        return status
-    finally:
-        if dist_info.created_group:  # exiting with gloo's threads still running aborts the process
-            cleanup()
+    device = session_device(args.device, what="--device")
+    with distributed_session(device) as dist_info:
+        return _predict(args, items, device, dist_info)
 
 
 def _predict(args: argparse.Namespace, items: list[InputImage], device: torch.device, dist_info: DistInfo) -> int:

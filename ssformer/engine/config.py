@@ -114,6 +114,8 @@ class ModelSettings:
     num_classes: int | None = setting(None, _optional(_int_at_least(1)), "null: the training dataset's classes")
     pretrained: str | None = setting(None, _optional(STRING), "encoder or whole-model weights in any format of "
                                      "docs/checkpoints.md, loaded with strict=False")
+    fast_path: bool | None = setting(None, _optional(BOOL), "the fast CPU kernels (true) or the plain formulation "
+                                     "(false; same numbers, slower); null: SSFORMER_FAST_PATH, default on")
 
 
 @dataclass

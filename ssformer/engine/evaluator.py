@@ -7,7 +7,7 @@ In distributed runs every process evaluates a strided share of the images and th
 
 from __future__ import annotations
 
-import contextlib
+from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -15,31 +15,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from ssformer.devices import cuda_bf16_native, resolve_amp
+from ssformer.data.preprocessing import Preprocessing, from_training_config
 from ssformer.distributed import DistInfo
+from ssformer.engine.config import EvalSettings
 from ssformer.inference.sliding import infer
 from ssformer.metrics import IoUMetric
-
-
-def check_amp(device: torch.device, amp: str) -> None:
-    """Refuse autocast modes the device cannot run natively (fp16 off CUDA, emulated bf16 GPUs)."""
-    if amp == "fp16" and device.type != "cuda":
-        raise ValueError("train.amp=fp16 needs a CUDA device; use train.amp=auto or bf16 on CPU")
-    if amp == "bf16" and device.type == "cuda" and not cuda_bf16_native(device):
-        major, minor = torch.cuda.get_device_capability(device)
-        raise ValueError(f"train.amp=bf16: {torch.cuda.get_device_name(device)} (compute capability "
-                         f"{major}.{minor}) has no native bfloat16 (it needs 8.0 or newer, Ampere on); "
-                         f"use train.amp=fp16")
-
-
-def autocast_context(device: torch.device, amp: str):
-    """bf16/fp16 autocast for ``amp`` in {"bf16", "fp16"} ("auto": what the device runs natively),
-    nothing for "none"."""
-    amp = resolve_amp(amp, device)
-    if amp == "none":
-        return contextlib.nullcontext()
-    check_amp(device, amp)
-    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+from ssformer.precision import Precision, amp_precision
 
 
 class SkipUnreadable(Dataset):
@@ -68,25 +49,31 @@ def _gather(items: list[str]) -> list[str]:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset, num_classes: int, ignore_index: int = 255, mode: str = "whole",
-             crop_size=(512, 512), stride=(341, 341), tta: bool = False, scales=(1.0,), flip: bool = True,
-             device: torch.device | str = "cpu", amp: str = "none", num_workers: int = 0,
-             dist_info: DistInfo | None = None, progress: bool = False,
+def evaluate(model: nn.Module, dataset, settings: EvalSettings | None = None, preprocessing: Preprocessing | None = None,
+             precision: Precision | None = None, dist_info: DistInfo | None = None, progress: bool = False,
              skip_unreadable: bool = False) -> dict[str, Any]:
-    """mmseg metrics (fractions) of ``model`` on ``dataset`` (items: dict with image, label).
+    """mmseg metrics (fractions) of ``model`` on ``dataset`` (items: dict with image, label; the dataset
+    gives ``num_classes`` and ``ignore_index``).
 
+    ``settings`` is the config's ``eval`` section (``tta``, ``num_workers``; default: its defaults);
+    ``preprocessing`` how the model is run (mode, crop, stride, TTA scales, flip; default: those of
+    ``settings``); ``precision`` the device and autocast (default: fp32 on the CPU).
     ``skip_unreadable``: pairs that cannot be read are left out and listed (messages naming the
     file) under ``"failed"`` instead of stopping the evaluation.
     """
-    device = torch.device(device)
+    settings = settings or EvalSettings()
+    preprocessing = preprocessing or from_training_config({"eval": asdict(settings)})
+    precision = precision or amp_precision("none", "cpu")
+    device = precision.device
     dist_info = dist_info or DistInfo()
     was_training = model.training
     model.eval()
     indices = list(range(dist_info.rank, len(dataset), dist_info.world_size))
     source = SkipUnreadable(dataset) if skip_unreadable else dataset
-    loader = DataLoader(Subset(source, indices), batch_size=1, shuffle=False, num_workers=num_workers,
+    loader = DataLoader(Subset(source, indices), batch_size=1, shuffle=False, num_workers=settings.num_workers,
                         generator=torch.Generator())
-    metric = IoUMetric(num_classes, ignore_index)
+    num_classes = dataset.num_classes
+    metric = IoUMetric(num_classes, dataset.ignore_index)
     bar = tqdm(loader, desc="eval", leave=False, disable=None if progress and dist_info.is_main else True, dynamic_ncols=True)
     failed: list[str] = []
     for batch in bar:
@@ -96,9 +83,8 @@ def evaluate(model: nn.Module, dataset, num_classes: int, ignore_index: int = 25
             continue
         image = batch["image"].to(device)
         label = batch["label"]
-        with autocast_context(device, amp):
-            scores = infer(model, image, num_classes, tuple(label.shape[1:]), mode, tuple(crop_size), tuple(stride),
-                           tta, tuple(scales), flip)
+        with precision.autocast():
+            scores = infer(model, image, num_classes, tuple(label.shape[1:]), preprocessing, settings.tta)
         metric.update(scores.float().argmax(dim=1).cpu(), label)
     metric.all_reduce()
     if was_training:

@@ -14,7 +14,7 @@ import contextlib
 import itertools
 import statistics
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +28,18 @@ import ssformer
 from ssformer.data import DataError, TrainTransform, build_dataset
 from ssformer.data.frequencies import class_weights
 from ssformer.data.preprocessing import Preprocessing, TestTransform, from_training_config
-from ssformer.devices import cpu_bf16_native, resolve_amp, resolve_device
-from ssformer.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed, torchrun_env
+from ssformer.distributed import DistInfo, all_reduce_sum, barrier, distributed_session, session_device, torchrun_env
 from ssformer.engine.checkpoint import capture_rng, load_checkpoint, restore_rng, rotate_checkpoints, save_checkpoint
-from ssformer.engine.config import TrainingConfig, TrainSettings
+from ssformer.engine.config import TrainingConfig
 from ssformer.engine.criterion import build_criterion
-from ssformer.engine.evaluator import autocast_context, check_amp, evaluate
+from ssformer.engine.evaluator import evaluate
 from ssformer.engine.logs import JsonLog, Progress
 from ssformer.engine.optim import build_grad_scaler, build_optimizer, load_scaler_state, poly_warmup_lr, set_lr
 from ssformer.engine.sampling import ConcatSeeded, StreamBatchSampler
 from ssformer.engine.workdir import clear_earlier_run, refuse_earlier_run
 from ssformer.errors import UserError
 from ssformer.models.ssformer import VARIANTS, SSformerConfig
+from ssformer.precision import amp_precision, autocast
 from ssformer.utils import remove_stale_temporaries
 
 
@@ -84,6 +84,7 @@ def model_config(config: TrainingConfig, num_classes: int, class_names=None, pal
         raise ValueError(f"model.num_classes={m.num_classes} but the dataset has {num_classes} classes")
     return SSformerConfig(num_classes=num_classes, window_size=m.window_size, mlp_ratio=m.mlp_ratio,
                           decoder_dim=m.decoder_dim, drop_path_rate=m.drop_path_rate, dropout=m.dropout,
+                          fast_path=m.fast_path,
                           class_names=list(class_names) if class_names else None,
                           palette=[list(c) for c in palette[:num_classes]] if palette else None, **sizes)
 
@@ -129,30 +130,13 @@ def train(config: TrainingConfig, resume: bool = False, echo=print, overwrite: b
         raise UserError("--resume continues the run in the work dir and --overwrite deletes it: give one of them")
     if not resume and not overwrite:
         refuse_earlier_run(Path(config.work_dir))
-    layout = torchrun_env()  # the device is checked before joining the group, so a bad one fails alone
-    device = resolve_device(tc.device, layout.local_rank, layout.enabled)
-    check_amp(device, tc.amp)
-    note_amp(device, tc, echo if layout.is_main else lambda line: None)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)  # the current device is the one CUDA RNG states and collectives use
-    dist_info = init_distributed(device.type)
-    try:
+    device = session_device(tc.device, "train.device")  # checked before joining the group: a bad one fails alone
+    precision = amp_precision(tc.amp, device, "train.amp")
+    for line in precision.notes() if torchrun_env().is_main else []:
+        echo(line)
+    tc.amp = precision.mode  # what ``auto`` chose is recorded in config.yaml and the model's recipe
+    with distributed_session(device) as dist_info:
         return _train(config, Start(resume, overwrite), echo, device, dist_info)
-    finally:
-        if dist_info.created_group:
-            cleanup()
-
-
-def note_amp(device: torch.device, train_section: TrainSettings, echo: Callable[[str], object]) -> None:
-    """Resolve ``train.amp: auto`` for this device (the choice is recorded in config.yaml and the
-    model's recipe) and say when bf16 would be emulated on this CPU."""
-    amp = train_section.amp
-    if amp == "auto":
-        train_section.amp = resolve_amp(amp, device)
-        echo(f"train.amp auto: {train_section.amp} on this {device.type.upper()}")
-    elif amp == "bf16" and device.type == "cpu" and not cpu_bf16_native():
-        echo("warning: train.amp=bf16 on a CPU without native bfloat16 (no AVX-512 BF16 or AMX): it is "
-             "emulated and several times slower than fp32 here; use train.amp=auto or none")
 
 
 @dataclass(frozen=True)
@@ -236,7 +220,7 @@ def checkpoint_state(run: Run, device: torch.device, dist_info: DistInfo) -> dic
         torch.distributed.all_gather_object(gathered, rng)
         rng = gathered
     model = run.model
-    return {"model": model.state_dict(), "model_config": _to_primitive(asdict(model.config)),
+    return {"model": model.state_dict(), "model_config": _to_primitive(model.config.to_dict()),
             "optimizer": run.optimizer.state_dict(), "scaler": run.scaler.state_dict(), "iteration": run.iteration,
             "rng": rng, "best": run.best, "world_size": dist_info.world_size, "config": model.recipe,
             "preprocessing": model.preprocessing.to_dict()}
@@ -251,7 +235,7 @@ def resume_run(run: Run, latest: Path, device: torch.device, dist_info: DistInfo
     if missing:
         raise ValueError(f"--resume: {latest} is not a training checkpoint of this package (no {', '.join(missing)})")
     saved = state.get("model_config") or {}
-    differ = [k for k, v in asdict(run.model.config).items()
+    differ = [k for k, v in run.model.config.to_dict().items()
               if k in saved and _to_primitive(v) != saved[k] and k not in ("class_names", "palette")]
     if differ:
         raise ValueError(f"--resume: {latest} holds a model with other settings ("
@@ -298,7 +282,7 @@ def train_step(run: Run, net: nn.Module, criterion: Callable, stream: Iterator[d
         labels = sample["label"].to(device, non_blocking=True)
         sync = contextlib.nullcontext() if not dist_info.enabled or micro == accum - 1 else net.no_sync()
         with sync:
-            with autocast_context(device, tc.amp):
+            with autocast(device, tc.amp):
                 logits = net(images)
             loss = criterion(logits, labels)
             run.scaler.scale(loss / accum).backward()
@@ -384,10 +368,10 @@ def _diverged(progress: Progress, log: JsonLog, latest: Path, what: str, iterati
 def _evaluate(run: Run, eval_set, config: TrainingConfig, device: torch.device, dist_info: DistInfo,
               log: JsonLog, progress: Progress) -> dict[str, Any]:
     """Evaluate, log and print; ``best.pt`` when the mIoU improved."""
-    tc, ec = config.train, config.eval
-    results = evaluate(run.model, eval_set, eval_set.num_classes, eval_set.ignore_index, ec.mode, ec.crop_size,
-                       ec.stride, device=device, amp=tc.amp, num_workers=ec.num_workers,
-                       dist_info=dist_info, progress=tc.progress)
+    tc = config.train
+    settings = replace(config.eval, tta=False)  # periodic evaluation without test-time augmentation
+    results = evaluate(run.model, eval_set, settings, precision=amp_precision(tc.amp, device), dist_info=dist_info,
+                       progress=tc.progress)
     if tc.bn_eval:
         _set_bn_eval(run.model)
     record = {"event": "eval", "iter": run.iteration, **results}

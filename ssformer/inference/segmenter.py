@@ -18,13 +18,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ssformer.devices import resolve_device, resolve_dtype
+from ssformer.devices import resolve_device
 from ssformer.inference import visualize
 from ssformer.inference.images import ImageInput, load_rgb
 from ssformer.inference.postprocess import check_full_size, resized_argmax
 from ssformer.inference.sliding import infer
 from ssformer.loading import ConfigInput, load_model
 from ssformer.models.ssformer import SSformer
+from ssformer.precision import resolve_dtype
 
 MAX_FULL_SIZE_BYTES = 4 << 30
 
@@ -85,9 +86,7 @@ class Segmenter:
         """(B, K, H, W) float32 logits (or averaged probabilities with TTA) at ``out_size``
         (None: the model's resolution; not for TTA, which averages at the output size)."""
         batch = batch.to(device=self.device)  # float32 images in any model precision (see PatchEmbed)
-        p = self.preprocessing
-        return infer(self.model, batch, self.num_classes, out_size, p.mode, p.crop_size, p.stride, self.tta,
-                     p.tta_scales, p.flip)
+        return infer(self.model, batch, self.num_classes, out_size, self.preprocessing, self.tta)
 
     def _run(self, images: Sequence[ImageInput], batch_size: int, proba: bool) -> list[np.ndarray]:
         if batch_size < 1:

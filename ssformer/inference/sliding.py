@@ -12,7 +12,8 @@ These are the test-time procedures of the official evaluation (mmseg 0.24.1 ``En
 
 All functions take a batch ``(B, C, H, W)`` of already normalised images, run without gradients
 and return float32 logits (or probabilities for TTA) at the input size, or at ``out_size`` when given
-(bilinear, ``align_corners=False``).
+(bilinear, ``align_corners=False``). The procedure's settings (mode, crop, stride, TTA scales, flip)
+come whole, as the model's :class:`~ssformer.data.preprocessing.Preprocessing`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ssformer.data.preprocessing import Preprocessing
 from ssformer.models.ssformer import upsample_logits
 
 
@@ -104,21 +106,18 @@ def slide_inference(model: nn.Module, images: torch.Tensor, num_classes: int,
 
 
 @torch.no_grad()
-def tta_inference(model: nn.Module, images: torch.Tensor, scales: Sequence[float] = (1.0,),
-                  flip: bool = True, mode: str = "whole", num_classes: int | None = None,
-                  crop: int | Sequence[int] = 512, stride: int | Sequence[int] = 341,
-                  out_size: Sequence[int] | None = None) -> torch.Tensor:
-    """Softmax probabilities averaged over ``scales`` x (as is, flipped left-right).
+def tta_inference(model: nn.Module, images: torch.Tensor, num_classes: int | None = None,
+                  preprocessing: Preprocessing | None = None, out_size: Sequence[int] | None = None) -> torch.Tensor:
+    """Softmax probabilities averaged over ``preprocessing.tta_scales`` x (as is, flipped left-right when
+    ``preprocessing.flip``); default :class:`Preprocessing` settings when None.
 
-    Each copy is the batch resized by a factor (bilinear) and run with ``mode`` ("whole" or
-    "slide"); its probabilities are resized back to ``out_size`` (default: the input size)
-    before averaging, as mmseg's ``aug_test`` does.
+    Each copy is the batch resized by a factor (bilinear) and run in ``preprocessing.mode`` ("whole"
+    or "slide", which needs ``num_classes``); its probabilities are resized back to ``out_size``
+    (default: the input size) before averaging, as mmseg's ``aug_test`` does.
     """
     _check_images(images)
-    if not scales or min(scales) <= 0:
-        raise ValueError(f"scales must be positive factors, got {tuple(scales)}")
-    if mode not in ("whole", "slide"):
-        raise ValueError(f"mode must be 'whole' or 'slide', got {mode!r}")
+    p = preprocessing or Preprocessing()
+    scales, flip, mode = p.tta_scales, p.flip, p.mode
     if mode == "slide" and num_classes is None:
         raise ValueError("slide mode needs num_classes")
     size = tuple(out_size) if out_size is not None else tuple(images.shape[2:])
@@ -132,7 +131,7 @@ def tta_inference(model: nn.Module, images: torch.Tensor, scales: Sequence[float
             if mode == "whole":
                 logits = whole_inference(model, x)
             else:
-                logits = slide_inference(model, x, num_classes, crop, stride)  # type: ignore[arg-type]
+                logits = slide_inference(model, x, num_classes, p.crop_size, p.stride)  # type: ignore[arg-type]
             if flipped:
                 logits = logits.flip(3)
             probs = resize_logits(logits, size).softmax(dim=1)
@@ -142,15 +141,13 @@ def tta_inference(model: nn.Module, images: torch.Tensor, scales: Sequence[float
 
 
 def infer(model: nn.Module, images: torch.Tensor, num_classes: int, out_size: Sequence[int] | None = None,
-          mode: str = "whole", crop: int | Sequence[int] = 512, stride: int | Sequence[int] = 341,
-          tta: bool = False, scales: Sequence[float] = (1.0,), flip: bool = True) -> torch.Tensor:
+          preprocessing: Preprocessing | None = None, tta: bool = False) -> torch.Tensor:
     """The one dispatch of evaluation and prediction: whole, slide or TTA scores at ``out_size``
-    (logits; averaged probabilities with TTA)."""
+    (logits; averaged probabilities with TTA), as ``preprocessing`` says (default: :class:`Preprocessing`'s
+    defaults, whole-image)."""
+    p = preprocessing or Preprocessing()
     if tta:
-        return tta_inference(model, images, scales=scales, flip=flip, mode=mode, num_classes=num_classes,
-                             crop=crop, stride=stride, out_size=out_size)
-    if mode == "slide":
-        return slide_inference(model, images, num_classes, crop, stride, out_size=out_size)
-    if mode != "whole":
-        raise ValueError(f"mode must be 'whole' or 'slide', got {mode!r}")
+        return tta_inference(model, images, num_classes, p, out_size)
+    if p.mode == "slide":
+        return slide_inference(model, images, num_classes, p.crop_size, p.stride, out_size=out_size)
     return whole_inference(model, images, out_size=out_size)

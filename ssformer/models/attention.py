@@ -47,6 +47,7 @@ class ShiftedWindowAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
         self.register_buffer("relative_position_index", relative_position_index(window_size), persistent=False)
+        self.fast_path = fast.use_fast_path()
 
     def relative_position_bias(self) -> torch.Tensor:
         """(heads, N, N) bias gathered from the learnable table (contiguous: see ``fast.windows``)."""
@@ -55,7 +56,7 @@ class ShiftedWindowAttention(nn.Module):
         return bias.view(n, n, self.num_heads).permute(2, 0, 1).contiguous()
 
     def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        if fast.use_fast_path():
+        if fast.in_effect(self.fast_path):
             return fast.windows.attention(self, x, h, w)
         b, _, c = x.shape
         ws, s, heads = self.window_size, self.shift, self.num_heads

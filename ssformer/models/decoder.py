@@ -25,9 +25,10 @@ class ConvBNReLU(nn.Module):
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False)
         self.bn = nn.BatchNorm2d(out_channels)
         self.act = nn.ReLU(inplace=True)
+        self.fast_path = fast.use_fast_path()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if fast.use_fast_path():
+        if fast.in_effect(self.fast_path):
             return fast.decoder.conv_bn_relu(self, x)
         return self.act(self.bn(self.conv(x)))
 
@@ -42,9 +43,10 @@ class AllMLPDecoder(nn.Module):
         self.fuse = ConvBNReLU(dim * len(in_channels), dim)
         self.dropout = nn.Dropout2d(dropout)
         self.classifier = nn.Conv2d(dim, num_classes, kernel_size=1)
+        self.fast_path = fast.use_fast_path()
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
-        if fast.use_fast_path():
+        if fast.in_effect(self.fast_path):
             return fast.decoder.all_mlp_decoder(self, features)
         size = features[0].shape[2:]
         unified = [F.interpolate(proj(feature), size=size, mode="bilinear", align_corners=False)

@@ -107,7 +107,7 @@ class PretrainedModel(nn.Module):
     # --- writing ---------------------------------------------------------------------------------
     def _documents(self) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
         preprocessing = self.preprocessing.to_dict() if self.preprocessing is not None else None
-        return asdict(self.config), preprocessing, self.recipe
+        return self.config.to_dict(), preprocessing, self.recipe
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write a model folder: ``config.json``, ``model.safetensors`` and, when known,

@@ -34,6 +34,9 @@ class SSformerConfig:
     in_channels: int = 3
     class_names: list[str] | None = field(default=None)
     palette: list[list[int]] | None = field(default=None)
+    # How to run, not what the model is: never saved (:meth:`to_dict`). None: the process default
+    # (ssformer.models.fast.use_fast_path) when the model is built.
+    fast_path: bool | None = field(default=None)
 
     def __post_init__(self) -> None:
         self.depths = tuple(int(d) for d in self.depths)
@@ -50,6 +53,11 @@ class SSformerConfig:
         if self.class_names is not None and len(self.class_names) != self.num_classes:
             raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes")
 
+    def to_dict(self) -> dict[str, Any]:
+        """The settings saved with a model: its architecture, class names and palette (not ``fast_path``,
+        a choice of the machine that runs it)."""
+        return {k: v for k, v in asdict(self).items() if k not in RUNTIME_FIELDS}
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SSformerConfig:
         known = {f for f in cls.__dataclass_fields__}
@@ -58,6 +66,8 @@ class SSformerConfig:
             raise ValueError(f"unknown SSformer config keys: {sorted(unknown)}")
         return cls(**data)
 
+
+RUNTIME_FIELDS = ("fast_path",)
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "ssformer_swin_t": dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), drop_path_rate=0.2),
@@ -84,17 +94,20 @@ class SSformer(PretrainedModel):
                  num_heads: Sequence[int] = (4, 8, 16, 32), window_size: int = 7, decoder_dim: int = 256,
                  drop_path_rate: float = 0.3, dropout: float = 0.1, mlp_ratio: float = 4.0,
                  in_channels: int = 3, class_names: list[str] | None = None,
-                 palette: list[list[int]] | None = None):
+                 palette: list[list[int]] | None = None, *, fast_path: bool | None = None):
         super().__init__()
         self.config = SSformerConfig(
             num_classes=num_classes, embed_dim=embed_dim, depths=tuple(depths), num_heads=tuple(num_heads),
             window_size=window_size, mlp_ratio=mlp_ratio, decoder_dim=decoder_dim,
             drop_path_rate=drop_path_rate, dropout=dropout, in_channels=in_channels,
-            class_names=class_names, palette=palette)
+            class_names=class_names, palette=palette, fast_path=fast_path)
         self.encoder = SwinEncoder(embed_dim, depths, num_heads, window_size, mlp_ratio, drop_path_rate,
                                    in_channels)
         self.decoder = AllMLPDecoder(self.encoder.dims, num_classes, decoder_dim, dropout)
+        self.fast_path = fast.use_fast_path()  # the final resize's (upsample_logits)
         self.init_weights()
+        if fast_path is not None:
+            self.set_fast_path(fast_path)
 
     @property
     def num_classes(self) -> int:
@@ -120,6 +133,12 @@ class SSformer(PretrainedModel):
         nn.init.normal_(self.decoder.classifier.weight, std=0.01)
         nn.init.zeros_(self.decoder.classifier.bias)
 
+    def set_fast_path(self, enabled: bool) -> None:
+        """Run this model's layers on the fast kernels (``True``) or the plain formulation (``False``),
+        whatever other models in the process do (:mod:`ssformer.models.fast`)."""
+        fast.switch(self, enabled)
+        self.config.fast_path = bool(enabled)
+
     def set_gradient_checkpointing(self, enabled: bool = True) -> None:
         """Recompute encoder blocks in the backward pass to save activation memory."""
         self.encoder.set_gradient_checkpointing(enabled)
@@ -132,16 +151,17 @@ class SSformer(PretrainedModel):
         if images.dim() != 4 or images.shape[1] != self.config.in_channels:
             raise ValueError(f"expected images of shape (B, {self.config.in_channels}, H, W), "
                              f"got {tuple(images.shape)}")
-        return upsample_logits(self.forward_logits(images), images.shape[2:])
+        return upsample_logits(self.forward_logits(images), images.shape[2:], self.fast_path)
 
     @classmethod
     def from_config(cls, config: SSformerConfig) -> SSformer:
         return cls(**asdict(config))
 
 
-def upsample_logits(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Bilinear resize (``align_corners=False``, as the official model) of logits to ``size``."""
-    if fast.use_fast_path():
+def upsample_logits(logits: torch.Tensor, size: Sequence[int], fast_path: bool | None = None) -> torch.Tensor:
+    """Bilinear resize (``align_corners=False``, as the official model) of logits to ``size``; into huge
+    pages when ``fast_path`` (None: the process default, :func:`ssformer.models.fast.use_fast_path`)."""
+    if fast.in_effect(fast.use_fast_path() if fast_path is None else fast_path):
         return fast.hugepages.upsample_logits(logits, size)
     return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 

@@ -79,9 +79,10 @@ class Mlp(nn.Module):
         self.fc1 = nn.Linear(dim, hidden_dim)
         self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden_dim, dim)
+        self.fast_path = fast.use_fast_path()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if fast.use_fast_path():
+        if fast.in_effect(self.fast_path):
             return fast.linear.mlp(self, x)
         return self.fc2(self.act(self.fc1(x)))
 
@@ -114,9 +115,10 @@ class PatchMerging(nn.Module):
         super().__init__()
         self.norm = nn.LayerNorm(4 * dim)
         self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+        self.fast_path = fast.use_fast_path()
 
     def forward(self, x: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, int, int]:
-        if fast.use_fast_path():
+        if fast.in_effect(self.fast_path):
             return fast.merging.patch_merging(self, x, h, w)
         b, _, c = x.shape
         h2, w2 = (h + 1) // 2, (w + 1) // 2

@@ -137,11 +137,11 @@ def test_train_step_uses_the_trainers_optimizer_and_scaler(monkeypatch, device):
     assert steps == [dtype == "fp16"]  # the scaler steps the optimiser; enabled for fp16 only
 
 
-def test_fp16_training_off_cuda_is_refused_like_the_trainer(tiny_dir):
+def test_fp16_training_off_cuda_is_refused_naming_the_dtype_setting(tiny_dir):
     from ssformer.analysis.benchmark import benchmark
 
     _, model = tiny_dir
-    with pytest.raises(ValueError, match="train.amp=fp16 needs a CUDA device"):
+    with pytest.raises(ValueError, match="--dtype=fp16 needs a CUDA device"):
         benchmark(model, 32, 32, dtype="fp16", device="cpu", train=True, runs=1, warmup=0, count_flops=False)
 
 

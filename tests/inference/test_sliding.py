@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 import ssformer
-from ssformer.inference.sliding import slide_inference, tta_inference, whole_inference, window_starts
+from ssformer.data.preprocessing import Preprocessing
+from ssformer.inference.sliding import infer, slide_inference, tta_inference, whole_inference, window_starts
 from tests.conftest import tiny_model_kwargs
 
 
@@ -72,7 +73,8 @@ def test_tta_averages_probabilities_of_flipped_and_scaled_copies():
     conv = nn.Conv2d(3, 4, 1)
     x = torch.randn(1, 3, 10, 12)
     # a pointwise model is flip-equivariant, so flipping changes nothing
-    probs = tta_inference(conv, x, scales=(1.0,), flip=True)
+    one_scale = Preprocessing(tta_scales=(1.0,), flip=True)
+    probs = tta_inference(conv, x, preprocessing=one_scale)
     torch.testing.assert_close(probs, conv(x).softmax(1).detach())
     # a position-dependent model: the flipped copy differs, the average is the mean of both
     ramp = torch.linspace(0, 1, 12)
@@ -81,11 +83,12 @@ def test_tta_averages_probabilities_of_flipped_and_scaled_copies():
         def forward(self, images):
             return torch.stack([images[:, 0] * 0, images[:, 0] * 0 + ramp], dim=1)
 
-    probs = tta_inference(Ramp(), x, scales=(1.0,), flip=True)
+    probs = tta_inference(Ramp(), x, preprocessing=one_scale)
     p = torch.stack([torch.zeros(12), ramp]).softmax(0)
     p_flipped = torch.stack([torch.zeros(12), ramp.flip(0)]).softmax(0)
     torch.testing.assert_close(probs[0, :, 0], (p + p_flipped) / 2)
-    probs = tta_inference(conv, x, scales=(0.5, 1.5), flip=False, mode="slide", num_classes=4, crop=8, stride=4)
+    slide = Preprocessing(tta_scales=(0.5, 1.5), flip=False, mode="slide", crop_size=8, stride=4)
+    probs = tta_inference(conv, x, 4, slide)
     assert probs.shape == (1, 4, 10, 12)
     torch.testing.assert_close(probs.sum(1), torch.ones(1, 10, 12))
 
@@ -95,3 +98,17 @@ def test_bad_slide_arguments_are_rejected(bad):
     kwargs = {"crop": 4, "stride": 2, **bad}
     with pytest.raises(ValueError):
         slide_inference(nn.Conv2d(3, 2, 1), torch.randn(1, 3, 8, 8), 2, **kwargs)
+
+
+def test_infer_takes_the_procedure_from_the_preprocessing():
+    """``infer`` runs the mode, crop, stride, TTA scales and flip its Preprocessing holds, no field passed apart."""
+    x = torch.randn(1, 3, 8, 12)
+    slide = Preprocessing(mode="slide", crop_size=(8, 4), stride=(8, 4))
+    expected = torch.cat([x[..., i:i + 4].mean(dim=(1, 2, 3), keepdim=True).expand(-1, 1, 8, 4) for i in (0, 4, 8)], 3)
+    torch.testing.assert_close(infer(CropMean(), x, 1, None, slide), expected)
+    torch.testing.assert_close(infer(CropMean(), x, 1, None, Preprocessing(mode="whole")),
+                               x.mean(dim=(1, 2, 3), keepdim=True).expand(-1, 1, 8, 12))
+    conv = nn.Conv2d(3, 4, 1)
+    tta = Preprocessing(tta_scales=(1.0,), flip=False)
+    torch.testing.assert_close(infer(conv, x, 4, (8, 12), tta, tta=True), conv(x).softmax(1).detach())
+

@@ -76,8 +76,8 @@ def test_fixtures_cover_required_shapes():
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_plain_path_logits_match_official(name):
-    """The plain formulation of the model files (``fast.fast_path(False)``) is exact on its own."""
+    """The plain formulation of the model files (``fast.fast_path(model, False)``) is exact on its own."""
     model, io = build_from_fixture(name)
-    with torch.no_grad(), fast.fast_path(False):
+    with torch.no_grad(), fast.fast_path(model, False):
         for case in io["cases"]:
             torch.testing.assert_close(model(case["input"]), case["logits"], rtol=0, atol=1e-4)

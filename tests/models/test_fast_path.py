@@ -1,7 +1,7 @@
 """The fast path (ssformer.models.fast) equals the plain path of the model files, forward and backward.
 
 Every comparison runs the same module twice: as is (fast path on, the default) and under
-``fast.fast_path(False)`` (the plain formula in ssformer/models/). No formula is repeated here.
+``fast.fast_path(module, False)`` (the plain formula in ssformer/models/). No formula is repeated here.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from ssformer.models.window_grid import shift_window_mask
 from tests.conftest import FIXTURES, tiny_model_kwargs
 
 
-def plain(fn, *args):
-    with fast.fast_path(False):
-        return fn(*args)
+def plain(module: nn.Module, *args):
+    """``module(*args)`` on the plain path."""
+    with fast.fast_path(module, False):
+        return module(*args)
 
 
 def randomised(module: nn.Module, seed: int = 0) -> nn.Module:
@@ -64,7 +65,8 @@ def assert_same_forward_and_backward(module: nn.Module, inputs: list[torch.Tenso
     torch.manual_seed(2)
     ours, grads = run()
     torch.manual_seed(2)
-    expected, expected_grads = plain(run)
+    with fast.fast_path(module, False):
+        expected, expected_grads = run()
     torch.testing.assert_close(ours, expected, rtol=0, atol=atol)
     names = [f"input {i}" for i, t in enumerate(inputs) if t.requires_grad] + [n for n, _ in module.named_parameters()]
     for name, a, e in zip(names, grads, expected_grads):
@@ -72,16 +74,18 @@ def assert_same_forward_and_backward(module: nn.Module, inputs: list[torch.Tenso
 
 
 def test_switch_selects_the_path():
-    assert fast.use_fast_path()
-    with fast.fast_path(False):
-        assert not fast.use_fast_path()
-        with fast.fast_path(True):
-            assert fast.use_fast_path()
-        assert not fast.use_fast_path()
-    assert fast.use_fast_path()
+    attn = randomised_attention(7, 3)
+    assert fast.use_fast_path() and attn.fast_path and fast.in_effect(attn.fast_path)
+    with fast.fast_path(attn, False):
+        assert not attn.fast_path and not fast.in_effect(attn.fast_path)
+        with fast.fast_path(attn, True):
+            assert attn.fast_path
+        assert not attn.fast_path
+    assert attn.fast_path
     fast.set_fast_path(False)
     try:
         assert not fast.use_fast_path()
+        assert not randomised_attention(7, 3).fast_path and attn.fast_path  # the default of layers built later
     finally:
         fast.set_fast_path(True)
 

@@ -13,23 +13,40 @@ Both equal the plain formulation up to float rounding:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ssformer.models.fast import caching
 
-if TYPE_CHECKING:  # the plain module calls this one; its classes are only named in annotations here
-    from ssformer.models.decoder import AllMLPDecoder, ConvBNReLU
+
+class ConvBNReLULayer(Protocol):
+    """What the kernels read of ``decoder.ConvBNReLU`` (named here, not imported: the plain module
+    calls this one, and nothing here depends on it)."""
+
+    conv: nn.Conv2d
+    bn: nn.BatchNorm2d
+    act: nn.Module
 
 
-def folds_batchnorm(block: ConvBNReLU) -> bool:
+class DecoderLayer(Protocol):
+    """What the kernels read of ``decoder.AllMLPDecoder``."""
+
+    dim: int
+    projections: Sequence[ConvBNReLULayer]
+    fuse: ConvBNReLULayer
+    dropout: nn.Module
+    classifier: nn.Module
+
+
+def folds_batchnorm(block: ConvBNReLULayer) -> bool:
     """True in eval mode (BatchNorm uses its running statistics, an affine map)."""
     return not block.bn.training and block.bn.running_mean is not None
 
 
-def weight_and_bias(block: ConvBNReLU) -> tuple[torch.Tensor, torch.Tensor | None]:
+def weight_and_bias(block: ConvBNReLULayer) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The conv weight, with the BatchNorm folded in (and its bias) when :func:`folds_batchnorm`."""
     if not folds_batchnorm(block):
         return block.conv.weight, None
@@ -40,7 +57,7 @@ def weight_and_bias(block: ConvBNReLU) -> tuple[torch.Tensor, torch.Tensor | Non
     return caching.cached(block, "folded_batchnorm", tensors, None, lambda: _fold(block))
 
 
-def _fold(block: ConvBNReLU) -> tuple[torch.Tensor, torch.Tensor]:
+def _fold(block: ConvBNReLULayer) -> tuple[torch.Tensor, torch.Tensor]:
     bn, weight = block.bn, block.conv.weight
     wide = torch.promote_types(weight.dtype, torch.float32)  # bf16/fp16 weights fold in float32, float64 in float64
     scale = bn.weight.to(wide) * torch.rsqrt(bn.running_var.to(wide) + bn.eps)
@@ -49,7 +66,7 @@ def _fold(block: ConvBNReLU) -> tuple[torch.Tensor, torch.Tensor]:
     return folded_weight.to(weight.dtype), folded_bias.to(weight.dtype)
 
 
-def activate(block: ConvBNReLU, y: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+def activate(block: ConvBNReLULayer, y: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """Finish the block on the convolution output ``y`` made with :func:`weight_and_bias`
     (in place: ``y`` is a fresh sum of convolution outputs, which no backward needs)."""
     if bias is None:
@@ -57,7 +74,7 @@ def activate(block: ConvBNReLU, y: torch.Tensor, bias: torch.Tensor | None) -> t
     return F.relu_(y.add_(bias.to(y.dtype).view(-1, 1, 1)))
 
 
-def conv_bn_relu(block: ConvBNReLU, x: torch.Tensor) -> torch.Tensor:
+def conv_bn_relu(block: ConvBNReLULayer, x: torch.Tensor) -> torch.Tensor:
     """``block(x)``, its BatchNorm folded into the convolution in eval mode."""
     weight, bias = weight_and_bias(block)
     if bias is None:
@@ -65,7 +82,7 @@ def conv_bn_relu(block: ConvBNReLU, x: torch.Tensor) -> torch.Tensor:
     return F.relu_(F.conv2d(x, weight, bias.to(x.dtype)))  # folded BN: its bias inside the convolution
 
 
-def all_mlp_decoder(decoder: AllMLPDecoder, features: Sequence[torch.Tensor]) -> torch.Tensor:
+def all_mlp_decoder(decoder: DecoderLayer, features: Sequence[torch.Tensor]) -> torch.Tensor:
     """``decoder(features)`` with the fuse convolution split by input and run before each resize."""
     size = features[0].shape[2:]
     # fuse(concat(resize(p_i))) == sum_i resize(fuse_i(p_i)) for the 1x1 fuse conv split by input.

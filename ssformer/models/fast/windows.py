@@ -27,19 +27,31 @@ copies or wasted work:
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple, Protocol
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ssformer.models.fast import caching, hugepages
 from ssformer.models.fast.linear import linear
 from ssformer.models.window_grid import shift_window_mask
 
-if TYPE_CHECKING:  # the plain module calls this one; its class is only named in annotations here
-    from ssformer.models.attention import ShiftedWindowAttention
-
 SCORES_CHUNK_BYTES = 4 << 20  # window_attention's working set per chunk of windows
+
+
+class AttentionLayer(Protocol):
+    """What the kernels read of ``attention.ShiftedWindowAttention`` (named here, not imported: the
+    plain module calls this one, and nothing here depends on it)."""
+
+    num_heads: int
+    window_size: int
+    shift: int
+    qkv: nn.Linear
+    proj: nn.Linear
+    relative_position_bias_table: nn.Parameter
+
+    def relative_position_bias(self) -> torch.Tensor: ...
 
 
 class WindowGeometry(NamedTuple):
@@ -237,7 +249,7 @@ def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tenso
     return torch.matmul(scores.softmax(-1).to(v.dtype), v, out=out)
 
 
-def attention_bias(module: ShiftedWindowAttention, dtype: torch.dtype) -> torch.Tensor:
+def attention_bias(module: AttentionLayer, dtype: torch.dtype) -> torch.Tensor:
     """(1, heads, N, N) relative position bias of ``module`` in ``dtype``.
 
     Cached when no gradient can flow into the bias table (inference); the key holds the table's
@@ -252,7 +264,7 @@ def attention_bias(module: ShiftedWindowAttention, dtype: torch.dtype) -> torch.
                           lambda: module.relative_position_bias().unsqueeze(0).to(dtype))
 
 
-def attention(module: ShiftedWindowAttention, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+def attention(module: AttentionLayer, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """``module(x, h, w)`` (W-MSA or SW-MSA on (B, h*w, C) tokens) through the gathered windows."""
     b, tokens, c = x.shape
     heads, n, d = module.num_heads, module.window_size ** 2, c // module.num_heads
