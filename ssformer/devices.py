@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ssformer.errors import UserError
+
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
           "fp16": torch.float16, "float16": torch.float16}
 
@@ -52,23 +54,23 @@ def resolve_device(name: str | torch.device = "auto", local_rank: int = 0, distr
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"{what}={name} but CUDA is not available")
+        raise UserError(f"{what}={name} but CUDA is not available")
     if not name.startswith("cuda"):
         return torch.device(name)
     count = torch.cuda.device_count()
     if distributed:
         if name != "cuda":
-            raise ValueError(f"{what}={name} under torchrun would put every process on that GPU; use "
-                             f"train.device=cuda (process LOCAL_RANK takes GPU LOCAL_RANK) and choose GPUs "
-                             f"with CUDA_VISIBLE_DEVICES")
+            raise UserError(f"{what}={name} under torchrun would put every process on that GPU; use "
+                            f"train.device=cuda (process LOCAL_RANK takes GPU LOCAL_RANK) and choose GPUs "
+                            f"with CUDA_VISIBLE_DEVICES")
         if local_rank >= count:
-            raise ValueError(f"LOCAL_RANK={local_rank} but only {count} GPU(s) are visible: start at most "
-                             f"{count} processes per node (torchrun --nproc-per-node)")
+            raise UserError(f"LOCAL_RANK={local_rank} but only {count} GPU(s) are visible: start at most "
+                            f"{count} processes per node (torchrun --nproc-per-node)")
         return torch.device("cuda", local_rank)
     device = torch.device(name)
     index = local_rank if device.index is None else device.index
     if index >= count:
-        raise ValueError(f"{what}={name} but only {count} GPU(s) are visible (cuda:0 to cuda:{count - 1})")
+        raise UserError(f"{what}={name} but only {count} GPU(s) are visible (cuda:0 to cuda:{count - 1})")
     return torch.device("cuda", index)
 
 
@@ -82,5 +84,5 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
             return torch.bfloat16 if cuda_bf16_native(device) else torch.float16
         return torch.float32
     if dtype not in DTYPES:
-        raise ValueError(f"dtype must be auto, fp32, bf16 or fp16, got {dtype!r}")
+        raise UserError(f"dtype must be auto, fp32, bf16 or fp16, got {dtype!r}")
     return DTYPES[dtype]

@@ -21,6 +21,7 @@ from ssformer.checkpoints.hub import download, looks_like_repo_id
 from ssformer.checkpoints.io import write_state_dict
 from ssformer.checkpoints.keymaps import infer_config, to_ssformer_state_dict
 from ssformer.checkpoints.weights import LoadReport
+from ssformer.errors import UserError
 from ssformer.models.pretrained import ConfigInput, LoadedModel
 from ssformer.models.ssformer import SSformer
 
@@ -47,16 +48,16 @@ def convert(src: str | Path, dst: str | Path, num_classes: int | None = None, wi
     for name, value in (("--num-classes", num_classes), ("--window-size", window_size),
                         ("--decoder-dim", decoder_dim)):
         if value is not None and value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
+            raise UserError(f"{name} must be >= 1, got {value}")
     to_folder = dst.suffix not in FILE_SUFFIXES
     files = read_model_files(download(str(src)) if looks_like_repo_id(src) else src)
     inferred = infer_config(to_ssformer_state_dict(files.state)[1].state)
     has_decoder = "num_classes" in inferred
     if has_decoder and decoder_dim is not None and decoder_dim != inferred["decoder_dim"]:
-        raise ValueError(f"--decoder-dim {decoder_dim} differs from the checkpoint's decoder width "
-                         f"{inferred['decoder_dim']}")
+        raise UserError(f"--decoder-dim {decoder_dim} differs from the checkpoint's decoder width "
+                        f"{inferred['decoder_dim']}")
     if not has_decoder and to_folder and num_classes is None:
-        raise ValueError(f"{src} has no decoder (backbone weights): pass --num-classes to make a model folder")
+        raise UserError(f"{src} has no decoder (backbone weights): pass --num-classes to make a model folder")
     overrides = {k: v for k, v in (("window_size", window_size), ("decoder_dim", decoder_dim)) if v is not None}
     encoder_only = not has_decoder and num_classes is None
     loaded = build_model(files, config=overrides or None, num_classes=1 if encoder_only else num_classes)

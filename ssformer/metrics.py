@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ssformer.distributed import all_reduce_sum
+from ssformer.errors import UserError
 
 PER_CLASS = ("IoU", "Acc", "Dice", "Fscore", "Precision", "Recall")
 
@@ -57,7 +58,7 @@ class IoUMetric:
         for name, values in (("label", target_t), ("prediction", pred_t)):
             if values.numel() and (values.min() < 0 or values.max() >= k):
                 bad = torch.unique(values[(values < 0) | (values >= k)])[:20].tolist()
-                raise ValueError(f"{name} values {bad} are outside [0, {k}) and not the ignore index "
+                raise UserError(f"{name} values {bad} are outside [0, {k}) and not the ignore index "
                                  f"{self.ignore_index}")
         area_intersect = torch.bincount(target_t[pred_t == target_t], minlength=k)
         area_pred = torch.bincount(pred_t, minlength=k)

@@ -9,6 +9,7 @@ import json
 
 from ssformer.analysis.benchmark import DTYPES, benchmark, check_settings, format_result
 from ssformer.data.preprocessing import Preprocessing
+from ssformer.errors import UserError
 from ssformer.models.ssformer import SSformer, create_model, list_models
 
 
@@ -46,10 +47,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def build_model(name: str | None, checkpoint: str | None, num_classes: int) -> tuple[SSformer, Preprocessing, str]:
     if (name is None) == (checkpoint is None):
-        raise ValueError("give either a model name or --checkpoint (not both)")
+        raise UserError("give either a model name or --checkpoint (not both)")
     if name is not None:
         if num_classes < 1:
-            raise ValueError(f"--num-classes must be >= 1, got {num_classes}")
+            raise UserError(f"--num-classes must be >= 1, got {num_classes}")
         return create_model(name, num_classes=num_classes), Preprocessing(), name
     from ssformer.loading import load_model
 
@@ -60,11 +61,11 @@ def build_model(name: str | None, checkpoint: str | None, num_classes: int) -> t
 def check_int8(args: argparse.Namespace) -> None:
     if not args.int8:
         if args.check:
-            raise ValueError("--check only applies with --int8")
+            raise UserError("--check only applies with --int8")
         return
     if args.dtype != "fp32" or args.train or args.compile or args.device != "cpu":
-        raise ValueError("--int8 times CPU inference of the quantized model: leave out --dtype, --train, "
-                         "--compile and --device")
+        raise UserError("--int8 times CPU inference of the quantized model: leave out --dtype, --train, "
+                        "--compile and --device")
 
 
 def quantize(model: SSformer, preprocessing: Preprocessing, args: argparse.Namespace) -> str | None:
@@ -87,10 +88,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads is not None:
         if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+            raise UserError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     if args.gradient_checkpointing and not args.train:
-        raise ValueError("--gradient-checkpointing only applies with --train")
+        raise UserError("--gradient-checkpointing only applies with --train")
     check_settings(*args.size, args.batch, args.dtype, args.device, args.runs, args.warmup)
     check_int8(args)
     model, preprocessing, label = build_model(args.name, args.checkpoint, args.num_classes)

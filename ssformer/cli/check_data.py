@@ -10,6 +10,7 @@ import yaml
 from ssformer.data.check import check_dataset, format_report
 from ssformer.data.datasets import DATASETS, build_dataset
 from ssformer.engine.config import resolve_config_path
+from ssformer.errors import UserError
 
 # Keys of a training config's ``data`` section that describe splits and transforms, not the dataset.
 _NOT_DATASET_OPTIONS = ("split", "train_split", "val_split", "train_transform", "test_transform", "options")
@@ -37,9 +38,9 @@ def _data_section(path: str) -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(file.read_text())
     except yaml.YAMLError as e:
-        raise ValueError(f"config {file} is not valid YAML: {e}") from e
+        raise UserError(f"config {file} is not valid YAML: {e}") from e
     if not isinstance(loaded, dict) or not isinstance(loaded.get("data"), dict):
-        raise ValueError(f"config {file} has no 'data:' section")
+        raise UserError(f"config {file} has no 'data:' section")
     return loaded["data"]
 
 
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     if args.root:
         section["root"] = args.root
     if not section.get("type") or not section.get("root"):
-        raise ValueError("give a CONFIG with a data section, or --type and --data-root")
+        raise UserError("give a CONFIG with a data section, or --type and --data-root")
     default = [None] if section["type"] == "folder" else ["train", "val"]  # as the trainer's defaults
     splits = args.split or _splits(section) or default
     options = {k: v for k, v in section.items() if k not in _NOT_DATASET_OPTIONS}

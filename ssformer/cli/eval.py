@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from ssformer.engine.config import load_config, options_as_overrides
+from ssformer.errors import UserError
 
 
 def add_parser(subparsers) -> None:
@@ -59,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_model(args.checkpoint)
     model = loaded.model
     if args.config is None and model.recipe is None:
-        raise ValueError(f"--checkpoint {args.checkpoint} carries no training config: give CONFIG (a recipe name or "
-                         f"YAML file) to say which dataset to evaluate on")
+        raise UserError(f"--checkpoint {args.checkpoint} carries no training config: give CONFIG (a recipe name or "
+                        f"YAML file) to say which dataset to evaluate on")
     overrides = list(args.overrides) + options_as_overrides(vars(args), {
         "data_root": "data.root", "mode": "eval.mode", "amp": "train.amp", "device": "train.device"})
     config = load_config(args.config, overrides, base=None if args.config else eval_recipe(model.recipe))
@@ -75,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(tc.num_threads)
     dataset = build_eval_dataset(config, args.split, preprocessing)
     if model.num_classes != dataset.num_classes:
-        raise ValueError(f"checkpoint {args.checkpoint} has {model.num_classes} classes but the dataset has "
-                         f"{dataset.num_classes}")
+        raise UserError(f"checkpoint {args.checkpoint} has {model.num_classes} classes but the dataset has "
+                        f"{dataset.num_classes}")
     model.to(device)
     p = preprocessing
     tta = args.tta or config.eval.tta

@@ -6,6 +6,7 @@ import argparse
 import json
 from dataclasses import replace
 
+from ssformer.errors import UserError
 from ssformer.models.size import format_size, measure
 from ssformer.models.ssformer import VARIANTS, SSformerConfig, list_models
 
@@ -40,13 +41,13 @@ def config_from_checkpoint(path: str, num_classes: int | None = None) -> tuple[s
 def run(args: argparse.Namespace) -> int:
     height, width = args.size
     if height < 1 or width < 1:
-        raise ValueError(f"--size must be positive, got {height} {width}")
+        raise UserError(f"--size must be positive, got {height} {width}")
     if args.num_classes is not None and args.num_classes < 1:
-        raise ValueError(f"--num-classes must be >= 1, got {args.num_classes}")
+        raise UserError(f"--num-classes must be >= 1, got {args.num_classes}")
     if (args.name is None) == (args.checkpoint is None):
-        raise ValueError(f"give a model variant ({', '.join(list_models())}) or --checkpoint PATH, not both or neither")
+        raise UserError(f"give a model variant ({', '.join(list_models())}) or --checkpoint PATH, not both or neither")
     if args.name is not None and args.name not in VARIANTS:
-        raise ValueError(f"unknown model {args.name!r}; choose one of {', '.join(list_models())}")
+        raise UserError(f"unknown model {args.name!r}; choose one of {', '.join(list_models())}")
     if args.checkpoint:
         fmt, config = config_from_checkpoint(args.checkpoint, args.num_classes)
         label = f"{args.checkpoint} ({fmt})"

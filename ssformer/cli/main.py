@@ -12,7 +12,12 @@ from ssformer import __version__
 # Each sub-command module defines ``add_parser(subparsers)``, which registers its parser and sets
 # ``func`` to the function that runs it. Add a module here to add a command.
 from ssformer.cli import commands
+from ssformer.errors import UserError
 from ssformer.utils import DiskFullError
+
+# The user's environment, not a bug: a file that is missing, unwritable or in the way, a full disk.
+ENVIRONMENT_ERRORS = (FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError, FileExistsError,
+                      DiskFullError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,9 +58,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     _show_notes(args.command)
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError, DiskFullError) as e:  # user errors: one clear line, no traceback
-        print(f"ssformer {args.command}: error: {e}", file=sys.stderr)
+    except (UserError, *ENVIRONMENT_ERRORS) as e:  # the user's to fix: one clear line, no traceback
+        print(f"ssformer {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    # Any other exception (a plain ValueError included) is a bug: its traceback shows.
+
+
+def _one_line(error: Exception) -> str:
+    """The message; an OS error without one of ours reads "what: file" (its strerror and filename)."""
+    if isinstance(error, OSError) and not isinstance(error, DiskFullError) and error.filename is not None:
+        where = f"{error.filename} -> {error.filename2}" if error.filename2 is not None else f"{error.filename}"
+        return f"{error.strerror or error}: {where}"
+    return str(error)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from ssformer.errors import UserError
+
 if TYPE_CHECKING:
     import torch
 
@@ -54,11 +56,11 @@ def run(args: argparse.Namespace) -> int:
     from ssformer.inference.files import expand_inputs
 
     if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.num_workers < 0:
-        raise ValueError(f"--num-workers must be >= 0, got {args.num_workers}")
+        raise UserError(f"--num-workers must be >= 0, got {args.num_workers}")
     if not 0 <= args.alpha <= 1:
-        raise ValueError(f"--alpha must be in [0, 1], got {args.alpha}")
+        raise UserError(f"--alpha must be in [0, 1], got {args.alpha}")
     items = expand_inputs(args.inputs)
     layout = torchrun_env()  # under torchrun: one share of the files per process, one GPU each
     device = resolve_device(args.device, layout.local_rank, layout.enabled, what="--device")

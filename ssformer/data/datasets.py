@@ -38,6 +38,7 @@ from ssformer.data.classes import (
 )
 from ssformer.data.io import DataError, colors_to_indices, read_image, read_label
 from ssformer.data.transforms import Normalize
+from ssformer.errors import UserError
 
 # (image, label, rng) -> (image tensor, label tensor)
 Transform = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[torch.Tensor, torch.Tensor]]
@@ -102,21 +103,21 @@ class SegmentationDataset(Dataset):
                  where: str = "", seed: int = 0) -> None:
         self.class_names = tuple(class_names)
         if not self.class_names:
-            raise ValueError("class_names is empty")
+            raise UserError("class_names is empty")
         self.num_classes = len(self.class_names)
         self.palette = (tuple(tuple(int(v) for v in c) for c in palette) if palette
                         else default_palette(self.num_classes))
         if len(self.palette) < self.num_classes:
-            raise ValueError(f"palette has {len(self.palette)} colours for {self.num_classes} classes")
+            raise UserError(f"palette has {len(self.palette)} colours for {self.num_classes} classes")
         if not 0 <= ignore_index <= 65535:
-            raise ValueError(f"ignore_index must be in 0..65535 (a value a label PNG can hold), got {ignore_index}")
+            raise UserError(f"ignore_index must be in 0..65535 (a value a label PNG can hold), got {ignore_index}")
         if ignore_index < self.num_classes:
-            raise ValueError(f"ignore_index {ignore_index} is a class id (num_classes={self.num_classes})")
+            raise UserError(f"ignore_index {ignore_index} is a class id (num_classes={self.num_classes})")
         self.ignore_index = ignore_index
         transform_ignore = getattr(transform, "ignore_index", ignore_index)
         if transform_ignore != ignore_index:
-            raise ValueError(f"the transform pads labels with {transform_ignore} but this dataset's ignore index is "
-                             f"{ignore_index}; pass ignore_index={ignore_index} to the transform")
+            raise UserError(f"the transform pads labels with {transform_ignore} but this dataset's ignore index is "
+                            f"{ignore_index}; pass ignore_index={ignore_index} to the transform")
         self.transform: Transform = transform if transform is not None else Normalize()
         self.label_values = label_values if label_values is not None else label_table(self.num_classes, ignore_index)
         self.label_rule = label_rule or (f"expected class ids 0..{self.num_classes - 1} or the ignore "
@@ -283,7 +284,7 @@ class ADE20K(SegmentationDataset):
         if (root / "ADEChallengeData2016").is_dir():
             root = root / "ADEChallengeData2016"
         if split not in self.SPLITS:
-            raise ValueError(f"ADE20K split must be one of {sorted(self.SPLITS)}, got {split!r}")
+            raise UserError(f"ADE20K split must be one of {sorted(self.SPLITS)}, got {split!r}")
         folder = self.SPLITS[split]
         image_dir = _require_dir(root / "images" / folder, "ADE20K image")
         label_dir = _require_dir(root / "annotations" / folder, "ADE20K annotation")
@@ -385,9 +386,9 @@ class FolderDataset(SegmentationDataset):
         image_dir = _require_dir(root / img_dir, "image")
         label_dir = _require_dir(root / ann_dir, "label")
         if color_labels and not palette:
-            raise ValueError("color_labels needs a palette (one RGB colour per class)")
+            raise UserError("color_labels needs a palette (one RGB colour per class)")
         if palette is not None and any(len(c) != 3 for c in palette):
-            raise ValueError("palette entries must be [R, G, B]")
+            raise UserError("palette entries must be [R, G, B]")
         unknown: list[str] = []
         if split is not None and not (root / split).is_file():
             if not (image_dir / split).is_dir():
@@ -436,13 +437,13 @@ def build_dataset(config: dict[str, Any], transform: Transform | None = None, **
     options = {**config, **overrides}
     kind = options.pop("type", None)
     if kind not in DATASETS:
-        raise ValueError(f"data type must be one of {', '.join(DATASETS)}, got {kind!r}")
+        raise UserError(f"data type must be one of {', '.join(DATASETS)}, got {kind!r}")
     cls = DATASETS[kind]
     allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "transform")]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise ValueError(f"unknown option(s) for data type {kind!r}: {', '.join(unknown)}; "
-                         f"allowed: {', '.join(allowed)}")
+        raise UserError(f"unknown option(s) for data type {kind!r}: {', '.join(unknown)}; "
+                        f"allowed: {', '.join(allowed)}")
     if "root" not in options:
-        raise ValueError(f"data type {kind!r} needs 'root'")
+        raise UserError(f"data type {kind!r} needs 'root'")
     return cls(transform=transform, **options)

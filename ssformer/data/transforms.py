@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ssformer.errors import UserError
+
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 
@@ -278,13 +280,13 @@ class TrainTransform:
                  photometric: bool = True, mean: Sequence[float] = IMAGENET_MEAN,
                  std: Sequence[float] = IMAGENET_STD, ignore_index: int = 255) -> None:
         if len(img_scale) != 2 or min(img_scale) <= 0:
-            raise ValueError(f"img_scale must be two positive sizes, got {img_scale}")
+            raise UserError(f"img_scale must be two positive sizes, got {img_scale}")
         if len(crop_size) != 2 or min(crop_size) <= 0:
-            raise ValueError(f"crop_size must be two positive sizes (h, w), got {crop_size}")
+            raise UserError(f"crop_size must be two positive sizes (h, w), got {crop_size}")
         if ratio_range is not None and not 0 < ratio_range[0] <= ratio_range[1]:
-            raise ValueError(f"ratio_range must be (low, high) with 0 < low <= high, got {ratio_range}")
+            raise UserError(f"ratio_range must be (low, high) with 0 < low <= high, got {ratio_range}")
         if not 0 <= flip_prob <= 1:
-            raise ValueError(f"flip_prob must be in [0, 1], got {flip_prob}")
+            raise UserError(f"flip_prob must be in [0, 1], got {flip_prob}")
         self.img_scale = tuple(int(s) for s in img_scale)
         self.ratio_range = tuple(ratio_range) if ratio_range is not None else None
         self.crop_size = (int(crop_size[0]), int(crop_size[1]))

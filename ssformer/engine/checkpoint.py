@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ssformer.checkpoints.io import torch_load, write_torch
+from ssformer.errors import UserError
 
 
 def capture_rng(device: torch.device | str | None = None) -> dict[str, Any]:
@@ -101,7 +102,7 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     return write_torch({**state, "sha256": content_hash(state)}, path)
 
 
-class CorruptCheckpoint(ValueError):
+class CorruptCheckpoint(UserError):
     """A checkpoint whose tensors no longer match the hash written with them."""
 
 
@@ -112,7 +113,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise FileNotFoundError(f"checkpoint {path} not found")
     state = torch_load(path)
     if not isinstance(state, dict):
-        raise ValueError(f"checkpoint {path} is not a dict")
+        raise UserError(f"checkpoint {path} is not a dict")
     if "sha256" in state and content_hash(state) != state["sha256"]:
         good = _newest_good_checkpoint(path)
         hint = f"; the newest good checkpoint there is {good}" if good else "; no other checkpoint there is good"

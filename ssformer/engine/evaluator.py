@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from ssformer.devices import cuda_bf16_native, resolve_amp
 from ssformer.distributed import DistInfo
+from ssformer.errors import UserError
 from ssformer.inference.sliding import infer
 from ssformer.metrics import IoUMetric
 
@@ -24,12 +25,12 @@ from ssformer.metrics import IoUMetric
 def check_amp(device: torch.device, amp: str) -> None:
     """Refuse autocast modes the device cannot run natively (fp16 off CUDA, emulated bf16 GPUs)."""
     if amp == "fp16" and device.type != "cuda":
-        raise ValueError("train.amp=fp16 needs a CUDA device; use train.amp=auto or bf16 on CPU")
+        raise UserError("train.amp=fp16 needs a CUDA device; use train.amp=auto or bf16 on CPU")
     if amp == "bf16" and device.type == "cuda" and not cuda_bf16_native(device):
         major, minor = torch.cuda.get_device_capability(device)
-        raise ValueError(f"train.amp=bf16: {torch.cuda.get_device_name(device)} (compute capability "
-                         f"{major}.{minor}) has no native bfloat16 (it needs 8.0 or newer, Ampere on); "
-                         f"use train.amp=fp16")
+        raise UserError(f"train.amp=bf16: {torch.cuda.get_device_name(device)} (compute capability "
+                        f"{major}.{minor}) has no native bfloat16 (it needs 8.0 or newer, Ampere on); "
+                        f"use train.amp=fp16")
 
 
 def autocast_context(device: torch.device, amp: str):
@@ -55,7 +56,7 @@ class SkipUnreadable(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         try:
             return self.dataset[index]
-        except ValueError as e:
+        except UserError as e:  # a bad file; any other exception is a bug and shows
             return {"error": str(e)}
 
 

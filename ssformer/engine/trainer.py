@@ -36,6 +36,7 @@ from ssformer.engine.evaluator import autocast_context, check_amp, evaluate
 from ssformer.engine.logs import JsonLog, Progress
 from ssformer.engine.optim import build_grad_scaler, build_optimizer, load_scaler_state, poly_warmup_lr, set_lr
 from ssformer.engine.sampling import ConcatSeeded, StreamBatchSampler
+from ssformer.errors import UserError
 from ssformer.models.ssformer import VARIANTS, SSformerConfig
 from ssformer.utils import remove_stale_temporaries
 
@@ -74,7 +75,7 @@ def model_config(config: TrainingConfig, num_classes: int, class_names=None, pal
     if m.variant is not None:  # checked against VARIANTS by the config
         sizes = {k: VARIANTS[m.variant][k] for k in ("embed_dim", "depths", "num_heads")}
     if m.num_classes is not None and m.num_classes != num_classes:
-        raise ValueError(f"model.num_classes={m.num_classes} but the dataset has {num_classes} classes")
+        raise UserError(f"model.num_classes={m.num_classes} but the dataset has {num_classes} classes")
     return SSformerConfig(num_classes=num_classes, window_size=m.window_size, mlp_ratio=m.mlp_ratio,
                           decoder_dim=m.decoder_dim, drop_path_rate=m.drop_path_rate, dropout=m.dropout,
                           class_names=list(class_names) if class_names else None,
@@ -116,7 +117,7 @@ def train(config: TrainingConfig, resume: bool = False, echo=print) -> dict[str,
     """
     tc = config.train
     if config.work_dir is None:
-        raise ValueError("work_dir is not set: give --work-dir DIR")
+        raise UserError("work_dir is not set: give --work-dir DIR")
     layout = torchrun_env()  # the device is checked before joining the group, so a bad one fails alone
     device = resolve_device(tc.device, layout.local_rank, layout.enabled)
     check_amp(device, tc.amp)
@@ -175,7 +176,7 @@ def build_model(config: TrainingConfig, dataset, device: torch.device, dist_info
         model.set_gradient_checkpointing(True)
     if tc.sync_bn and dist_info.enabled:
         if device.type != "cuda":
-            raise ValueError("train.sync_bn needs CUDA devices (torch's SyncBatchNorm does not run on CPU)")
+            raise UserError("train.sync_bn needs CUDA devices (torch's SyncBatchNorm does not run on CPU)")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return model.to(device)
 
@@ -229,22 +230,22 @@ def resume_run(run: Run, latest: Path, device: torch.device, dist_info: DistInfo
     state = load_checkpoint(latest)
     missing = [k for k in ("model", "optimizer", "scaler", "iteration", "rng", "best") if k not in state]
     if missing:
-        raise ValueError(f"--resume: {latest} is not a training checkpoint of this package (no {', '.join(missing)})")
+        raise UserError(f"--resume: {latest} is not a training checkpoint of this package (no {', '.join(missing)})")
     saved = state.get("model_config") or {}
     differ = [k for k, v in asdict(run.model.config).items()
               if k in saved and _to_primitive(v) != saved[k] and k not in ("class_names", "palette")]
     if differ:
-        raise ValueError(f"--resume: {latest} holds a model with other settings ("
-                         + ", ".join(f"model {k} {saved[k]} there, {_to_primitive(getattr(run.model.config, k))} "
+        raise UserError(f"--resume: {latest} holds a model with other settings ("
+                        + ", ".join(f"model {k} {saved[k]} there, {_to_primitive(getattr(run.model.config, k))} "
                                      f"here" for k in differ)
-                         + f"); resume with the config it was trained with ({latest.parent / 'config.yaml'})")
+                        + f"); resume with the config it was trained with ({latest.parent / 'config.yaml'})")
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     load_scaler_state(run.scaler, state["scaler"])
     run.iteration, run.best = int(state["iteration"]), dict(state["best"])
     if dist_info.world_size != state.get("world_size", 1):
-        raise ValueError(f"{latest} was written by {state.get('world_size', 1)} processes, "
-                         f"this run has {dist_info.world_size}; exact resume needs the same number")
+        raise UserError(f"{latest} was written by {state.get('world_size', 1)} processes, "
+                        f"this run has {dist_info.world_size}; exact resume needs the same number")
     restore_rng(state["rng"][dist_info.rank] if isinstance(state["rng"], list) else state["rng"], device)
 
 
@@ -307,7 +308,7 @@ def _next_batch(stream: Iterator[dict[str, Any]]) -> dict[str, Any]:
     worker's traceback."""
     try:
         return next(stream)
-    except ValueError as e:  # DataError and ImageError are ValueErrors; workers re-raise them with their traceback
+    except UserError as e:  # DataError and ImageError are UserErrors; workers re-raise them with their traceback
         lines = [line for line in str(e).strip().splitlines() if line.strip()]
         reason = lines[-1].split(": ", 1)[-1] if lines and "Traceback" in str(e) else (lines[-1] if lines else str(e))
         raise DataError(f"{reason} (run `ssformer check-data CONFIG` to list every bad file at once)") from None

@@ -8,12 +8,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ssformer.errors import UserError
+
 ImageInput = str | os.PathLike | Image.Image | np.ndarray
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
 
 
-class ImageError(ValueError):
+
+class ImageError(UserError):
     """An input that is not a usable image (a ValueError, so the CLI prints one line)."""
 
 

@@ -24,13 +24,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ssformer.errors import UserError
 from ssformer.models.ssformer import upsample_logits
 
 
 def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
     pair = (int(value), int(value)) if isinstance(value, int) else tuple(int(v) for v in value)
     if len(pair) != 2 or min(pair) < 1:
-        raise ValueError(f"{name} must be a positive int or (height, width), got {value!r}")
+        raise UserError(f"{name} must be a positive int or (height, width), got {value!r}")
     return pair  # type: ignore[return-value]
 
 
@@ -83,7 +84,7 @@ def slide_inference(model: nn.Module, images: torch.Tensor, num_classes: int,
     crop_h, crop_w = _pair(crop, "crop")
     stride_h, stride_w = _pair(stride, "stride")
     if windows_per_batch < 1:
-        raise ValueError(f"windows_per_batch must be >= 1, got {windows_per_batch}")
+        raise UserError(f"windows_per_batch must be >= 1, got {windows_per_batch}")
     b, _, h, w = images.shape
     windows = [(y, x) for y in window_starts(h, crop_h, stride_h) for x in window_starts(w, crop_w, stride_w)]
     logits = images.new_zeros((b, num_classes, h, w), dtype=torch.float32)
@@ -116,9 +117,9 @@ def tta_inference(model: nn.Module, images: torch.Tensor, scales: Sequence[float
     """
     _check_images(images)
     if not scales or min(scales) <= 0:
-        raise ValueError(f"scales must be positive factors, got {tuple(scales)}")
+        raise UserError(f"scales must be positive factors, got {tuple(scales)}")
     if mode not in ("whole", "slide"):
-        raise ValueError(f"mode must be 'whole' or 'slide', got {mode!r}")
+        raise UserError(f"mode must be 'whole' or 'slide', got {mode!r}")
     if mode == "slide" and num_classes is None:
         raise ValueError("slide mode needs num_classes")
     size = tuple(out_size) if out_size is not None else tuple(images.shape[2:])
@@ -152,5 +153,5 @@ def infer(model: nn.Module, images: torch.Tensor, num_classes: int, out_size: Se
     if mode == "slide":
         return slide_inference(model, images, num_classes, crop, stride, out_size=out_size)
     if mode != "whole":
-        raise ValueError(f"mode must be 'whole' or 'slide', got {mode!r}")
+        raise UserError(f"mode must be 'whole' or 'slide', got {mode!r}")
     return whole_inference(model, images, out_size=out_size)

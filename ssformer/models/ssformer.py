@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssformer.checkpoints.weights import load_weights
+from ssformer.errors import UserError
 from ssformer.models import fast
 from ssformer.models.decoder import AllMLPDecoder
 from ssformer.models.pretrained import PretrainedModel
@@ -39,23 +40,23 @@ class SSformerConfig:
         self.depths = tuple(int(d) for d in self.depths)
         self.num_heads = tuple(int(h) for h in self.num_heads)
         if self.num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {self.num_classes}")
+            raise UserError(f"num_classes must be >= 1, got {self.num_classes}")
         if self.window_size < 1:
-            raise ValueError(f"window_size must be >= 1, got {self.window_size}")
+            raise UserError(f"window_size must be >= 1, got {self.window_size}")
         if len(self.depths) != len(self.num_heads):
-            raise ValueError(f"depths {self.depths} and num_heads {self.num_heads} differ in length")
+            raise UserError(f"depths {self.depths} and num_heads {self.num_heads} differ in length")
         for i, heads in enumerate(self.num_heads):
             if (self.embed_dim * 2 ** i) % heads:
-                raise ValueError(f"stage {i} width {self.embed_dim * 2 ** i} is not divisible by {heads} heads")
+                raise UserError(f"stage {i} width {self.embed_dim * 2 ** i} is not divisible by {heads} heads")
         if self.class_names is not None and len(self.class_names) != self.num_classes:
-            raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes")
+            raise UserError(f"{len(self.class_names)} class names for {self.num_classes} classes")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SSformerConfig:
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"unknown SSformer config keys: {sorted(unknown)}")
+            raise UserError(f"unknown SSformer config keys: {sorted(unknown)}")
         return cls(**data)
 
 
@@ -154,7 +155,7 @@ def create_model(name: str, num_classes: int = 150, pretrained: str | os.PathLik
                  strict: bool = True, **overrides: Any) -> SSformer:
     """Build a named variant; ``pretrained`` is a checkpoint path in any format the loader reads."""
     if name not in VARIANTS:
-        raise ValueError(f"unknown model {name!r}; choose one of {list_models()}")
+        raise UserError(f"unknown model {name!r}; choose one of {list_models()}")
     model = SSformer(num_classes=num_classes, **{**VARIANTS[name], **overrides})
     if pretrained is not None:
         load_weights(model, pretrained, strict=strict)
