@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import os
+
 import torch
 
 from ssformer.errors import UserError
+
+logger = logging.getLogger(__name__)
 
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
           "fp16": torch.float16, "float16": torch.float16}
@@ -86,3 +91,23 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     if dtype not in DTYPES:
         raise UserError(f"dtype must be auto, fp32, bf16 or fp16, got {dtype!r}")
     return DTYPES[dtype]
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, as taskset and container limits set it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def set_cpu_threads(count: int | None, what: str = "train.num_threads") -> None:
+    """torch's CPU thread count; ``None`` keeps torch's default. More threads than CPUs only slow
+    work down, and absurd counts break torch (1000 hung, 100000 crashed with a segmentation fault),
+    so a count above the CPUs is cut to them, with a note naming ``what``."""
+    if count is None:
+        return
+    cpus = usable_cpus()
+    if count > cpus:
+        logger.warning(f"{what}={count} is more than the {cpus} CPUs this process may use: using {cpus}")
+        count = cpus
+    torch.set_num_threads(count)

@@ -46,10 +46,9 @@ def eval_recipe(recipe: dict) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
 
     from ssformer.data.preprocessing import from_training_config
-    from ssformer.devices import resolve_device
+    from ssformer.devices import resolve_device, set_cpu_threads
     from ssformer.distributed import cleanup, init_distributed, torchrun_env
     from ssformer.engine.evaluator import evaluate
     from ssformer.engine.trainer import build_eval_dataset
@@ -72,8 +71,7 @@ def run(args: argparse.Namespace) -> int:
     layout = torchrun_env()  # the device is resolved (and checked) before joining the group, as in training
     device = resolve_device(tc.device, layout.local_rank, layout.enabled)
     dist_info = init_distributed(device.type)
-    if tc.num_threads is not None:
-        torch.set_num_threads(tc.num_threads)
+    set_cpu_threads(tc.num_threads)
     dataset = build_eval_dataset(config, args.split, preprocessing)
     if model.num_classes != dataset.num_classes:
         raise UserError(f"checkpoint {args.checkpoint} has {model.num_classes} classes but the dataset has "

@@ -20,6 +20,7 @@ import torch
 from ssformer.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    MAX_IMAGE_SIDE,
     label_tensor,
     normalize,
     rescale_size,
@@ -34,10 +35,11 @@ INFERENCE_MODES = ("whole", "slide")
 def _pair(value: Any, name: str) -> tuple[int, int]:
     try:
         pair = (int(value), int(value)) if isinstance(value, (int, float)) else tuple(int(v) for v in value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         pair = ()
-    if len(pair) != 2 or min(pair) < 1:
-        raise UserError(f"preprocessing {name} must be two positive integers, got {value!r}")
+    if len(pair) != 2 or min(pair) < 1 or max(pair) > MAX_IMAGE_SIDE:
+        raise UserError(f"preprocessing {name} must be two positive integers of at most {MAX_IMAGE_SIDE}, "
+                        f"got {value!r}")
     return pair  # type: ignore[return-value]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -23,7 +24,9 @@ from typing import Any
 import yaml
 
 from ssformer.data.frequencies import CLASS_WEIGHT_METHODS
+from ssformer.data.transforms import MAX_IMAGE_SIDE
 from ssformer.errors import UserError
+from ssformer.models.budget import Sizes, check_buildable
 from ssformer.models.ssformer import VARIANTS
 
 # --- what a key allows: a check and the words the error and the docs use ----------------------------
@@ -36,7 +39,8 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float (``.inf`` and ``.nan`` are YAML floats, never a usable setting)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _int_at_least(low: int) -> Allowed:
@@ -70,8 +74,9 @@ def _one_of(choices: tuple[str, ...]) -> Allowed:
 BOOL: Allowed = (lambda v: isinstance(v, bool)), "true or false"
 STRING: Allowed = (lambda v: isinstance(v, str) and v != ""), "a non-empty string"
 SPLITS: Allowed = (lambda v: STRING[0](v) or _list_of(STRING)[0](v)), "a split name or a list of them"
-PAIR: Allowed = ((lambda v: _is_int(v) and v > 0 or _list_of(_int_at_least(1), 2)[0](v)),
-                 "a positive int or two positive ints")
+_SIDE: Allowed = (lambda v: _is_int(v) and 1 <= v <= MAX_IMAGE_SIDE), f"an integer in 1..{MAX_IMAGE_SIDE}"
+PAIR: Allowed = ((lambda v: _SIDE[0](v) or _list_of(_SIDE, 2)[0](v)),
+                 f"a positive int or two positive ints, each at most {MAX_IMAGE_SIDE}")
 DEVICE: Allowed = ((lambda v: v in ("auto", "cpu", "cuda") or isinstance(v, str) and re.fullmatch(r"cuda:\d+", v)),
                    "auto, cpu, cuda or cuda:N")
 AMP_MODES = ("none", "auto", "bf16", "fp16")
@@ -381,6 +386,7 @@ def validate_config(config: dict[str, Any]) -> None:
     model, data, train = config["model"], config["data"], config["train"]
     if len(model["depths"]) != len(model["num_heads"]):
         raise UserError(f"model.depths {model['depths']} and model.num_heads {model['num_heads']} differ in length")
+    _check_model_size(model)
     if model["pretrained"] is not None and not Path(model["pretrained"]).exists():
         raise FileNotFoundError(f"model.pretrained: {model['pretrained']} does not exist")
 
@@ -403,9 +409,18 @@ def validate_config(config: dict[str, Any]) -> None:
     _validate_loss(train)
 
 
+def _check_model_size(model: dict[str, Any]) -> None:
+    """Refuse, naming the key, a model too big to build (``model.embed_dim=1000000000``), before any work."""
+    named = VARIANTS[model["variant"]] if model["variant"] is not None else model
+    sizes = Sizes(embed_dim=named["embed_dim"], depths=tuple(named["depths"]), num_heads=tuple(named["num_heads"]),
+                  window_size=model["window_size"], decoder_dim=model["decoder_dim"],
+                  num_classes=model["num_classes"] or 1, mlp_ratio=model["mlp_ratio"])
+    check_buildable(sizes, prefix="model.")
+
+
 def _number(section: dict, key: str, where: str, low: float = 0.0, strict: bool = False) -> None:
     value = section[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low or (strict and value == low):
+    if not _is_number(value) or value < low or (strict and value == low):
         raise UserError(f"{where}.{key} must be a number {'>' if strict else '>='} {low}, got {value!r}")
 
 

@@ -27,7 +27,7 @@ import ssformer
 from ssformer.data import DataError, TrainTransform, build_dataset
 from ssformer.data.frequencies import class_weights
 from ssformer.data.preprocessing import Preprocessing, TestTransform, from_training_config
-from ssformer.devices import cpu_bf16_native, resolve_amp, resolve_device
+from ssformer.devices import cpu_bf16_native, resolve_amp, resolve_device, set_cpu_threads
 from ssformer.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed, torchrun_env
 from ssformer.engine.checkpoint import capture_rng, load_checkpoint, restore_rng, rotate_checkpoints, save_checkpoint
 from ssformer.engine.config import TrainingConfig, TrainSettings
@@ -388,8 +388,7 @@ def _evaluate(run: Run, eval_set, config: TrainingConfig, device: torch.device, 
 def _train(config: TrainingConfig, resume: bool, echo, device: torch.device, dist_info: DistInfo) -> dict[str, Any]:
     tc = config.train
     work_dir, latest, iters = Path(config.work_dir), Path(config.work_dir) / "latest.pt", tc.iters
-    if tc.num_threads is not None:
-        torch.set_num_threads(tc.num_threads)
+    set_cpu_threads(tc.num_threads)
     # Data first: a wrong root or option fails before the model is built.
     train_set, first_part = build_train_dataset(config)
     eval_set = build_eval_dataset(config)

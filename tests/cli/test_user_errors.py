@@ -79,3 +79,109 @@ def test_permission_denied_is_one_line_naming_the_file(monkeypatch, capsys, tmp_
     monkeypatch.setattr(info, "run", denied)
     code, _, err = run_cli(capsys, "info", "ssformer_swin_t")
     assert code == 2 and str(tmp_path / "out.png") in one_line(err) and "Permission denied" in err
+
+
+# --- 8: absurd model and image sizes are refused before anything is allocated ------------------------
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    from tests.conftest import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory, num_classes=3)
+
+
+@pytest.mark.parametrize("setting, key", [
+    ("model.embed_dim=1000000000", "model.embed_dim"),
+    ("model.decoder_dim=1000000000", "model.decoder_dim"),
+    ("model.window_size=100000", "model.window_size"),
+    ("model.depths=[1000000,1,1,1]", "model.depths"),
+    ("model.num_classes=1000000000", "model.num_classes"),
+])
+def test_absurd_model_sizes_are_one_line_naming_the_key(capsys, tmp_path, setting, key):
+    work = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--work-dir", work, "--set", setting)
+    assert code == 2 and f"{key}=" in one_line(err)
+    assert not work.exists()
+
+
+def _edited_copy(folder, tmp_path, name: str, **changes):
+    import json
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(folder, copy)
+    data = json.loads((copy / name).read_text()) if (copy / name).exists() else {}
+    data.update(changes)
+    (copy / name).write_text(json.dumps(data))
+    return copy
+
+
+@pytest.mark.parametrize("changes, key", [
+    ({"embed_dim": 1000000000}, "embed_dim"),
+    ({"decoder_dim": 1000000000}, "decoder_dim"),
+    ({"window_size": 100000}, "window_size"),
+    ({"depths": [1000000, 1, 1, 1]}, "depths"),
+    ({"embed_dim": -16}, "embed_dim"),
+    ({"embed_dim": "16"}, "embed_dim"),
+    ({"num_classes": "three"}, "num_classes"),
+])
+def test_absurd_sizes_in_a_model_config_json_name_the_file_and_key(capsys, tmp_path, tiny_folder, changes, key):
+    model = _edited_copy(tiny_folder, tmp_path, "config.json", **changes)
+    code, _, err = run_cli(capsys, "info", "--checkpoint", model, "--no-flops")
+    line = one_line(err)
+    assert code == 2 and str(model / "config.json") in line and key in line
+
+
+def test_an_absurd_img_scale_in_preprocessor_config_names_the_file(capsys, tmp_path, tiny_folder):
+    model = _edited_copy(tiny_folder, tmp_path, "preprocessor_config.json", img_scale=[1e7, 1e7])
+    code, _, err = run_cli(capsys, "info", "--checkpoint", model, "--no-flops")
+    line = one_line(err)
+    assert code == 2 and "preprocessor_config.json" in line and "img_scale" in line
+
+
+# --- 9: thread counts, infinite learning rates, image scales ----------------------------------------
+def test_more_threads_than_cpus_are_cut_to_the_cpus_with_a_note(monkeypatch, capsys, tmp_path):
+    import torch
+
+    from ssformer.engine.config import sample_root
+    from tests.engine.conftest import tiny_cli_sets
+
+    asked = []
+    monkeypatch.setattr(torch, "set_num_threads", asked.append)  # 100000 real threads crash torch
+    work = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--work-dir", work, "--data-root", sample_root(),
+                           *tiny_cli_sets(work, "train.iters=1", "train.num_threads=100000"))
+    import os
+
+    cpus = len(os.sched_getaffinity(0))
+    assert code == 0 and asked and max(asked) <= cpus
+    assert f"train.num_threads=100000 is more than the {cpus} CPUs" in err
+
+
+@pytest.mark.parametrize("setting, key", [
+    ("train.lr=.inf", "train.lr"),
+    ("train.lr=.nan", "train.lr"),
+    ("train.clip_grad=.inf", "train.clip_grad"),
+    ("data.train_transform.img_scale=[100000000,1]", "data.train_transform.img_scale"),
+    ("data.test_transform.img_scale=[10000000,10000000]", "data.test_transform.img_scale"),
+    ("eval.crop_size=100000", "eval.crop_size"),
+])
+def test_infinite_numbers_and_huge_image_sizes_are_refused_naming_the_key(capsys, tmp_path, setting, key):
+    work = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--work-dir", work, "--set", setting)
+    assert code == 2 and one_line(err).startswith(f"ssformer train: error: {key} must be")
+    assert not work.exists()
+
+
+def test_a_one_pixel_wide_flipped_crop_reaches_the_model():
+    """img_scale [16384, 1] makes 1-pixel-wide images; flipped, numpy kept a negative stride torch refused."""
+    import numpy as np
+
+    from ssformer.data.transforms import TrainTransform
+
+    transform = TrainTransform(img_scale=(16384, 1), ratio_range=(0.5, 0.6), crop_size=(8, 8), flip_prob=1.0,
+                               photometric=False, cat_max_ratio=1.0)
+    image = np.zeros((6, 4, 3), np.uint8)
+    label = np.ones((6, 4), np.uint8)
+    out_image, out_label = transform(image, label, np.random.default_rng(0))
+    assert tuple(out_image.shape) == (3, 8, 8) and tuple(out_label.shape) == (8, 8)
+    assert (out_label == 1).sum() >= 1 and (out_label == 255).sum() >= 8 * 8 - 2
