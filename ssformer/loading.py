@@ -24,6 +24,7 @@ from ssformer.checkpoints.weights import LoadReport
 from ssformer.errors import UserError
 from ssformer.models.pretrained import ConfigInput, LoadedModel
 from ssformer.models.ssformer import SSformer
+from ssformer.utils import check_writable
 
 __all__ = ["ConfigInput", "LoadedModel", "build_model", "convert", "load_model"]
 
@@ -50,6 +51,7 @@ def convert(src: str | Path, dst: str | Path, num_classes: int | None = None, wi
         if value is not None and value < 1:
             raise UserError(f"{name} must be >= 1, got {value}")
     to_folder = dst.suffix not in FILE_SUFFIXES
+    check_writable(dst, "DST", folder=to_folder)  # before the (slow) read, so nothing is half done
     files = read_model_files(download(str(src)) if looks_like_repo_id(src) else src)
     inferred = infer_config(to_ssformer_state_dict(files.state)[1].state)
     has_decoder = "num_classes" in inferred

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from collections.abc import Sequence
@@ -18,6 +19,8 @@ from ssformer.utils import DiskFullError
 # The user's environment, not a bug: a file that is missing, unwritable or in the way, a full disk.
 ENVIRONMENT_ERRORS = (FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError, FileExistsError,
                       DiskFullError)
+ENVIRONMENT_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG,
+                      errno.ELOOP, errno.EXDEV}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,7 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _show_notes(args.command)
     try:
         return int(args.func(args) or 0)
-    except (UserError, *ENVIRONMENT_ERRORS) as e:  # the user's to fix: one clear line, no traceback
+    except (UserError, OSError) as e:  # the user's to fix: one clear line, no traceback
+        if isinstance(e, OSError) and not isinstance(e, ENVIRONMENT_ERRORS) and e.errno not in ENVIRONMENT_ERRNOS:
+            raise
         print(f"ssformer {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
     # Any other exception (a plain ValueError included) is a bug: its traceback shows.

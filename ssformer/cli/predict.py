@@ -7,6 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from ssformer.errors import UserError
+from ssformer.utils import check_writable
 
 if TYPE_CHECKING:
     import torch
@@ -61,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--num-workers must be >= 0, got {args.num_workers}")
     if not 0 <= args.alpha <= 1:
         raise UserError(f"--alpha must be in [0, 1], got {args.alpha}")
+    check_writable(args.out, "--out", folder=True)
     items = expand_inputs(args.inputs)
     layout = torchrun_env()  # under torchrun: one share of the files per process, one GPU each
     device = resolve_device(args.device, layout.local_rank, layout.enabled, what="--device")

@@ -185,3 +185,52 @@ def test_a_one_pixel_wide_flipped_crop_reaches_the_model():
     out_image, out_label = transform(image, label, np.random.default_rng(0))
     assert tuple(out_image.shape) == (3, 8, 8) and tuple(out_label.shape) == (8, 8)
     assert (out_label == 1).sum() >= 1 and (out_label == 255).sum() >= 8 * 8 - 2
+
+
+# --- 10: outputs that cannot be written ---------------------------------------------------------------
+def test_convert_under_a_file_is_one_line_and_writes_nothing(capsys, tmp_path, tiny_folder):
+    blocker = tmp_path / "passwd"
+    blocker.write_text("root:x:0:0\n")
+    code, _, err = run_cli(capsys, "convert", tiny_folder, blocker / "x")
+    line = one_line(err)
+    assert code == 2 and f"{blocker} is a file" in line
+    assert blocker.read_text() == "root:x:0:0\n"
+
+
+def test_predict_out_on_an_existing_file_is_one_line_and_keeps_it(capsys, tmp_path, tiny_folder):
+    from ssformer.engine.config import sample_root
+
+    image = sorted((sample_root() / "images").iterdir())[0]
+    out = tmp_path / "results.txt"
+    out.write_text("keep me")
+    code, _, err = run_cli(capsys, "predict", "--checkpoint", tiny_folder, image, "--out", out)
+    assert code == 2 and f"--out {out} is a file" in one_line(err)
+    assert out.read_text() == "keep me"
+
+
+def test_predict_out_on_a_read_only_place_is_one_line(monkeypatch, capsys, tmp_path, tiny_folder):
+    import os
+
+    from ssformer.engine.config import sample_root
+
+    image = sorted((sample_root() / "images").iterdir())[0]
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(read_only) else real_access(p, mode))
+    code, _, err = run_cli(capsys, "predict", "--checkpoint", tiny_folder, image, "--out", read_only / "masks")
+    assert code == 2 and "not writable" in one_line(err) and str(read_only) in err
+    assert not (read_only / "masks").exists()
+
+
+def test_a_read_only_file_system_met_while_writing_is_one_line(monkeypatch, capsys):
+    import errno
+
+    import ssformer.cli.info as info
+
+    def read_only(args):
+        raise OSError(errno.EROFS, "Read-only file system", "/mnt/ro/model.safetensors")
+
+    monkeypatch.setattr(info, "run", read_only)
+    code, _, err = run_cli(capsys, "info", "ssformer_swin_t")
+    assert code == 2 and one_line(err).endswith("Read-only file system: /mnt/ro/model.safetensors")
