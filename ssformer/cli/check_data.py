@@ -28,6 +28,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                                                    "--root is the old spelling)")
     parser.add_argument("--split", action="append",
                         help="split to check (repeatable); default: the config's split(s), else train and val")
+    parser.add_argument("--class-names", metavar="A,B,...",
+                        help="class names of a folder dataset, comma-separated (sets data.options.class_names; "
+                             "default: the config's, else ROOT/classes.txt)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -37,8 +40,8 @@ def _data_section(path: str) -> dict[str, Any]:
     file = resolve_config_path(path)
     try:
         loaded = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as e:
-        raise UserError(f"config {file} is not valid YAML: {e}") from e
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise UserError(f"config {file} is not valid YAML (UTF-8 text): {e}") from None
     if not isinstance(loaded, dict) or not isinstance(loaded.get("data"), dict):
         raise UserError(f"config {file} has no 'data:' section")
     return loaded["data"]
@@ -69,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     splits = args.split or _splits(section) or default
     options = {k: v for k, v in section.items() if k not in _NOT_DATASET_OPTIONS}
     options.update(section.get("options") or {})
+    if args.class_names:
+        options["class_names"] = [name.strip() for name in args.class_names.split(",") if name.strip()]
     options["allow_missing"] = True  # report incomplete pairs as problems with all the others
     # build every split first, so a missing folder is reported before the long scan
     datasets = [(split, build_dataset(options, **({"split": split} if split else {}))) for split in splits]

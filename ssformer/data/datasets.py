@@ -228,7 +228,14 @@ def _unused_files(image_dir: Path, img_suffix: str, label_dir: Path, seg_suffix:
 def _read_list(path: Path) -> list[str]:
     if not path.is_file():
         raise DataError(f"split list not found: {path}")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise DataError(f"{path} is not UTF-8 text (byte {data[e.start:e.start + 1]!r} on line {line}); save it as "
+                        f"UTF-8, one name a line") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 class CamVid(SegmentationDataset):
@@ -376,13 +383,14 @@ class FolderDataset(SegmentationDataset):
     map to the ignore index).
     """
 
-    def __init__(self, root: str | os.PathLike, class_names: Sequence[str], img_dir: str = "images",
+    def __init__(self, root: str | os.PathLike, class_names: Sequence[str] | None = None, img_dir: str = "images",
                  ann_dir: str = "labels", img_suffix: str = ".jpg", seg_suffix: str = ".png",
                  split: str | None = None, palette: Sequence[Sequence[int]] | None = None,
                  color_labels: bool = False, ignore_colors: Sequence[Sequence[int]] = (),
                  ignore_index: int = 255, transform: Transform | None = None,
                  allow_missing: bool = False, seed: int = 0) -> None:
         root = _require_dir(Path(root), "dataset root")
+        class_names = _folder_class_names(root) if class_names is None else class_names
         image_dir = _require_dir(root / img_dir, "image")
         label_dir = _require_dir(root / ann_dir, "label")
         if color_labels and not palette:
@@ -419,6 +427,22 @@ class FolderDataset(SegmentationDataset):
         return super().decode_label(stored, label_path)
 
 
+CLASSES_FILE = "classes.txt"
+
+
+def _folder_class_names(root: Path) -> list[str]:
+    """A folder dataset's class names from ``root/classes.txt`` (one a line), when the config gives none."""
+    file = root / CLASSES_FILE
+    if not file.is_file():
+        raise UserError(f"folder dataset {root} has no class names: set data.options.class_names (e.g. "
+                        f"[background, road, car]; check-data: --class-names background,road,car) or write "
+                        f"{file} with one name per line")
+    names = [line.strip() for line in _read_list(file) if line.strip()]
+    if not names:
+        raise UserError(f"{file} lists no class names (one a line)")
+    return names
+
+
 DATASETS: dict[str, type[SegmentationDataset]] = {
     "camvid": CamVid,
     "ade20k": ADE20K,
@@ -446,4 +470,8 @@ def build_dataset(config: dict[str, Any], transform: Transform | None = None, **
                         f"allowed: {', '.join(allowed)}")
     if "root" not in options:
         raise UserError(f"data type {kind!r} needs 'root'")
+    needed = [name for name, p in inspect.signature(cls.__init__).parameters.items()
+              if p.default is inspect.Parameter.empty and name not in ("self", "transform") and name not in options]
+    if needed:
+        raise UserError(f"data type {kind!r} needs {', '.join(needed)} (data.options.{needed[0]} in a config)")
     return cls(transform=transform, **options)

@@ -350,8 +350,8 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
         file = resolve_config_path(path)
         try:
             loaded = yaml.safe_load(file.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise UserError(f"config {file} is not valid YAML: {e}") from e
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise UserError(f"config {file} is not valid YAML (UTF-8 text): {e}") from None
         if not isinstance(loaded, dict):
             raise UserError(f"config {file} must be a mapping of sections, got {type(loaded).__name__}")
         config = _merge(config, loaded, "", open_keys=False)

@@ -234,3 +234,54 @@ def test_a_read_only_file_system_met_while_writing_is_one_line(monkeypatch, caps
     monkeypatch.setattr(info, "run", read_only)
     code, _, err = run_cli(capsys, "info", "ssformer_swin_t")
     assert code == 2 and one_line(err).endswith("Read-only file system: /mnt/ro/model.safetensors")
+
+
+# --- 11: a folder dataset without class names ------------------------------------------------------
+@pytest.fixture
+def unnamed_folder(tmp_path):
+    """The shipped sample without its classes.txt."""
+    import shutil
+
+    from ssformer.engine.config import sample_root
+
+    root = tmp_path / "data"
+    shutil.copytree(sample_root(), root)
+    (root / "classes.txt").unlink()
+    return root
+
+
+def test_train_on_a_folder_without_class_names_is_one_line_with_the_ways_out(capsys, tmp_path, unnamed_folder):
+    from tests.engine.conftest import tiny_cli_sets
+
+    work = tmp_path / "run"
+    config = tmp_path / "mine.yaml"
+    config.write_text("data: {type: folder, train_split: train.txt, val_split: val.txt, options: {img_suffix: .png}}\n")
+    code, _, err = run_cli(capsys, "train", config, "--work-dir", work, "--data-root", unnamed_folder,
+                           *tiny_cli_sets(work, "train.iters=1"))
+    line = one_line(err)
+    assert code == 2 and "data.options.class_names" in line and str(unnamed_folder / "classes.txt") in line
+    assert not work.exists()
+
+
+def test_check_data_on_a_folder_takes_class_names(capsys, tmp_path, unnamed_folder):
+    code, _, err = run_cli(capsys, "check-data", "--type", "folder", "--data-root", unnamed_folder, "--no-progress")
+    assert code == 2 and "--class-names" in one_line(err)
+    config = tmp_path / "data.yaml"
+    config.write_text("data: {type: folder, options: {img_suffix: .png}}\n")
+    check = ["check-data", config, "--data-root", unnamed_folder, "--no-progress", "--split", "val.txt"]
+    code, out, err = run_cli(capsys, *check, "--class-names", "background,disc,box,triangle")
+    assert code == 0 and "triangle" in out and "Traceback" not in err
+    (unnamed_folder / "classes.txt").write_text("background\ndisc\nbox\ntriangle\n")
+    code, out, _ = run_cli(capsys, *check)
+    assert code == 0 and "triangle" in out
+
+
+# --- 12: a split list that is not UTF-8 ----------------------------------------------------------------
+def test_a_split_list_in_another_encoding_names_the_file_and_line(capsys, unnamed_folder):
+    listing = unnamed_folder / "val.txt"
+    listing.write_bytes(listing.read_bytes() + "caf\u00e9_001\n".encode("latin-1"))
+    lines = listing.read_bytes().count(b"\n")
+    code, _, err = run_cli(capsys, "check-data", "--type", "folder", "--data-root", unnamed_folder, "--no-progress",
+                           "--class-names", "background,disc,box,triangle", "--split", "val.txt")
+    line = one_line(err)
+    assert code == 2 and str(listing) in line and f"line {lines}" in line and "UTF-8" in line
