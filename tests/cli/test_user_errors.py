@@ -285,3 +285,33 @@ def test_a_split_list_in_another_encoding_names_the_file_and_line(capsys, unname
                            "--class-names", "background,disc,box,triangle", "--split", "val.txt")
     line = one_line(err)
     assert code == 2 and str(listing) in line and f"line {lines}" in line and "UTF-8" in line
+
+
+# --- 13 (part): an empty or cut-short latest.pt points to the newest good checkpoint ---------------
+@pytest.mark.parametrize("damage", ["truncate", "empty"])
+def test_a_cut_short_checkpoint_names_the_newest_good_one(tmp_path, damage):
+    import os
+
+    import torch
+
+    from ssformer.engine.checkpoint import CorruptCheckpoint, load_checkpoint, save_checkpoint
+
+    save_checkpoint({"w": torch.ones(1000)}, tmp_path / "iter_4.pt")
+    latest = save_checkpoint({"w": torch.zeros(1000)}, tmp_path / "latest.pt")
+    os.utime(tmp_path / "iter_4.pt", (1, 1))  # older than latest.pt
+    data = latest.read_bytes()
+    latest.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"")
+    with pytest.raises(CorruptCheckpoint, match=r"latest\.pt .*newest good checkpoint there is .*iter_4\.pt"):
+        load_checkpoint(latest)
+
+
+def test_resume_from_an_empty_latest_is_one_line_naming_the_good_one(tmp_path, capsys):
+    from tests.engine.conftest import tiny_cli_sets
+
+    work = tmp_path / "run"
+    assert main(["train", "--work-dir", str(work), *tiny_cli_sets(work)]) == 0
+    (work / "latest.pt").write_bytes(b"")
+    capsys.readouterr()
+    code, _, err = run_cli(capsys, "train", "--work-dir", work, "--resume", *tiny_cli_sets(work))
+    line = one_line(err)
+    assert code == 2 and "latest.pt" in line and "iter_6.pt" in line
