@@ -315,3 +315,19 @@ def test_resume_from_an_empty_latest_is_one_line_naming_the_good_one(tmp_path, c
     code, _, err = run_cli(capsys, "train", "--work-dir", work, "--resume", *tiny_cli_sets(work))
     line = one_line(err)
     assert code == 2 and "latest.pt" in line and "iter_6.pt" in line
+
+
+# --- 14: load_weights with another architecture ---------------------------------------------------------
+def test_load_weights_of_another_architecture_summarises_the_difference(tmp_path):
+    import ssformer
+    from ssformer.checkpoints.io import CheckpointError
+
+    small = tmp_path / "small"
+    ssformer.SSformer(num_classes=11, embed_dim=32, depths=(2, 2, 6, 2), num_heads=(1, 2, 4, 8)).save_pretrained(small)
+    with pytest.raises(CheckpointError) as caught:
+        ssformer.load_weights(ssformer.SSformer(num_classes=150), small)
+    message = str(caught.value)
+    assert len(message) < 3000, message  # the full key list was 22,749 characters
+    first = message.splitlines()[0]
+    assert "embed_dim 32 vs 128" in first and "num_classes 11 vs 150" in first
+    assert f"ssformer.load_model('{small}')" in first
