@@ -331,3 +331,21 @@ def test_load_weights_of_another_architecture_summarises_the_difference(tmp_path
     first = message.splitlines()[0]
     assert "embed_dim 32 vs 128" in first and "num_classes 11 vs 150" in first
     assert f"ssformer.load_model('{small}')" in first
+
+
+# --- 15: float images in [0, 1] ----------------------------------------------------------------------------
+def test_a_float_image_in_0_1_predicts_as_its_uint8_original():
+    import numpy as np
+    import torch
+
+    import ssformer
+    from ssformer.inference.segmenter import Segmenter
+    from tests.conftest import tiny_model_kwargs
+
+    torch.manual_seed(0)
+    segmenter = Segmenter(ssformer.SSformer(**tiny_model_kwargs(num_classes=5)).eval(), img_scale=None)
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (48, 64, 3)).astype(np.uint8)
+    expected = segmenter.predict(image)
+    assert np.array_equal(segmenter.predict(image.astype(np.float32) / 255.0), expected)
+    assert np.array_equal(segmenter.predict(image.astype(np.float64)), expected)  # 0..255 floats as before
