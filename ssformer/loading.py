@@ -41,10 +41,11 @@ def build_model(files: ModelFiles, **kwargs: Any) -> LoadedModel:
 
 
 def convert(src: str | Path, dst: str | Path, num_classes: int | None = None, window_size: int | None = None,
-            decoder_dim: int | None = None) -> LoadReport:
+            decoder_dim: int | None = None, preprocessing: dict[str, Any] | None = None) -> LoadReport:
     """Read ``src`` in any supported format (as :func:`load_model` does) and write it to ``dst``: a model
     folder, or one ``.safetensors`` / ``.pt`` file, with its preprocessing, labels and recipe. A
-    backbone-only source gives an encoder-only file unless ``num_classes`` is given."""
+    backbone-only source gives an encoder-only file unless ``num_classes`` is given. ``preprocessing``
+    replaces test settings (e.g. ``{"img_scale": (2048, 1024), "mode": "slide"}``; None values are ignored)."""
     dst = Path(dst)
     for name, value in (("--num-classes", num_classes), ("--window-size", window_size),
                         ("--decoder-dim", decoder_dim)):
@@ -64,6 +65,8 @@ def convert(src: str | Path, dst: str | Path, num_classes: int | None = None, wi
     encoder_only = not has_decoder and num_classes is None
     loaded = build_model(files, config=overrides or None, num_classes=1 if encoder_only else num_classes)
     model = loaded.model
+    if preprocessing and model.preprocessing is not None:
+        model.preprocessing = model.preprocessing.replace(**preprocessing)
     if to_folder:
         model.save_pretrained(dst)
     elif encoder_only:

@@ -98,7 +98,7 @@ def _preprocessing(files: ModelFiles, fmt: str, num_classes: int, notes: list[st
         return recipe, dataset
     defaults = Preprocessing()
     notes.append(f"{where} carries no test pipeline: using the defaults (img_scale {defaults.img_scale} keep ratio, "
-                 f"ImageNet mean/std, whole image); pass --img-scale / --mode to change them")
+                 f"ImageNet mean/std, whole image); predict and convert take --img-scale / --mode to change them")
     return defaults, None
 
 
@@ -203,8 +203,9 @@ class PretrainedModel(nn.Module):
         cls._built({**settings, "class_names": None, "palette": None}, source, build=False)  # types, before int()
         has_decoder = "num_classes" in inferred
         if not has_decoder and num_classes is None and "num_classes" not in (files.model_config or {}):
-            raise CheckpointError(f"{files.path} has no decoder ({fmt} backbone weights): it cannot predict; give "
-                                  f"num_classes (--num-classes) to build a model around it for training")
+            raise CheckpointError(f"{files.path} has no decoder ({fmt} backbone weights), so it cannot predict: "
+                                  f"train a model from it (model.pretrained in a training config), or give "
+                                  f"num_classes (ssformer convert / info --num-classes) for an untrained model")
         if has_decoder and int(settings["num_classes"]) != inferred["num_classes"] and num_classes is None:
             raise CheckpointError(f"{files.path} is a model for {inferred['num_classes']} classes, but the model config "
                                   f"asks for {settings['num_classes']}")

@@ -349,3 +349,49 @@ def test_a_float_image_in_0_1_predicts_as_its_uint8_original():
     expected = segmenter.predict(image)
     assert np.array_equal(segmenter.predict(image.astype(np.float32) / 255.0), expected)
     assert np.array_equal(segmenter.predict(image.astype(np.float64)), expected)  # 0..255 floats as before
+
+
+# --- 17: transformers folders, and notes that name only flags the command has ---------------------------------
+@pytest.fixture(scope="module")
+def hf_folder(tmp_path_factory):
+    transformers = pytest.importorskip("transformers")
+    config = transformers.SwinConfig(image_size=32, window_size=2, embed_dim=8, depths=[1, 1, 1, 1],
+                                     num_heads=[1, 1, 2, 2], out_features=["stage1", "stage2", "stage3", "stage4"])
+    folder = tmp_path_factory.mktemp("hf") / "swin"
+    transformers.SwinBackbone(config).save_pretrained(folder)
+    return folder
+
+
+def _long_options(command: str) -> set[str]:
+    from ssformer.cli.main import build_parser
+
+    sub = build_parser()._subparsers._group_actions[0].choices[command]
+    return {o for action in sub._actions for o in action.option_strings if o.startswith("--")}
+
+
+def test_convert_reads_a_transformers_folder_and_writes_test_settings(capsys, tmp_path, hf_folder):
+    import json
+    import re
+
+    out = tmp_path / "converted"
+    code, _, err = run_cli(capsys, "convert", hf_folder, out, "--num-classes", 3, "--img-scale", 512, 256,
+                           "--mode", "slide")
+    assert code == 0, err
+    for flag in re.findall(r"--[a-z-]+", err):  # the note about the missing test pipeline
+        assert flag in _long_options("convert"), flag
+    settings = json.loads((out / "preprocessor_config.json").read_text())
+    assert settings["img_scale"] == [512, 256] and settings["mode"] == "slide"
+    assert json.loads((out / "config.json").read_text())["embed_dim"] == 8
+
+
+def test_predict_on_backbone_weights_names_no_flag_predict_lacks(capsys, tmp_path, hf_folder):
+    import re
+
+    from ssformer.engine.config import sample_root
+
+    image = sorted((sample_root() / "images").iterdir())[0]
+    code, _, err = run_cli(capsys, "predict", "--checkpoint", hf_folder, image, "--out", tmp_path / "masks")
+    line = one_line(err)
+    assert code == 2 and "cannot predict" in line
+    for flag in re.findall(r"--[a-z-]+", line.replace("ssformer convert / info --num-classes", "")):
+        assert flag in _long_options("predict"), flag
