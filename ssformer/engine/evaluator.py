@@ -13,11 +13,11 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
-from tqdm import tqdm
 
 from ssformer.devices import cuda_bf16_native, resolve_amp
 from ssformer.distributed import DistInfo
 from ssformer.errors import UserError
+from ssformer.inference.batch import Progress
 from ssformer.inference.sliding import infer
 from ssformer.metrics import IoUMetric
 
@@ -88,9 +88,11 @@ def evaluate(model: nn.Module, dataset, num_classes: int, ignore_index: int = 25
     loader = DataLoader(Subset(source, indices), batch_size=1, shuffle=False, num_workers=num_workers,
                         generator=torch.Generator())
     metric = IoUMetric(num_classes, ignore_index)
-    bar = tqdm(loader, desc="eval", leave=False, disable=None if progress and dist_info.is_main else True, dynamic_ncols=True)
+    # tqdm on a terminal, a text line every few seconds elsewhere (as predict's)
+    bar = Progress(len(indices), enabled=progress and dist_info.is_main, command="eval")
     failed: list[str] = []
-    for batch in bar:
+    for batch in loader:
+        bar.update(1)
         if "error" in batch:
             failed += batch["error"]
             bar.write(f"eval: skipped: {batch['error'][0]}")
@@ -101,6 +103,7 @@ def evaluate(model: nn.Module, dataset, num_classes: int, ignore_index: int = 25
             scores = infer(model, image, num_classes, tuple(label.shape[1:]), mode, tuple(crop_size), tuple(stride),
                            tta, tuple(scales), flip)
         metric.update(scores.float().argmax(dim=1).cpu(), label)
+    bar.close()
     metric.all_reduce()
     if was_training:
         model.train()

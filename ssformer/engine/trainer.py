@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import statistics
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -368,7 +369,7 @@ def _evaluate(run: Run, eval_set, config: TrainingConfig, device: torch.device, 
     tc, ec = config.train, config.eval
     results = evaluate(run.model, eval_set, eval_set.num_classes, eval_set.ignore_index, ec.mode, ec.crop_size,
                        ec.stride, device=device, amp=tc.amp, num_workers=ec.num_workers,
-                       dist_info=dist_info, progress=tc.progress)
+                       dist_info=dist_info, progress=tc.progress and sys.stderr.isatty())  # logs: one line
     if tc.bn_eval:
         _set_bn_eval(run.model)
     record = {"event": "eval", "iter": run.iteration, **results}

@@ -395,3 +395,24 @@ def test_predict_on_backbone_weights_names_no_flag_predict_lacks(capsys, tmp_pat
     assert code == 2 and "cannot predict" in line
     for flag in re.findall(r"--[a-z-]+", line.replace("ssformer convert / info --num-classes", "")):
         assert flag in _long_options("predict"), flag
+
+
+# --- 18: eval shows progress (text lines off a terminal) ------------------------------------------------
+@pytest.fixture(scope="module")
+def trained_sample(tmp_path_factory):
+    from tests.engine.conftest import tiny_cli_sets
+
+    work = tmp_path_factory.mktemp("trained") / "run"
+    assert main(["train", "--work-dir", str(work), *tiny_cli_sets(work, "train.iters=2")]) == 0
+    return work
+
+
+def test_eval_reports_progress_off_a_terminal(capsys, trained_sample):
+    from ssformer.engine.config import sample_root
+    from tests.engine.conftest import tiny_cli_sets
+
+    capsys.readouterr()
+    code, out, err = run_cli(capsys, "eval", "sample", "--data-root", sample_root(), "--checkpoint",
+                             trained_sample / "model", *tiny_cli_sets(trained_sample))
+    assert code == 0 and "mIoU" in out
+    assert "ssformer eval: 16/16 images" in err
