@@ -79,8 +79,23 @@ def apply_label_table(stored: np.ndarray, table: np.ndarray, path: str, rule: st
         bad = [int(v) for v in np.flatnonzero((counts > 0) & (table < 0))]
     if bad:
         shown = ", ".join(map(str, bad[:20])) + (f" and {len(bad) - 20} more" if len(bad) > 20 else "")
-        raise DataError(f"label {path}: invalid values {shown}; {rule}")
+        raise InvalidLabelValues(f"label {path}: invalid values {shown}; {rule}", path, stored, table, bad, rule)
     return table[stored]
+
+
+class InvalidLabelValues(DataError):
+    """A label holding values its dataset does not declare; carries what a whole-dataset check
+    needs to summarise them per value instead of per file."""
+
+    def __init__(self, message: str, path: str, stored: np.ndarray, table: np.ndarray, values: list[int],
+                 rule: str) -> None:
+        super().__init__(message)
+        self.path, self.values, self.rule = path, values, rule
+        flat = stored.reshape(-1).astype(np.int64)
+        inside = (flat >= 0) & (flat < len(table))
+        decoded = np.where(inside, table[np.clip(flat, 0, len(table) - 1)], -1)  # -1: an invalid pixel
+        self.decoded = decoded.reshape(stored.shape)
+        self.pixels = {v: int(np.count_nonzero(flat == v)) for v in values}
 
 
 def _listing(items: Sequence[str]) -> str:

@@ -416,3 +416,25 @@ def test_eval_reports_progress_off_a_terminal(capsys, trained_sample):
                              trained_sample / "model", *tiny_cli_sets(trained_sample))
     assert code == 0 and "mIoU" in out
     assert "ssformer eval: 16/16 images" in err
+
+
+# --- 19: check-data summarises an undeclared label value ---------------------------------------------------
+def test_check_data_summarises_an_undeclared_label_value_per_value(capsys, tmp_path, unnamed_folder):
+    import numpy as np
+    from PIL import Image
+
+    labels = sorted((unnamed_folder / "labels").glob("val_*.png"))
+    for path in labels:
+        array = np.asarray(Image.open(path)).copy()
+        array[0, :3] = 7  # the sample declares 0..3 and 255
+        Image.fromarray(array).save(path)
+    config = tmp_path / "data.yaml"
+    config.write_text("data: {type: folder, options: {img_suffix: .png, class_names: [bg, disc, box, tri]}}\n")
+    code, out, _ = run_cli(capsys, "check-data", config, "--data-root", unnamed_folder, "--no-progress",
+                           "--split", "val.txt")
+    problems = [line for line in out.splitlines() if "PROBLEM" in line]
+    assert code == 1 and len(problems) == 1, problems
+    assert "label value 7" in problems[0] and f"in {len(labels)} of {len(labels)} labels" in problems[0]
+    assert "data.options.ignore_index: 7" in problems[0]
+    table = [line.split() for line in out.splitlines() if line.strip().startswith(("0 ", "1 "))]
+    assert table and all(int(row[2]) > 0 for row in table), out  # the declared pixels are still counted
