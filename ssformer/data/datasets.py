@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -199,12 +199,26 @@ def _require_dir(path: Path, what: str) -> Path:
     return path
 
 
+def _walk(folder: Path) -> Iterator[tuple[str, list[str]]]:
+    """(folder, file names) under ``folder``, in sorted order, following symbolic links to folders (a
+    Cityscapes split often links its city folders, and the official scripts follow them); a link
+    back up the tree is entered once."""
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames.sort()
+        yield dirpath, sorted(filenames)
+
+
 def _files(folder: Path, suffix: str) -> dict[str, Path]:
     """Files under ``folder`` (recursively) ending in ``suffix``, keyed by relative path minus suffix."""
     found = {}
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
-        for name in sorted(filenames):
+    for dirpath, filenames in _walk(folder):
+        for name in filenames:
             if name.endswith(suffix) and not name.startswith("."):
                 path = Path(dirpath) / name
                 found[str(path.relative_to(folder))[: -len(suffix)]] = path
@@ -228,8 +242,8 @@ def _unused_files(image_dir: Path, img_suffix: str, label_dir: Path, seg_suffix:
     without an image. Training ignores them; ``check-data`` reports them."""
     notes = []
     for folder, suffix in ((image_dir, img_suffix), (label_dir, seg_suffix)):
-        for dirpath, _, filenames in os.walk(folder):
-            for name in sorted(filenames):
+        for dirpath, filenames in _walk(folder):
+            for name in filenames:
                 if not name.endswith(suffix) and name.lower().endswith(suffix.lower()) and not name.startswith("."):
                     notes.append(f"{Path(dirpath) / name} is not used: its ending {name[-len(suffix):]!r} differs "
                                  f"in case from {suffix!r}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ssformer.cli.main import main
@@ -438,3 +440,22 @@ def test_check_data_summarises_an_undeclared_label_value_per_value(capsys, tmp_p
     assert "data.options.ignore_index: 7" in problems[0]
     table = [line.split() for line in out.splitlines() if line.strip().startswith(("0 ", "1 "))]
     assert table and all(int(row[2]) > 0 for row in table), out  # the declared pixels are still counted
+
+
+# --- 20: Cityscapes city folders that are symbolic links --------------------------------------------------
+def test_cityscapes_city_folders_may_be_symbolic_links(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from ssformer.data.datasets import Cityscapes
+
+    store, root = tmp_path / "store", tmp_path / "cityscapes"
+    for split in ("leftImg8bit", "gtFine"):
+        (store / split / "aachen").mkdir(parents=True)
+        (root / split / "val").mkdir(parents=True)
+        (root / split / "val" / "aachen").symlink_to(store / split / "aachen", target_is_directory=True)
+        (store / split / "aachen" / "loop").symlink_to(store / split, target_is_directory=True)  # entered once
+    Image.fromarray(np.zeros((4, 8, 3), np.uint8)).save(store / "leftImg8bit" / "aachen" / "a_0_leftImg8bit.png")
+    Image.fromarray(np.zeros((4, 8), np.uint8)).save(store / "gtFine" / "aachen" / "a_0_gtFine_labelTrainIds.png")
+    dataset = Cityscapes(root, "val")
+    assert [Path(i).name for i, _ in dataset.pairs] == ["a_0_leftImg8bit.png"]
