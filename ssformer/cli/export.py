@@ -77,7 +77,8 @@ def _run_int8(args: argparse.Namespace) -> int:
                                   check=args.check, min_agreement=args.min_agreement,
                                   tolerance=args.tolerance)
     except AccuracyError as e:
-        print(f"ssformer export: error: {e}")
+        print(f"ssformer export: error: {e} (--min-agreement {args.min_agreement} asked for: lower it to accept "
+              f"this model, or calibrate on more images with --calib-images)")
         return 1
     for (h, w), diff in result.float_checks:
         print(f"ssformer export: float onnx at {h}x{w}: max |logit difference| to PyTorch = {diff:.3g}")

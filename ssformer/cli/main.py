@@ -13,6 +13,7 @@ from ssformer import __version__
 # Each sub-command module defines ``add_parser(subparsers)``, which registers its parser and sets
 # ``func`` to the function that runs it. Add a module here to add a command.
 from ssformer.cli import commands
+from ssformer.cli.help import polish, subcommands
 from ssformer.errors import UserError
 from ssformer.utils import DiskFullError
 
@@ -29,7 +30,20 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in commands():
         module.add_parser(subparsers)
+    polish(parser)
     return parser
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Arguments; one left over is reported with the sub-command's usage, not the top-level one."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        sub = subcommands(parser).get(getattr(args, "command", None) or "", parser)
+        given = list(sys.argv[1:] if argv is None else argv)
+        no_value = [given[i + 1] for i, a in enumerate(given[:-1]) if a == "--set" and "=" not in given[i + 1]]
+        hint = f" (--set takes KEY=VALUE in one word: --set {no_value[0]}={extra[0]})" if no_value else ""
+        sub.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+    return args
 
 
 class _Notes(logging.Handler):
@@ -54,7 +68,7 @@ def _show_notes(command: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

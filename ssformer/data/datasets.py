@@ -87,10 +87,14 @@ class InvalidLabelValues(DataError):
     """A label holding values its dataset does not declare; carries what a whole-dataset check
     needs to summarise them per value instead of per file."""
 
-    def __init__(self, message: str, path: str, stored: np.ndarray, table: np.ndarray, values: list[int],
-                 rule: str) -> None:
+    def __init__(self, message: str, path: str = "", stored: np.ndarray | None = None,
+                 table: np.ndarray | None = None, values: Sequence[int] = (), rule: str = "") -> None:
+        # the message alone must do: a DataLoader worker re-raises the error as type(message)
         super().__init__(message)
-        self.path, self.values, self.rule = path, values, rule
+        self.path, self.values, self.rule = path, list(values), rule
+        self.decoded, self.pixels = None, {}
+        if stored is None or table is None:
+            return
         flat = stored.reshape(-1).astype(np.int64)
         inside = (flat >= 0) & (flat < len(table))
         decoded = np.where(inside, table[np.clip(flat, 0, len(table) - 1)], -1)  # -1: an invalid pixel
@@ -225,6 +229,12 @@ def _files(folder: Path, suffix: str) -> dict[str, Path]:
     return found
 
 
+def _looked_for(image_dir: Path, img_suffix: str, label_dir: Path, seg_suffix: str, options: bool = False) -> str:
+    """Where and what a layout looked for, for the "no pairs found" error."""
+    text = f"{image_dir} (images *{img_suffix} paired with labels *{seg_suffix} in {label_dir}"
+    return text + ("; set data.options.img_suffix / seg_suffix if yours end otherwise)" if options else ")")
+
+
 def _match(images: dict[str, Path], labels: dict[str, Path], label_dir: Path) -> tuple[list, list[str]]:
     pairs, missing = [], []
     for key, image in images.items():
@@ -297,7 +307,7 @@ class CamVid(SegmentationDataset):
             _require_dir(image_dir, f"CamVid {split} image")
             _require_dir(label_dir, f"CamVid {split} label")
             pairs, missing = _match(_files(image_dir, ".png"), _files(label_dir, ".png"), label_dir)
-            where = str(image_dir)
+            where = _looked_for(image_dir, ".png", label_dir, ".png")
         table = label_table(len(CAMVID_CLASSES), 255, {**{i: i for i in range(11)}, 11: 255})
         super().__init__(pairs, CAMVID_CLASSES, CAMVID_PALETTE, transform, 255, table,
                          "CamVid labels are 0..10 (classes) or 11 (void)", missing, allow_missing, where, seed)
@@ -333,7 +343,7 @@ class ADE20K(SegmentationDataset):
             table = label_table(num, 255)
             rule = "without reduce_zero_label ADE20K labels must be 0..149 or 255"
         super().__init__(pairs, ADE20K_CLASSES, ADE20K_PALETTE, transform, 255, table, rule, missing,
-                         allow_missing, str(image_dir), seed)
+                         allow_missing, _looked_for(image_dir, ".jpg", label_dir, ".png"), seed)
         self.unused = _unused_files(image_dir, ".jpg", label_dir, ".png", self.pairs)
 
 
@@ -362,8 +372,9 @@ class Cityscapes(SegmentationDataset):
         num = len(CITYSCAPES_CLASSES)
         self._label_id_table = label_table(num, 255, CITYSCAPES_LABEL_ID_TO_TRAIN_ID)
         super().__init__(pairs, CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, transform, 255, None,
-                         "Cityscapes labelTrainIds are 0..18 or 255", missing, allow_missing, str(image_dir),
-                         seed)
+                         "Cityscapes labelTrainIds are 0..18 or 255", missing, allow_missing,
+                         _looked_for(image_dir, "_leftImg8bit.png", label_dir,
+                                     "_gtFine_labelTrainIds.png or *_gtFine_labelIds.png"), seed)
 
     def label_values_for(self, label_path: str) -> tuple[np.ndarray, str]:
         if label_path.endswith("_labelIds.png"):
@@ -443,7 +454,8 @@ class FolderDataset(SegmentationDataset):
         self.color_labels = color_labels
         self.ignore_colors = tuple(tuple(int(v) for v in c) for c in ignore_colors)
         super().__init__(pairs, class_names, [tuple(c) for c in palette] if palette else None, transform,
-                         ignore_index, None, None, unknown + missing, allow_missing, str(image_dir), seed)
+                         ignore_index, None, None, unknown + missing, allow_missing,
+                         _looked_for(image_dir, img_suffix, label_dir, seg_suffix, options=True), seed)
         self.unused = _unused_files(image_dir, img_suffix, label_dir, seg_suffix, self.pairs,
                                     orphan_labels=split is None)
 

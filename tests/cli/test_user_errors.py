@@ -459,3 +459,54 @@ def test_cityscapes_city_folders_may_be_symbolic_links(tmp_path):
     Image.fromarray(np.zeros((4, 8), np.uint8)).save(store / "gtFine" / "aachen" / "a_0_gtFine_labelTrainIds.png")
     dataset = Cityscapes(root, "val")
     assert [Path(i).name for i, _ in dataset.pairs] == ["a_0_leftImg8bit.png"]
+
+
+# --- 21: messages that name the way out; help that reads as text ------------------------------------------
+def test_the_int8_refusal_names_min_agreement(monkeypatch, capsys, tmp_path, tiny_folder):
+    import ssformer.inference.quantize as quantize
+
+    def disagree(*args, **kwargs):
+        raise quantize.AccuracyError("int8 model: argmax agreement 97.00%, below the minimum agreement 99.00%")
+
+    monkeypatch.setattr(quantize, "export_int8_onnx", disagree)
+    code, out, err = run_cli(capsys, "export", "--checkpoint", tiny_folder, "--format", "onnx", "--size", 32, 32,
+                             "--int8", "--calib", tmp_path, "--out", tmp_path / "m.onnx")
+    assert code == 1 and "--min-agreement 0.99" in out + err
+
+
+def test_a_set_without_equals_gets_the_subcommand_usage_and_the_fix(capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["train", "sample", "--set", "train.iters", "40"])
+    err = capsys.readouterr().err
+    assert caught.value.code == 2 and "usage: ssformer train" in err
+    assert "--set train.iters=40" in err
+
+
+def test_no_pairs_found_names_the_suffixes_looked_for(tmp_path):
+    from ssformer.data.datasets import FolderDataset
+    from ssformer.data.io import DataError
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "images" / "a.png").write_bytes(b"")
+    with pytest.raises(DataError, match=r"no image/label pairs.*\*\.jpg.*\*\.png.*img_suffix"):
+        FolderDataset(tmp_path, ["a", "b"])
+
+
+def test_help_is_plain_text_and_shows_defaults():
+    import argparse
+
+    from ssformer.cli.help import subcommands
+    from ssformer.cli.main import build_parser
+
+    for name, sub in subcommands(build_parser()).items():
+        text = sub.format_help()
+        assert "``" not in text and ":mod:" not in text and ":func:" not in text, name
+        formatter = sub._get_formatter()
+        for action in sub._actions:
+            default = action.default
+            if (not action.option_strings or isinstance(default, bool) or default in (None, argparse.SUPPRESS)
+                    or default == []):
+                continue
+            shown = formatter._get_help_string(action) if action.help else ""
+            assert "default" in shown.lower(), (name, action.option_strings, action.help)
