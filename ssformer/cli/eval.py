@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         split = args.split or config.eval.split or config.data.val_split
         print(f"{args.checkpoint} on {config.data.type} {split} ({len(dataset) - len(failed)} images, mode {p.mode}"
               f"{', TTA' if tta else ''}):")
-        print(format_table(results, dataset.class_names))
+        print(format_table(results, dataset.class_names, summary=False))  # the summary once, in words
         print(paper_summary(results))
         if args.out:
             record = {"checkpoint": str(args.checkpoint), "split": split, "mode": p.mode, "tta": tta,

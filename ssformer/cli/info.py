@@ -16,7 +16,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "info", help="parameters, MACs and FLOPs of a model",
         description="Print the parameter count (total / encoder / decoder), the MACs in the official "
                     "SSformer convention (mmcv's counter: attention products not counted) and, "
-                    "unless --no-flops, the FLOPs this implementation executes (FlopCounterMode).")
+                    "unless --no-flops, the FLOPs this implementation executes (FlopCounterMode); "
+                    "docs/model.md explains each number.")
     parser.add_argument("name", nargs="?", metavar="NAME", help=f"a model variant: {', '.join(list_models())}")
     parser.add_argument("--checkpoint", metavar="PATH",
                         help="a model folder, checkpoint file or Hub repo id (any format the loader reads)")

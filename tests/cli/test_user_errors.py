@@ -510,3 +510,53 @@ def test_help_is_plain_text_and_shows_defaults():
                 continue
             shown = formatter._get_help_string(action) if action.help else ""
             assert "default" in shown.lower(), (name, action.option_strings, action.help)
+
+
+# --- 22: the eval table: no nan, the summary once ----------------------------------------------------------
+def test_eval_table_has_no_nan_and_one_summary(capsys, trained_sample):
+    from ssformer.engine.config import sample_root
+    from tests.engine.conftest import tiny_cli_sets
+
+    capsys.readouterr()
+    code, out, _ = run_cli(capsys, "eval", "sample", "--data-root", sample_root(), "--checkpoint",
+                           trained_sample / "model", *tiny_cli_sets(trained_sample), "--set", "eval.num_workers=0")
+    assert code == 0 and "nan" not in out
+    assert sum("mIoU" in line for line in out.splitlines()) == 1, out
+
+
+def test_format_table_marks_undefined_values_and_says_why():
+    import numpy as np
+
+    from ssformer.metrics import IoUMetric, format_table
+
+    metric = IoUMetric(3)
+    metric.update(np.array([0, 1, 1, 0]), np.array([0, 1, 0, 255]))  # class 2: never labelled, never predicted
+    table = format_table(metric.compute(), ["road", "car", "sky"])
+    assert "nan" not in table
+    assert table.splitlines()[4].split()[1] == "-"
+    assert any(line.startswith("-:") for line in table.splitlines())
+
+
+# --- 22: docs that agree with behaviour ------------------------------------------------------------------------
+def test_the_readme_install_names_every_extra():
+    import re
+    import tomllib
+
+    from tests.conftest import REPO
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    readme = (REPO / "README.md").read_text()
+    install = readme[readme.index("## Install"):readme.index("\n## ", readme.index("## Install") + 1)]
+    named = set(re.findall(r"`\.\[(\w+)\]`", install))
+    assert set(extras) <= named, sorted(set(extras) - named)
+
+
+def test_docs_explain_each_number_info_prints(capsys):
+    from tests.conftest import REPO
+
+    assert main(["info", "ssformer_swin_t", "--size", "64", "64", "--no-flops"]) == 0
+    printed = capsys.readouterr().out
+    model_doc = (REPO / "docs" / "model.md").read_text()
+    for label in ("MACs, official convention", "window-attention MACs", "FLOPs executed by this implementation"):
+        assert label in printed or label.startswith("FLOPs")
+        assert f"**{label[0].upper() + label[1:]}" in model_doc, label
