@@ -84,12 +84,12 @@ def quantize(model: SSformer, preprocessing: Preprocessing, args: argparse.Names
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
+    from ssformer.devices import set_cpu_threads
 
     if args.threads is not None:
         if args.threads < 1:
             raise UserError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+        set_cpu_threads(args.threads, "--threads")  # more than the CPUs: cut to them, with a note
     if args.gradient_checkpointing and not args.train:
         raise UserError("--gradient-checkpointing only applies with --train")
     check_settings(*args.size, args.batch, args.dtype, args.device, args.runs, args.warmup)

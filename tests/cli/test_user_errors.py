@@ -563,3 +563,15 @@ def test_docs_explain_each_number_info_prints(capsys):
     for label in ("MACs, official convention", "window-attention MACs", "FLOPs executed by this implementation"):
         assert label in printed or label.startswith("FLOPs")
         assert f"**{label[0].upper() + label[1:]}" in model_doc, label
+
+
+def test_benchmark_threads_above_the_cpus_are_cut_to_them(monkeypatch, capsys):
+    import os
+
+    import torch
+
+    asked = []
+    monkeypatch.setattr(torch, "set_num_threads", asked.append)
+    code, _, err = run_cli(capsys, "benchmark", "ssformer_swin_t", "--threads", 100000, "--size", 32, 32,
+                           "--runs", 1, "--warmup", 0, "--no-flops")
+    assert code == 0 and asked == [len(os.sched_getaffinity(0))] and "--threads=100000 is more than" in err
