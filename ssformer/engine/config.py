@@ -188,7 +188,9 @@ class TrainSettings:
     gradient_checkpointing: bool = setting(False, BOOL, "recompute Swin blocks in the backward pass")
     seed: int = setting(0, _int_at_least(0), "initial weights, data order and augmentation")
     device: str = setting("auto", DEVICE, "auto: CUDA when present; under torchrun each process takes LOCAL_RANK")
-    num_threads: int | None = setting(None, _optional(_int_at_least(1)), "CPU threads for torch; null: torch's default")
+    num_threads: int | None = setting(None, _optional(_int_at_least(1)),
+                                      "CPU threads for torch (more than the CPUs: cut to them, with a note); "
+                                      "null: torch's default")
     log_interval: int = setting(50, _int_at_least(1), "iterations between log lines")
     eval_interval: int = setting(16000, _int_at_least(1), "iterations between evaluations (and at the end)")
     checkpoint_interval: int = setting(16000, _int_at_least(1), "iterations between latest.pt (and iter_N.pt) writes")
