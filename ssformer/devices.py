@@ -3,7 +3,14 @@ device computes natively (which :mod:`ssformer.precision` asks)."""
 
 from __future__ import annotations
 
+import logging
+import os
+
 import torch
+
+from ssformer.errors import UserError
+
+logger = logging.getLogger(__name__)
 
 
 def cuda_bf16_native(device: torch.device | str | int | None = None) -> bool:
@@ -40,21 +47,41 @@ def resolve_device(name: str | torch.device = "auto", local_rank: int = 0, distr
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"{what}={name} but CUDA is not available")
+        raise UserError(f"{what}={name} but CUDA is not available")
     if not name.startswith("cuda"):
         return torch.device(name)
     count = torch.cuda.device_count()
     if distributed:
         if name != "cuda":
-            raise ValueError(f"{what}={name} under torchrun would put every process on that GPU; use "
-                             f"{what}=cuda (process LOCAL_RANK takes GPU LOCAL_RANK) and choose GPUs "
-                             f"with CUDA_VISIBLE_DEVICES")
+            raise UserError(f"{what}={name} under torchrun would put every process on that GPU; use "
+                            f"{what}=cuda (process LOCAL_RANK takes GPU LOCAL_RANK) and choose GPUs "
+                            f"with CUDA_VISIBLE_DEVICES")
         if local_rank >= count:
-            raise ValueError(f"LOCAL_RANK={local_rank} but only {count} GPU(s) are visible: start at most "
-                             f"{count} processes per node (torchrun --nproc-per-node)")
+            raise UserError(f"LOCAL_RANK={local_rank} but only {count} GPU(s) are visible: start at most "
+                            f"{count} processes per node (torchrun --nproc-per-node)")
         return torch.device("cuda", local_rank)
     device = torch.device(name)
     index = local_rank if device.index is None else device.index
     if index >= count:
-        raise ValueError(f"{what}={name} but only {count} GPU(s) are visible (cuda:0 to cuda:{count - 1})")
+        raise UserError(f"{what}={name} but only {count} GPU(s) are visible (cuda:0 to cuda:{count - 1})")
     return torch.device("cuda", index)
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, as taskset and container limits set it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def set_cpu_threads(count: int | None, what: str = "train.num_threads") -> None:
+    """torch's CPU thread count; ``None`` keeps torch's default. More threads than CPUs only slow
+    work down, and absurd counts break torch (1000 hung, 100000 crashed with a segmentation fault),
+    so a count above the CPUs is cut to them, with a note naming ``what``."""
+    if count is None:
+        return
+    cpus = usable_cpus()
+    if count > cpus:
+        logger.warning(f"{what}={count} is more than the {cpus} CPUs this process may use: using {cpus}")
+        count = cpus
+    torch.set_num_threads(count)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ssformer.distributed import all_reduce_sum
+from ssformer.errors import UserError
 
 PER_CLASS = ("IoU", "Acc", "Dice", "Fscore", "Precision", "Recall")
 
@@ -57,7 +58,7 @@ class IoUMetric:
         for name, values in (("label", target_t), ("prediction", pred_t)):
             if values.numel() and (values.min() < 0 or values.max() >= k):
                 bad = torch.unique(values[(values < 0) | (values >= k)])[:20].tolist()
-                raise ValueError(f"{name} values {bad} are outside [0, {k}) and not the ignore index "
+                raise UserError(f"{name} values {bad} are outside [0, {k}) and not the ignore index "
                                  f"{self.ignore_index}")
         area_intersect = torch.bincount(target_t[pred_t == target_t], minlength=k)
         area_pred = torch.bincount(pred_t, minlength=k)
@@ -93,15 +94,17 @@ class IoUMetric:
         return results
 
 
-def format_table(results: dict, class_names: Sequence[str] | None = None) -> str:
-    """A plain-text table: per-class IoU/Acc/Dice/Fscore/Precision/Recall in percent, then the means."""
+def format_table(results: dict, class_names: Sequence[str] | None = None, summary: bool = True) -> str:
+    """A plain-text table: per-class IoU/Acc/Dice/Fscore/Precision/Recall in percent, then the means
+    (and, with ``summary``, a line with aAcc, mIoU and mAcc). A value that is 0/0 (a class absent
+    from the labels, or never predicted for Precision) shows as ``-`` with a note, not ``nan``."""
     count = len(results["IoU"])
     names = list(class_names) if class_names is not None else [str(i) for i in range(count)]
     if len(names) != count:
         raise ValueError(f"{len(names)} class names for {count} classes")
 
     def pct(value: float) -> str:
-        return "nan" if math.isnan(value) else f"{100 * value:.2f}"
+        return "-" if math.isnan(value) else f"{100 * value:.2f}"
 
     width = max([len("Class"), len("mean"), *(len(n) for n in names)])
     header = f"{'Class':<{width}}  " + "  ".join(f"{c:>9}" for c in PER_CLASS)
@@ -111,7 +114,12 @@ def format_table(results: dict, class_names: Sequence[str] | None = None) -> str
         lines.append(f"{name:<{width}}  " + "  ".join(f"{pct(results[c][i]):>9}" for c in PER_CLASS))
     lines.append(rule)
     lines.append(f"{'mean':<{width}}  " + "  ".join(f"{pct(results['m' + c]):>9}" for c in PER_CLASS))
-    lines.append(f"aAcc {pct(results['aAcc'])}  mIoU {pct(results['mIoU'])}  mAcc {pct(results['mAcc'])}  (percent)")
+    if any(math.isnan(v) for c in PER_CLASS for v in results[c]):
+        lines.append("-: undefined, 0/0 (a class with no labelled pixel, or Precision of a class never predicted); "
+                     "left out of the mean")
+    if summary:
+        lines.append(f"aAcc {pct(results['aAcc'])}  mIoU {pct(results['mIoU'])}  mAcc {pct(results['mAcc'])}  "
+                     f"(percent)")
     return "\n".join(lines)
 
 
@@ -122,7 +130,7 @@ def paper_summary(results: dict) -> str:
     mAcc, the mean over classes of Acc = I / L; class IoU is mIoU.
     """
     def pct(value: float) -> str:
-        return "nan" if math.isnan(value) else f"{100 * value:.2f}"
+        return "-" if math.isnan(value) else f"{100 * value:.2f}"
 
     return (f"global accuracy (aAcc) {pct(results['aAcc'])}  class-average accuracy (mAcc) {pct(results['mAcc'])}  "
             f"mean IoU (mIoU) {pct(results['mIoU'])}  (percent)")

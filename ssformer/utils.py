@@ -13,6 +13,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from ssformer.errors import UserError
+
 
 class DiskFullError(OSError):
     """No space left where a file was being written; the message names the folder and the sizes."""
@@ -123,3 +125,19 @@ def die_with_parent(parent_pid: int, worker_id: int | None = None) -> None:
         return
     if os.getppid() != parent_pid:  # the parent died before the signal was armed
         os._exit(1)
+def check_writable(path: str | os.PathLike, what: str, folder: bool) -> None:
+    """Refuse, before any work, an output ``path`` that cannot be written: a file where a folder is
+    wanted (or the reverse), a file in the way of a parent folder (``/etc/passwd/x``), or a
+    read-only or forbidden place. ``what`` names the argument in the one-line error."""
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        raise UserError(f"{what} {path} is {'a file' if folder else 'a folder'}; give "
+                        f"{'a folder (new or existing)' if folder else 'a file path'}")
+    existing = path if path.exists() else path.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{what} {path}: {existing} is a file, so no folder can be made under it")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{what} {path}: {existing} is not writable (a read-only file system or no permission); "
+                        f"choose another place")

@@ -93,7 +93,7 @@ def test_format_table():
     lines = table.splitlines()
     assert lines[0].split() == ["Class", *PER_CLASS]
     assert lines[2].split()[:2] == ["road", "50.00"]  # IoU of road: 1 / (1 + 1)
-    assert lines[4].split()[1] == "nan"  # sky: no label, no valid prediction
+    assert lines[4].split()[1] == "-"  # sky: no label, no valid prediction (0/0, explained below the table)
     with pytest.raises(ValueError, match="2 class names for 3 classes"):
         format_table(metric.compute(), ["a", "b"])
 

@@ -32,6 +32,7 @@ from ssformer import precision
 from ssformer.engine.loss import segmentation_loss
 from ssformer.engine.optim import build_grad_scaler, build_optimizer
 from ssformer.engine.trainer import LogitsAtQuarter
+from ssformer.errors import UserError
 from ssformer.models.ssformer import SSformer
 
 DTYPES = {name: precision.DTYPES[name] for name in ("fp32", "bf16", "fp16")}  # the names the command offers
@@ -180,16 +181,16 @@ def check_settings(height: int, width: int, batch: int, dtype: str, device: str,
                    warmup: int) -> torch.device:
     """Refuse impossible settings before any model is built; returns the device."""
     if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        raise UserError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     if min(height, width, batch) < 1 or runs < 1 or warmup < 0:
-        raise ValueError(f"size, batch and runs must be >= 1 and warmup >= 0 "
-                         f"(got {height}x{width}, batch {batch}, runs {runs}, warmup {warmup})")
+        raise UserError(f"size, batch and runs must be >= 1 and warmup >= 0 "
+                        f"(got {height}x{width}, batch {batch}, runs {runs}, warmup {warmup})")
     try:
         target = torch.device(device)
     except RuntimeError as e:
-        raise ValueError(f"--device {device!r} is not a device: {e}") from None
+        raise UserError(f"--device {device!r} is not a device: {e}") from None
     if target.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available")
+        raise UserError("--device cuda: no CUDA device is available")
     return target
 
 

@@ -75,10 +75,33 @@ def read_folder(directory: Path) -> ModelFiles:
             return read_folder(directory / "model")
         raise FileNotFoundError(f"{directory} is not a model folder: {CONFIG_NAME} not found")
     model_config = read_json(config_path, "model config")
+    if _is_transformers_config(model_config):  # a transformers save_pretrained folder: its weights alone
+        return _transformers_folder(directory)
     extra = {name: read_json(directory / name, what) if (directory / name).is_file() else None
              for name, what in ((PREPROCESSOR_NAME, "preprocessing"), (RECIPE_NAME, "training config"))}
     state, _ = read_safetensors(_existing(directory / WEIGHTS_NAME))
     return ModelFiles(directory, "folder", state, model_config, extra[PREPROCESSOR_NAME], extra[RECIPE_NAME])
+
+
+# Keys every ``transformers`` config.json has (``PretrainedConfig.to_dict``), and none of ours.
+_TRANSFORMERS_KEYS = ("model_type", "transformers_version", "architectures")
+_TRANSFORMERS_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+
+
+def _is_transformers_config(config: Mapping[str, Any]) -> bool:
+    return any(key in config for key in _TRANSFORMERS_KEYS)
+
+
+def _transformers_folder(directory: Path) -> ModelFiles:
+    """The weights of a Hugging Face ``transformers`` folder (its config describes their model, not ours:
+    the settings are read off the tensors, as for any bare checkpoint)."""
+    for name in _TRANSFORMERS_WEIGHTS:
+        path = directory / name
+        if path.is_file():
+            state = read_safetensors(path)[0] if path.suffix == ".safetensors" else unwrap(torch_load(path), source=str(path))
+            return ModelFiles(path, "safetensors" if path.suffix == ".safetensors" else "torch", state)
+    raise FileNotFoundError(f"{directory} is a transformers folder without weights: neither "
+                            f"{' nor '.join(_TRANSFORMERS_WEIGHTS)} is there (sharded checkpoints are not read)")
 
 
 def _existing(path: Path) -> Path:

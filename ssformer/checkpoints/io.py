@@ -17,10 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from ssformer.errors import UserError
+
 StateDict = dict[str, torch.Tensor]
 
 
-class CheckpointError(ValueError):
+
+class CheckpointError(UserError):
     """A checkpoint could not be read or does not fit the model."""
 
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ssformer.data.preprocessing import Preprocessing
+from ssformer.errors import UserError
 
 
 class _Unsupported(Exception):
@@ -48,7 +49,7 @@ def parse_config_text(text: str) -> dict[str, Any]:
     try:
         tree = ast.parse(text)
     except SyntaxError as e:
-        raise ValueError(f"the checkpoint's config text is not valid Python syntax: {e}") from e
+        raise UserError(f"the checkpoint's config text is not valid Python syntax: {e}") from e
     names: dict[str, Any] = {}
     for statement in tree.body:
         if (isinstance(statement, ast.Assign) and len(statement.targets) == 1

@@ -12,7 +12,12 @@ import torch
 from torch import nn
 
 from ssformer.checkpoints.io import CheckpointError, StateDict, read_safetensors, torch_load, unwrap
-from ssformer.checkpoints.keymaps import is_resizable_bias_table, resize_bias_table, to_ssformer_state_dict
+from ssformer.checkpoints.keymaps import (
+    infer_config,
+    is_resizable_bias_table,
+    resize_bias_table,
+    to_ssformer_state_dict,
+)
 
 
 @dataclass
@@ -47,11 +52,13 @@ class LoadReport:
         if self.ignored:
             lines.append(f"ignored from the checkpoint ({len(self.ignored)}): " + _summarise(self.ignored))
         if self.missing:
-            lines.append(f"missing ({len(self.missing)}): " + ", ".join(self.missing))
+            lines.append(f"missing ({len(self.missing)}): " + _summarise(self.missing))
         if self.unexpected:
-            lines.append(f"unexpected ({len(self.unexpected)}): " + ", ".join(self.unexpected))
-        for key, want, got in self.mismatched:
+            lines.append(f"unexpected ({len(self.unexpected)}): " + _summarise(self.unexpected))
+        for key, want, got in self.mismatched[:8]:
             lines.append(f"shape mismatch: {key}: model {want}, checkpoint {got}")
+        if len(self.mismatched) > 8:
+            lines.append(f"... and {len(self.mismatched) - 8} more shape mismatches")
         return "\n".join(lines)
 
 
@@ -126,9 +133,39 @@ def load_weights(model: nn.Module, checkpoint: str | os.PathLike | Mapping[str, 
     report.initialised = [k for k in absent if cannot_hold(k)]
     report.missing = [k for k in absent if not cannot_hold(k)]
     if strict and not report.ok:
-        raise CheckpointError(f"checkpoint does not fit the model (strict):\n{report}")
+        raise CheckpointError(_misfit(report, mapped.state, own, checkpoint))
     with torch.no_grad():
         for key, value in to_load.items():
             own[key].copy_(value)
     report.loaded = sorted(to_load)
     return report
+
+
+def _architecture(state: Mapping[str, torch.Tensor]) -> dict[str, object]:
+    try:
+        return infer_config(state)
+    except CheckpointError:
+        return {}
+
+
+def _misfit(report: LoadReport, theirs: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor],
+            source: object) -> str:
+    """Why a strict load failed: for another architecture, the settings that differ (embed_dim 32
+    there, 128 here) and where to go instead, not the thousands of keys that follow from them."""
+    there, here = _architecture(theirs), _architecture(own)
+    differ = [k for k in ("embed_dim", "depths", "num_heads", "window_size", "mlp_ratio", "in_channels",
+                          "decoder_dim", "num_classes") if k in there and k in here and there[k] != here[k]]
+    name = f"checkpoint {source}" if isinstance(source, (str, os.PathLike)) else "the checkpoint"
+    if not differ:
+        return f"{name} does not fit the model (strict):\n{report}"
+    counts = ", ".join(f"{n} {what}" for n, what in ((len(report.missing), "missing"),
+                                                      (len(report.unexpected), "unexpected"),
+                                                      (len(report.mismatched), "of another shape")) if n)
+    settings = ", ".join(f"{k} {_plain(there[k])} vs {_plain(here[k])}" for k in differ)
+    load = f"ssformer.load_model({str(source)!r})" if isinstance(source, (str, os.PathLike)) else "ssformer.load_model"
+    return (f"{name} is another architecture than the model (checkpoint vs model: {settings}; tensors: {counts}): "
+            f"build the model it holds with {load} instead of loading it into this one\n{report}")
+
+
+def _plain(value: object) -> object:
+    return list(value) if isinstance(value, tuple) else value

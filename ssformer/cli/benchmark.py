@@ -10,6 +10,7 @@ import logging
 
 from ssformer.analysis.benchmark import DTYPES, benchmark, check_settings, format_result
 from ssformer.data.preprocessing import Preprocessing
+from ssformer.errors import UserError
 from ssformer.models.ssformer import SSformer, create_model, list_models
 
 
@@ -47,10 +48,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def build_model(name: str | None, checkpoint: str | None, num_classes: int) -> tuple[SSformer, Preprocessing, str]:
     if (name is None) == (checkpoint is None):
-        raise ValueError("give either a model name or --checkpoint (not both)")
+        raise UserError("give either a model name or --checkpoint (not both)")
     if name is not None:
         if num_classes < 1:
-            raise ValueError(f"--num-classes must be >= 1, got {num_classes}")
+            raise UserError(f"--num-classes must be >= 1, got {num_classes}")
         return create_model(name, num_classes=num_classes), Preprocessing(), name
     from ssformer.loading import load_model
 
@@ -61,11 +62,11 @@ def build_model(name: str | None, checkpoint: str | None, num_classes: int) -> t
 def check_int8(args: argparse.Namespace) -> None:
     if not args.int8:
         if args.check:
-            raise ValueError("--check only applies with --int8")
+            raise UserError("--check only applies with --int8")
         return
     if args.dtype != "fp32" or args.train or args.compile or args.device != "cpu":
-        raise ValueError("--int8 times CPU inference of the quantized model: leave out --dtype, --train, "
-                         "--compile and --device")
+        raise UserError("--int8 times CPU inference of the quantized model: leave out --dtype, --train, "
+                        "--compile and --device")
 
 
 def quantize(model: SSformer, preprocessing: Preprocessing, args: argparse.Namespace) -> str | None:
@@ -86,22 +87,21 @@ def quantize(model: SSformer, preprocessing: Preprocessing, args: argparse.Names
 COMPILE_ON_CPU_NOTE = (
     "torch.compile on the CPU compiles the model's plain path and runs slower than eager SSformer (bf16 2.2-2.6x, "
     "fp32 1.4x slower on an Intel Xeon with AMX; docs/benchmarks.md); for fast CPU inference export the model for "
-    "OpenVINO: "
-    "ssformer export --format openvino")
+    "OpenVINO: ssformer export --format openvino")
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
+    from ssformer.devices import set_cpu_threads
 
     if args.threads is not None:
         if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+            raise UserError(f"--threads must be >= 1, got {args.threads}")
+        set_cpu_threads(args.threads, "--threads")  # more than the CPUs: cut to them, with a note
     if args.gradient_checkpointing and not args.train:
-        raise ValueError("--gradient-checkpointing only applies with --train")
-    check_settings(*args.size, args.batch, args.dtype, args.device, args.runs, args.warmup)
+        raise UserError("--gradient-checkpointing only applies with --train")
+    device = check_settings(*args.size, args.batch, args.dtype, args.device, args.runs, args.warmup)
     check_int8(args)
-    if args.compile and torch.device(args.device).type == "cpu":
+    if args.compile and device.type == "cpu":
         logging.getLogger("ssformer").warning(COMPILE_ON_CPU_NOTE)
     model, preprocessing, label = build_model(args.name, args.checkpoint, args.num_classes)
     model.set_gradient_checkpointing(args.gradient_checkpointing)

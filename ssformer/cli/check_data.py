@@ -10,6 +10,7 @@ import yaml
 from ssformer.data.check import check_dataset, format_report
 from ssformer.data.datasets import DATASETS, build_dataset
 from ssformer.engine.config import resolve_config_path
+from ssformer.errors import UserError
 
 # Keys of a training config's ``data`` section that describe splits and transforms, not the dataset.
 _NOT_DATASET_OPTIONS = ("split", "train_split", "val_split", "train_transform", "test_transform", "options")
@@ -27,6 +28,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                                                    "--root is the old spelling)")
     parser.add_argument("--split", action="append",
                         help="split to check (repeatable); default: the config's split(s), else train and val")
+    parser.add_argument("--class-names", metavar="A,B,...",
+                        help="class names of a folder dataset, comma-separated (sets data.options.class_names; "
+                             "default: the config's, else ROOT/classes.txt)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -36,10 +40,10 @@ def _data_section(path: str) -> dict[str, Any]:
     file = resolve_config_path(path)
     try:
         loaded = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as e:
-        raise ValueError(f"config {file} is not valid YAML: {e}") from e
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise UserError(f"config {file} is not valid YAML (UTF-8 text): {e}") from None
     if not isinstance(loaded, dict) or not isinstance(loaded.get("data"), dict):
-        raise ValueError(f"config {file} has no 'data:' section")
+        raise UserError(f"config {file} has no 'data:' section")
     return loaded["data"]
 
 
@@ -63,11 +67,13 @@ def run(args: argparse.Namespace) -> int:
     if args.root:
         section["root"] = args.root
     if not section.get("type") or not section.get("root"):
-        raise ValueError("give a CONFIG with a data section, or --type and --data-root")
+        raise UserError("give a CONFIG with a data section, or --type and --data-root")
     default = [None] if section["type"] == "folder" else ["train", "val"]  # as the trainer's defaults
     splits = args.split or _splits(section) or default
     options = {k: v for k, v in section.items() if k not in _NOT_DATASET_OPTIONS}
     options.update(section.get("options") or {})
+    if args.class_names:
+        options["class_names"] = [name.strip() for name in args.class_names.split(",") if name.strip()]
     options["allow_missing"] = True  # report incomplete pairs as problems with all the others
     # build every split first, so a missing folder is reported before the long scan
     datasets = [(split, build_dataset(options, **({"split": split} if split else {}))) for split in splits]

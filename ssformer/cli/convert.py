@@ -28,13 +28,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="window size of the model (relative position tables are resized bicubically)")
     parser.add_argument("--decoder-dim", type=int, metavar="E",
                         help="decoder width when the checkpoint has no decoder (default 256)")
+    parser.add_argument("--img-scale", nargs=2, type=int, metavar=("LONG", "SHORT"),
+                        help="test resize (long side, short side) written with the model (default: the source's, "
+                             "else the known recipe's or the defaults)")
+    parser.add_argument("--mode", choices=("whole", "slide"),
+                        help="inference mode written with the model (default: the source's)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ssformer.loading import convert
 
-    report = convert(args.src, args.dst, args.num_classes, args.window_size, args.decoder_dim)
+    preprocessing = {"img_scale": tuple(args.img_scale) if args.img_scale else None, "mode": args.mode}
+    report = convert(args.src, args.dst, args.num_classes, args.window_size, args.decoder_dim, preprocessing)
     print(report)
     print(f"wrote {args.dst}", file=sys.stderr)
     return 0

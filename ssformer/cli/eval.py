@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ssformer.engine.config import load_config, options_as_overrides
+from ssformer.errors import UserError
 
 if TYPE_CHECKING:
     from ssformer.data.preprocessing import Preprocessing
@@ -61,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_model(args.checkpoint)
     model = loaded.model
     if args.config is None and model.recipe is None:
-        raise ValueError(f"--checkpoint {args.checkpoint} carries no training config: give CONFIG (a recipe name or "
-                         f"YAML file) to say which dataset to evaluate on")
+        raise UserError(f"--checkpoint {args.checkpoint} carries no training config: give CONFIG (a recipe name or "
+                        f"YAML file) to say which dataset to evaluate on")
     overrides = list(args.overrides) + options_as_overrides(vars(args), {
         "data_root": "data.root", "mode": "eval.mode", "amp": "train.amp", "device": "train.device"})
     overrides += ["eval.tta=true"] if args.tta else []
@@ -80,20 +81,18 @@ def run(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace, config: TrainingConfig, loaded: LoadedModel, preprocessing: Preprocessing,
               precision: Precision, dist_info: DistInfo) -> int:
     """The evaluation inside the session: the dataset, the metrics, the report (rank 0)."""
-    import torch
-
+    from ssformer.devices import set_cpu_threads
     from ssformer.engine.evaluator import evaluate
     from ssformer.engine.trainer import build_eval_dataset
     from ssformer.metrics import format_table, paper_summary
     from ssformer.utils import atomic_write
 
     model, tc, device = loaded.model, config.train, precision.device
-    if tc.num_threads is not None:
-        torch.set_num_threads(tc.num_threads)
+    set_cpu_threads(tc.num_threads)
     dataset = build_eval_dataset(config, args.split, preprocessing)
     if model.num_classes != dataset.num_classes:
-        raise ValueError(f"checkpoint {args.checkpoint} has {model.num_classes} classes but the dataset has "
-                         f"{dataset.num_classes}")
+        raise UserError(f"checkpoint {args.checkpoint} has {model.num_classes} classes but the dataset has "
+                        f"{dataset.num_classes}")
     model.to(device)
     p = preprocessing
     tta = config.eval.tta
@@ -103,7 +102,7 @@ def _evaluate(args: argparse.Namespace, config: TrainingConfig, loaded: LoadedMo
         split = args.split or config.eval.split or config.data.val_split
         print(f"{args.checkpoint} on {config.data.type} {split} ({len(dataset) - len(failed)} images, mode {p.mode}"
               f"{', TTA' if tta else ''}):")
-        print(format_table(results, dataset.class_names))
+        print(format_table(results, dataset.class_names, summary=False))  # the summary once, in words
         print(paper_summary(results))
         if args.out:
             record = {"checkpoint": str(args.checkpoint), "split": split, "mode": p.mode, "tta": tta,

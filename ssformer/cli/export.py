@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ssformer.errors import UserError
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("export", help="export a model to ONNX, TorchScript or a torch.export program",
@@ -40,11 +42,11 @@ def run(args: argparse.Namespace) -> int:
     from ssformer.loading import load_model
 
     if min(args.size) < 1:
-        raise ValueError(f"--size must be positive, got {args.size}")
+        raise UserError(f"--size must be positive, got {args.size}")
     if args.int8:
         return _run_int8(args)
     if args.calib or args.check:
-        raise ValueError("--calib and --check only apply with --int8")
+        raise UserError("--calib and --check only apply with --int8")
     model = load_model(args.checkpoint, args.config).model
     result = export_model(model, args.format, tuple(args.size), args.out, dynamic=args.dynamic, opset=args.opset)
     for (h, w), diff in result.checks:
@@ -62,12 +64,12 @@ def _run_int8(args: argparse.Namespace) -> int:
     from ssformer.loading import load_model
 
     if args.format != "onnx":
-        raise ValueError(f"--int8 applies to --format onnx (for PyTorch, see ssformer.inference.quantize."
-                         f"quantize_linears); got --format {args.format}")
+        raise UserError(f"--int8 applies to --format onnx (for PyTorch, see ssformer.inference.quantize."
+                        f"quantize_linears); got --format {args.format}")
     if not args.calib:
-        raise ValueError("--int8 needs --calib DIR: a few images of your dataset to calibrate on")
+        raise UserError("--int8 needs --calib DIR: a few images of your dataset to calibrate on")
     if not 0 <= args.min_agreement <= 1:
-        raise ValueError(f"--min-agreement must be in [0, 1], got {args.min_agreement}")
+        raise UserError(f"--min-agreement must be in [0, 1], got {args.min_agreement}")
     loaded = load_model(args.checkpoint, args.config)
     try:
         result = export_int8_onnx(loaded.model, loaded.preprocessing, args.calib, tuple(args.size), args.out,
@@ -75,7 +77,8 @@ def _run_int8(args: argparse.Namespace) -> int:
                                   check=args.check, min_agreement=args.min_agreement,
                                   tolerance=args.tolerance)
     except AccuracyError as e:
-        print(f"ssformer export: error: {e}")
+        print(f"ssformer export: error: {e} (--min-agreement {args.min_agreement} asked for: lower it to accept "
+              f"this model, or calibrate on more images with --calib-images)")
         return 1
     for (h, w), diff in result.float_checks:
         print(f"ssformer export: float onnx at {h}x{w}: max |logit difference| to PyTorch = {diff:.3g}")

@@ -6,6 +6,7 @@ import argparse
 import json
 from dataclasses import replace
 
+from ssformer.errors import UserError
 from ssformer.models.size import format_size, measure
 from ssformer.models.ssformer import VARIANTS, SSformerConfig, list_models
 
@@ -15,7 +16,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "info", help="parameters, MACs and FLOPs of a model",
         description="Print the parameter count (total / encoder / decoder), the MACs in the official "
                     "SSformer convention (mmcv's counter: attention products not counted) and, "
-                    "unless --no-flops, the FLOPs this implementation executes (FlopCounterMode).")
+                    "unless --no-flops, the FLOPs this implementation executes (FlopCounterMode); "
+                    "docs/model.md explains each number.")
     parser.add_argument("name", nargs="?", metavar="NAME", help=f"a model variant: {', '.join(list_models())}")
     parser.add_argument("--checkpoint", metavar="PATH",
                         help="a model folder, checkpoint file or Hub repo id (any format the loader reads)")
@@ -40,13 +42,13 @@ def config_from_checkpoint(path: str, num_classes: int | None = None) -> tuple[s
 def run(args: argparse.Namespace) -> int:
     height, width = args.size
     if height < 1 or width < 1:
-        raise ValueError(f"--size must be positive, got {height} {width}")
+        raise UserError(f"--size must be positive, got {height} {width}")
     if args.num_classes is not None and args.num_classes < 1:
-        raise ValueError(f"--num-classes must be >= 1, got {args.num_classes}")
+        raise UserError(f"--num-classes must be >= 1, got {args.num_classes}")
     if (args.name is None) == (args.checkpoint is None):
-        raise ValueError(f"give a model variant ({', '.join(list_models())}) or --checkpoint PATH, not both or neither")
+        raise UserError(f"give a model variant ({', '.join(list_models())}) or --checkpoint PATH, not both or neither")
     if args.name is not None and args.name not in VARIANTS:
-        raise ValueError(f"unknown model {args.name!r}; choose one of {', '.join(list_models())}")
+        raise UserError(f"unknown model {args.name!r}; choose one of {', '.join(list_models())}")
     if args.checkpoint:
         fmt, config = config_from_checkpoint(args.checkpoint, args.num_classes)
         label = f"{args.checkpoint} ({fmt})"

@@ -7,6 +7,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ssformer.errors import UserError
+from ssformer.utils import check_writable
+
 if TYPE_CHECKING:
     import torch
 
@@ -53,11 +56,12 @@ def run(args: argparse.Namespace) -> int:
     from ssformer.inference.files import expand_inputs, refuse_outputs_over_inputs
 
     if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.num_workers < 0:
-        raise ValueError(f"--num-workers must be >= 0, got {args.num_workers}")
+        raise UserError(f"--num-workers must be >= 0, got {args.num_workers}")
     if not 0 <= args.alpha <= 1:
-        raise ValueError(f"--alpha must be in [0, 1], got {args.alpha}")
+        raise UserError(f"--alpha must be in [0, 1], got {args.alpha}")
+    check_writable(args.out, "--out", folder=True)
     items = expand_inputs(args.inputs)
     layout = torchrun_env()  # under torchrun: one share of the files per process, one GPU each
     outputs = Outputs(not args.no_overlay, args.save_proba, args.alpha)

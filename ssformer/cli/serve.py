@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 
+from ssformer.errors import UserError
+
 SERVE_PACKAGES = {"starlette": "starlette", "uvicorn": "uvicorn", "multipart": "python-multipart"}
 
 
@@ -37,25 +39,25 @@ def missing_serve_packages() -> list[str]:
 def run(args: argparse.Namespace) -> int:
     missing = missing_serve_packages()
     if missing:
-        raise ValueError(f"serving needs the serve extra: pip install 'ssformer[serve]' (missing: {', '.join(missing)})")
+        raise UserError(f"serving needs the serve extra: pip install 'ssformer[serve]' (missing: {', '.join(missing)})")
     from ssformer.inference.segmenter import Segmenter
     from ssformer.inference.serve import LocalServer, ServeLimits
 
     if not 0 <= args.port <= 65535:
-        raise ValueError(f"--port must be in 0..65535, got {args.port}")
+        raise UserError(f"--port must be in 0..65535, got {args.port}")
     if args.max_upload_mb <= 0:
-        raise ValueError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
+        raise UserError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
     if args.queue < 1:
-        raise ValueError(f"--queue must be >= 1, got {args.queue}")
+        raise UserError(f"--queue must be >= 1, got {args.queue}")
     if args.max_uploads < 1:
-        raise ValueError(f"--max-uploads must be >= 1, got {args.max_uploads}")
+        raise UserError(f"--max-uploads must be >= 1, got {args.max_uploads}")
     segmenter = Segmenter(args.checkpoint, device=args.device, dtype=args.dtype, mode=args.mode, config=args.config)
     limits = ServeLimits(max_bytes=int(args.max_upload_mb * 1024 * 1024), queue_size=args.queue,
                          max_uploads=args.max_uploads)
     try:
         server = LocalServer(segmenter, args.host, args.port, limits, log_level="info", access_log=args.access_log)
     except OSError as e:
-        raise ValueError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from e
+        raise UserError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from e
     host, port = server.address
     print(f"ssformer serve: http://{host}:{port}/  ({segmenter.num_classes} classes; Ctrl-C stops)", flush=True)
     try:

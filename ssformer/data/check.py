@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import inspect
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 from tqdm import tqdm
 
-from ssformer.data.datasets import SegmentationDataset
+from ssformer.data.datasets import InvalidLabelValues, SegmentationDataset
 from ssformer.data.io import DataError, read_image, read_label
+
+
+@dataclass
+class UndeclaredValue:
+    """A label value no class or ignore index declares, over the whole split."""
+
+    files: int = 0
+    pixels: int = 0
+    example: str = ""
+    rule: str = ""
 
 
 @dataclass
@@ -21,6 +32,9 @@ class CheckReport:
     class_pixels: np.ndarray
     ignored_pixels: int = 0
     sizes: Counter = field(default_factory=Counter)
+    undeclared: dict[int, UndeclaredValue] = field(default_factory=dict)  # per value, over all files
+    value_problems: list[str] = field(default_factory=list)  # their per-file lines (also in ``problems``)
+    ignore_hint: str = ""  # how this dataset type sets its ignore index, if it can
 
     @property
     def ok(self) -> bool:
@@ -39,6 +53,8 @@ def check_dataset(dataset: SegmentationDataset, progress: bool = False) -> Check
     class_pixels = np.zeros(dataset.num_classes, dtype=np.int64)
     ignored = 0
     sizes: Counter = Counter()
+    undeclared: dict[int, UndeclaredValue] = {}
+    value_problems: list[str] = []
     for image_path, label_path in tqdm(dataset.pairs, desc="checking", disable=None if progress else True, leave=False):
         image = label = None
         try:
@@ -47,6 +63,11 @@ def check_dataset(dataset: SegmentationDataset, progress: bool = False) -> Check
             problems.append(str(e))
         try:
             label = dataset.decode_label(read_label(label_path), label_path)
+        except InvalidLabelValues as e:  # summarised per value by format_report; the declared pixels still count
+            _note_undeclared(undeclared, e)
+            problems.append(str(e))
+            value_problems.append(str(e))
+            label = e.decoded
         except DataError as e:
             problems.append(str(e))
         if image is None or label is None:
@@ -56,16 +77,39 @@ def check_dataset(dataset: SegmentationDataset, progress: bool = False) -> Check
                             f"{label_path} is {label.shape[0]}x{label.shape[1]} (HxW)")
             continue
         sizes[image.shape[:2]] += 1
-        counts = np.bincount(label.reshape(-1), minlength=max(dataset.num_classes, dataset.ignore_index + 1))
+        flat = label.reshape(-1)
+        counts = np.bincount(flat[flat >= 0], minlength=max(dataset.num_classes, dataset.ignore_index + 1))
         class_pixels += counts[: dataset.num_classes]
         ignored += int(counts[dataset.ignore_index]) if dataset.ignore_index < len(counts) else 0
-    return CheckReport(len(dataset.pairs), problems, class_pixels, ignored, sizes)
+    hint = "data.options.ignore_index" if "ignore_index" in inspect.signature(type(dataset)).parameters else ""
+    return CheckReport(len(dataset.pairs), problems, class_pixels, ignored, sizes, undeclared, value_problems, hint)
+
+
+def _note_undeclared(undeclared: dict[int, UndeclaredValue], error: InvalidLabelValues) -> None:
+    for value in error.values:
+        seen = undeclared.setdefault(value, UndeclaredValue(example=error.path, rule=error.rule))
+        seen.files += 1
+        seen.pixels += error.pixels[value]
+
+
+def _undeclared_lines(report: CheckReport) -> list[str]:
+    """One line per undeclared value (not one per file: 701 for a value in every CamVid label)."""
+    lines = []
+    for value, seen in sorted(report.undeclared.items()):
+        hint = (f"; if {value} marks unlabelled pixels, set {report.ignore_hint}: {value}" if report.ignore_hint
+                and 0 <= value <= 65535 else "")
+        lines.append(f"  PROBLEM: label value {value} is no class of this dataset ({seen.rule}): {seen.pixels} "
+                     f"pixels in {seen.files} of {report.pairs} labels, e.g. {seen.example}{hint}")
+    return lines
 
 
 def format_report(report: CheckReport, class_names: tuple[str, ...]) -> str:
     """Problems (all of them), image sizes, then a per-class pixel table."""
-    lines = [f"{report.pairs} pairs, {len(report.problems)} problem(s)"]
-    lines += [f"  PROBLEM: {p}" for p in report.problems]
+    summarised = set(report.value_problems)
+    others = [p for p in report.problems if p not in summarised]
+    lines = [f"{report.pairs} pairs, {len(others) + len(report.undeclared)} problem(s)"]
+    lines += [f"  PROBLEM: {p}" for p in others]
+    lines += _undeclared_lines(report)
     if report.sizes:
         common = ", ".join(f"{h}x{w} ({n})" for (h, w), n in report.sizes.most_common(5))
         more = f" and {len(report.sizes) - 5} other sizes" if len(report.sizes) > 5 else ""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import colorsys
 
+from ssformer.errors import UserError
+
 Color = tuple[int, int, int]
 
 # ADE20K (SceneParsing150): the first name of each row of objectInfo150.csv, in id order (id 1 ->
@@ -156,5 +158,5 @@ def dataset_classes(name: str) -> tuple[tuple[str, ...], tuple[Color, ...]]:
     """(class names, palette) of a known dataset: ``ade20k``, ``cityscapes``, ``camvid`` or ``voc``."""
     key = name.lower()
     if key not in _DATASET_CLASSES:
-        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(_DATASET_CLASSES))}")
+        raise UserError(f"unknown dataset {name!r}; known: {', '.join(sorted(_DATASET_CLASSES))}")
     return _DATASET_CLASSES[key]

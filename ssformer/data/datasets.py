@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from ssformer.data.classes import (
 )
 from ssformer.data.io import DataError, colors_to_indices, read_image, read_label
 from ssformer.data.transforms import Normalize
+from ssformer.errors import UserError
 
 # (image, label, rng) -> (image tensor, label tensor)
 Transform = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[torch.Tensor, torch.Tensor]]
@@ -78,8 +79,27 @@ def apply_label_table(stored: np.ndarray, table: np.ndarray, path: str, rule: st
         bad = [int(v) for v in np.flatnonzero((counts > 0) & (table < 0))]
     if bad:
         shown = ", ".join(map(str, bad[:20])) + (f" and {len(bad) - 20} more" if len(bad) > 20 else "")
-        raise DataError(f"label {path}: invalid values {shown}; {rule}")
+        raise InvalidLabelValues(f"label {path}: invalid values {shown}; {rule}", path, stored, table, bad, rule)
     return table[stored]
+
+
+class InvalidLabelValues(DataError):
+    """A label holding values its dataset does not declare; carries what a whole-dataset check
+    needs to summarise them per value instead of per file."""
+
+    def __init__(self, message: str, path: str = "", stored: np.ndarray | None = None,
+                 table: np.ndarray | None = None, values: Sequence[int] = (), rule: str = "") -> None:
+        # the message alone must do: a DataLoader worker re-raises the error as type(message)
+        super().__init__(message)
+        self.path, self.values, self.rule = path, list(values), rule
+        self.decoded, self.pixels = None, {}
+        if stored is None or table is None:
+            return
+        flat = stored.reshape(-1).astype(np.int64)
+        inside = (flat >= 0) & (flat < len(table))
+        decoded = np.where(inside, table[np.clip(flat, 0, len(table) - 1)], -1)  # -1: an invalid pixel
+        self.decoded = decoded.reshape(stored.shape)
+        self.pixels = {v: int(np.count_nonzero(flat == v)) for v in values}
 
 
 def _listing(items: Sequence[str]) -> str:
@@ -102,21 +122,21 @@ class SegmentationDataset(Dataset):
                  where: str = "", seed: int = 0) -> None:
         self.class_names = tuple(class_names)
         if not self.class_names:
-            raise ValueError("class_names is empty")
+            raise UserError("class_names is empty")
         self.num_classes = len(self.class_names)
         self.palette = (tuple(tuple(int(v) for v in c) for c in palette) if palette
                         else default_palette(self.num_classes))
         if len(self.palette) < self.num_classes:
-            raise ValueError(f"palette has {len(self.palette)} colours for {self.num_classes} classes")
+            raise UserError(f"palette has {len(self.palette)} colours for {self.num_classes} classes")
         if not 0 <= ignore_index <= 65535:
-            raise ValueError(f"ignore_index must be in 0..65535 (a value a label PNG can hold), got {ignore_index}")
+            raise UserError(f"ignore_index must be in 0..65535 (a value a label PNG can hold), got {ignore_index}")
         if ignore_index < self.num_classes:
-            raise ValueError(f"ignore_index {ignore_index} is a class id (num_classes={self.num_classes})")
+            raise UserError(f"ignore_index {ignore_index} is a class id (num_classes={self.num_classes})")
         self.ignore_index = ignore_index
         transform_ignore = getattr(transform, "ignore_index", ignore_index)
         if transform_ignore != ignore_index:
-            raise ValueError(f"the transform pads labels with {transform_ignore} but this dataset's ignore index is "
-                             f"{ignore_index}; pass ignore_index={ignore_index} to the transform")
+            raise UserError(f"the transform pads labels with {transform_ignore} but this dataset's ignore index is "
+                            f"{ignore_index}; pass ignore_index={ignore_index} to the transform")
         self.transform: Transform = transform if transform is not None else Normalize()
         self.label_values = label_values if label_values is not None else label_table(self.num_classes, ignore_index)
         self.label_rule = label_rule or (f"expected class ids 0..{self.num_classes - 1} or the ignore "
@@ -183,16 +203,36 @@ def _require_dir(path: Path, what: str) -> Path:
     return path
 
 
+def _walk(folder: Path) -> Iterator[tuple[str, list[str]]]:
+    """(folder, file names) under ``folder``, in sorted order, following symbolic links to folders (a
+    Cityscapes split often links its city folders, and the official scripts follow them); a link
+    back up the tree is entered once."""
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames.sort()
+        yield dirpath, sorted(filenames)
+
+
 def _files(folder: Path, suffix: str) -> dict[str, Path]:
     """Files under ``folder`` (recursively) ending in ``suffix``, keyed by relative path minus suffix."""
     found = {}
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
-        for name in sorted(filenames):
+    for dirpath, filenames in _walk(folder):
+        for name in filenames:
             if name.endswith(suffix) and not name.startswith("."):
                 path = Path(dirpath) / name
                 found[str(path.relative_to(folder))[: -len(suffix)]] = path
     return found
+
+
+def _looked_for(image_dir: Path, img_suffix: str, label_dir: Path, seg_suffix: str, options: bool = False) -> str:
+    """Where and what a layout looked for, for the "no pairs found" error."""
+    text = f"{image_dir} (images *{img_suffix} paired with labels *{seg_suffix} in {label_dir}"
+    return text + ("; set data.options.img_suffix / seg_suffix if yours end otherwise)" if options else ")")
 
 
 def _match(images: dict[str, Path], labels: dict[str, Path], label_dir: Path) -> tuple[list, list[str]]:
@@ -212,8 +252,8 @@ def _unused_files(image_dir: Path, img_suffix: str, label_dir: Path, seg_suffix:
     without an image. Training ignores them; ``check-data`` reports them."""
     notes = []
     for folder, suffix in ((image_dir, img_suffix), (label_dir, seg_suffix)):
-        for dirpath, _, filenames in os.walk(folder):
-            for name in sorted(filenames):
+        for dirpath, filenames in _walk(folder):
+            for name in filenames:
                 if not name.endswith(suffix) and name.lower().endswith(suffix.lower()) and not name.startswith("."):
                     notes.append(f"{Path(dirpath) / name} is not used: its ending {name[-len(suffix):]!r} differs "
                                  f"in case from {suffix!r}")
@@ -227,7 +267,14 @@ def _unused_files(image_dir: Path, img_suffix: str, label_dir: Path, seg_suffix:
 def _read_list(path: Path) -> list[str]:
     if not path.is_file():
         raise DataError(f"split list not found: {path}")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise DataError(f"{path} is not UTF-8 text (byte {data[e.start:e.start + 1]!r} on line {line}); save it as "
+                        f"UTF-8, one name a line") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 class CamVid(SegmentationDataset):
@@ -260,7 +307,7 @@ class CamVid(SegmentationDataset):
             _require_dir(image_dir, f"CamVid {split} image")
             _require_dir(label_dir, f"CamVid {split} label")
             pairs, missing = _match(_files(image_dir, ".png"), _files(label_dir, ".png"), label_dir)
-            where = str(image_dir)
+            where = _looked_for(image_dir, ".png", label_dir, ".png")
         table = label_table(len(CAMVID_CLASSES), 255, {**{i: i for i in range(11)}, 11: 255})
         super().__init__(pairs, CAMVID_CLASSES, CAMVID_PALETTE, transform, 255, table,
                          "CamVid labels are 0..10 (classes) or 11 (void)", missing, allow_missing, where, seed)
@@ -283,7 +330,7 @@ class ADE20K(SegmentationDataset):
         if (root / "ADEChallengeData2016").is_dir():
             root = root / "ADEChallengeData2016"
         if split not in self.SPLITS:
-            raise ValueError(f"ADE20K split must be one of {sorted(self.SPLITS)}, got {split!r}")
+            raise UserError(f"ADE20K split must be one of {sorted(self.SPLITS)}, got {split!r}")
         folder = self.SPLITS[split]
         image_dir = _require_dir(root / "images" / folder, "ADE20K image")
         label_dir = _require_dir(root / "annotations" / folder, "ADE20K annotation")
@@ -296,7 +343,7 @@ class ADE20K(SegmentationDataset):
             table = label_table(num, 255)
             rule = "without reduce_zero_label ADE20K labels must be 0..149 or 255"
         super().__init__(pairs, ADE20K_CLASSES, ADE20K_PALETTE, transform, 255, table, rule, missing,
-                         allow_missing, str(image_dir), seed)
+                         allow_missing, _looked_for(image_dir, ".jpg", label_dir, ".png"), seed)
         self.unused = _unused_files(image_dir, ".jpg", label_dir, ".png", self.pairs)
 
 
@@ -325,8 +372,9 @@ class Cityscapes(SegmentationDataset):
         num = len(CITYSCAPES_CLASSES)
         self._label_id_table = label_table(num, 255, CITYSCAPES_LABEL_ID_TO_TRAIN_ID)
         super().__init__(pairs, CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, transform, 255, None,
-                         "Cityscapes labelTrainIds are 0..18 or 255", missing, allow_missing, str(image_dir),
-                         seed)
+                         "Cityscapes labelTrainIds are 0..18 or 255", missing, allow_missing,
+                         _looked_for(image_dir, "_leftImg8bit.png", label_dir,
+                                     "_gtFine_labelTrainIds.png or *_gtFine_labelIds.png"), seed)
 
     def label_values_for(self, label_path: str) -> tuple[np.ndarray, str]:
         if label_path.endswith("_labelIds.png"):
@@ -375,19 +423,20 @@ class FolderDataset(SegmentationDataset):
     map to the ignore index).
     """
 
-    def __init__(self, root: str | os.PathLike, class_names: Sequence[str], img_dir: str = "images",
+    def __init__(self, root: str | os.PathLike, class_names: Sequence[str] | None = None, img_dir: str = "images",
                  ann_dir: str = "labels", img_suffix: str = ".jpg", seg_suffix: str = ".png",
                  split: str | None = None, palette: Sequence[Sequence[int]] | None = None,
                  color_labels: bool = False, ignore_colors: Sequence[Sequence[int]] = (),
                  ignore_index: int = 255, transform: Transform | None = None,
                  allow_missing: bool = False, seed: int = 0) -> None:
         root = _require_dir(Path(root), "dataset root")
+        class_names = _folder_class_names(root) if class_names is None else class_names
         image_dir = _require_dir(root / img_dir, "image")
         label_dir = _require_dir(root / ann_dir, "label")
         if color_labels and not palette:
-            raise ValueError("color_labels needs a palette (one RGB colour per class)")
+            raise UserError("color_labels needs a palette (one RGB colour per class)")
         if palette is not None and any(len(c) != 3 for c in palette):
-            raise ValueError("palette entries must be [R, G, B]")
+            raise UserError("palette entries must be [R, G, B]")
         unknown: list[str] = []
         if split is not None and not (root / split).is_file():
             if not (image_dir / split).is_dir():
@@ -405,7 +454,8 @@ class FolderDataset(SegmentationDataset):
         self.color_labels = color_labels
         self.ignore_colors = tuple(tuple(int(v) for v in c) for c in ignore_colors)
         super().__init__(pairs, class_names, [tuple(c) for c in palette] if palette else None, transform,
-                         ignore_index, None, None, unknown + missing, allow_missing, str(image_dir), seed)
+                         ignore_index, None, None, unknown + missing, allow_missing,
+                         _looked_for(image_dir, img_suffix, label_dir, seg_suffix, options=True), seed)
         self.unused = _unused_files(image_dir, img_suffix, label_dir, seg_suffix, self.pairs,
                                     orphan_labels=split is None)
 
@@ -416,6 +466,22 @@ class FolderDataset(SegmentationDataset):
             return colors_to_indices(stored, self.palette[: self.num_classes], label_path, self.ignore_index,
                                      self.ignore_colors)
         return super().decode_label(stored, label_path)
+
+
+CLASSES_FILE = "classes.txt"
+
+
+def _folder_class_names(root: Path) -> list[str]:
+    """A folder dataset's class names from ``root/classes.txt`` (one a line), when the config gives none."""
+    file = root / CLASSES_FILE
+    if not file.is_file():
+        raise UserError(f"folder dataset {root} has no class names: set data.options.class_names (e.g. "
+                        f"[background, road, car]; check-data: --class-names background,road,car) or write "
+                        f"{file} with one name per line")
+    names = [line.strip() for line in _read_list(file) if line.strip()]
+    if not names:
+        raise UserError(f"{file} lists no class names (one a line)")
+    return names
 
 
 DATASETS: dict[str, type[SegmentationDataset]] = {
@@ -436,13 +502,17 @@ def build_dataset(config: dict[str, Any], transform: Transform | None = None, **
     options = {**config, **overrides}
     kind = options.pop("type", None)
     if kind not in DATASETS:
-        raise ValueError(f"data type must be one of {', '.join(DATASETS)}, got {kind!r}")
+        raise UserError(f"data type must be one of {', '.join(DATASETS)}, got {kind!r}")
     cls = DATASETS[kind]
     allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "transform")]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise ValueError(f"unknown option(s) for data type {kind!r}: {', '.join(unknown)}; "
-                         f"allowed: {', '.join(allowed)}")
+        raise UserError(f"unknown option(s) for data type {kind!r}: {', '.join(unknown)}; "
+                        f"allowed: {', '.join(allowed)}")
     if "root" not in options:
-        raise ValueError(f"data type {kind!r} needs 'root'")
+        raise UserError(f"data type {kind!r} needs 'root'")
+    needed = [name for name, p in inspect.signature(cls.__init__).parameters.items()
+              if p.default is inspect.Parameter.empty and name not in ("self", "transform") and name not in options]
+    if needed:
+        raise UserError(f"data type {kind!r} needs {', '.join(needed)} (data.options.{needed[0]} in a config)")
     return cls(transform=transform, **options)

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from ssformer.data.datasets import SegmentationDataset
 from ssformer.data.io import read_label
+from ssformer.errors import UserError
 
 CLASS_WEIGHT_METHODS = ("median_frequency", "enet")
 
@@ -36,7 +37,7 @@ def count_class_pixels(datasets: Iterable[SegmentationDataset], progress: bool =
     labelled = 0
     for dataset in datasets:
         if dataset.num_classes != num_classes:
-            raise ValueError(f"datasets with {num_classes} and {dataset.num_classes} classes cannot share weights")
+            raise UserError(f"datasets with {num_classes} and {dataset.num_classes} classes cannot share weights")
         for _, label_path in tqdm(dataset.pairs, desc="class frequencies", disable=None if progress else True,
                                   leave=False):
             label = dataset.decode_label(read_label(label_path), label_path).reshape(-1)
@@ -55,7 +56,7 @@ def median_frequency_weights(counts: ClassPixels) -> np.ndarray:
     """
     present = counts.pixels > 0
     if not present.any():
-        raise ValueError("no labelled pixel in the training set: cannot compute class frequencies")
+        raise UserError("no labelled pixel in the training set: cannot compute class frequencies")
     frequency = np.zeros(len(counts.pixels))
     frequency[present] = counts.pixels[present] / counts.image_pixels[present]
     weights = np.zeros_like(frequency)
@@ -66,13 +67,13 @@ def median_frequency_weights(counts: ClassPixels) -> np.ndarray:
 def enet_weights(counts: ClassPixels, c: float = 1.02) -> np.ndarray:
     """ENet's weighting (Paszke et al. 2016): ``1 / ln(c + p_c)``, p_c the share of labelled pixels."""
     if counts.labelled_pixels == 0:
-        raise ValueError("no labelled pixel in the training set: cannot compute class frequencies")
+        raise UserError("no labelled pixel in the training set: cannot compute class frequencies")
     return 1.0 / np.log(c + counts.pixels / counts.labelled_pixels)
 
 
 def class_weights(method: str, datasets: Iterable[SegmentationDataset], progress: bool = False) -> np.ndarray:
     """Class weights by name (``median_frequency`` or ``enet``) from the datasets' labels."""
     if method not in CLASS_WEIGHT_METHODS:
-        raise ValueError(f"class weight method must be one of {', '.join(CLASS_WEIGHT_METHODS)}, got {method!r}")
+        raise UserError(f"class weight method must be one of {', '.join(CLASS_WEIGHT_METHODS)}, got {method!r}")
     counts = count_class_pixels(datasets, progress)
     return median_frequency_weights(counts) if method == "median_frequency" else enet_weights(counts)

@@ -8,10 +8,13 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ssformer.errors import UserError
+
 Color = tuple[int, int, int]
 
 
-class DataError(ValueError):
+
+class DataError(UserError):
     """A problem with a dataset file or folder. A ValueError, so the CLI prints it as one line."""
 
 

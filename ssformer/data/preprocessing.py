@@ -20,11 +20,13 @@ import torch
 from ssformer.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    MAX_IMAGE_SIDE,
     label_tensor,
     normalize,
     rescale_size,
     resize_image_exact,
 )
+from ssformer.errors import UserError
 
 PREPROCESSOR_NAME = "preprocessor_config.json"
 INFERENCE_MODES = ("whole", "slide")
@@ -33,10 +35,11 @@ INFERENCE_MODES = ("whole", "slide")
 def _pair(value: Any, name: str) -> tuple[int, int]:
     try:
         pair = (int(value), int(value)) if isinstance(value, (int, float)) else tuple(int(v) for v in value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         pair = ()
-    if len(pair) != 2 or min(pair) < 1:
-        raise ValueError(f"preprocessing {name} must be two positive integers, got {value!r}")
+    if len(pair) != 2 or min(pair) < 1 or max(pair) > MAX_IMAGE_SIDE:
+        raise UserError(f"preprocessing {name} must be two positive integers of at most {MAX_IMAGE_SIDE}, "
+                        f"got {value!r}")
     return pair  # type: ignore[return-value]
 
 
@@ -71,18 +74,18 @@ class Preprocessing:
         for name in ("mean", "std"):
             value = tuple(float(v) for v in getattr(self, name))
             if len(value) != 3:
-                raise ValueError(f"preprocessing {name} must have 3 values (R, G, B), got {value}")
+                raise UserError(f"preprocessing {name} must have 3 values (R, G, B), got {value}")
             set_(self, name, value)
         if min(self.std) <= 0:
-            raise ValueError(f"preprocessing std must be positive, got {self.std}")
+            raise UserError(f"preprocessing std must be positive, got {self.std}")
         if self.mode not in INFERENCE_MODES:
-            raise ValueError(f"preprocessing mode must be one of {INFERENCE_MODES}, got {self.mode!r}")
+            raise UserError(f"preprocessing mode must be one of {INFERENCE_MODES}, got {self.mode!r}")
         scales = tuple(float(s) for s in self.tta_scales)
         if not scales or min(scales) <= 0:
-            raise ValueError(f"preprocessing tta_scales must be positive numbers, got {self.tta_scales!r}")
+            raise UserError(f"preprocessing tta_scales must be positive numbers, got {self.tta_scales!r}")
         set_(self, "tta_scales", scales)
         if not 0 <= int(self.ignore_index) <= 65535:
-            raise ValueError(f"preprocessing ignore_index must be in 0..65535, got {self.ignore_index}")
+            raise UserError(f"preprocessing ignore_index must be in 0..65535, got {self.ignore_index}")
         set_(self, "ignore_index", int(self.ignore_index))
         set_(self, "keep_ratio", bool(self.keep_ratio))
         set_(self, "flip", bool(self.flip))
@@ -115,11 +118,11 @@ class Preprocessing:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")
+            raise UserError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")
         try:
             return cls(**dict(data))
         except (TypeError, ValueError) as e:
-            raise ValueError(f"{where}: {e}") from e
+            raise UserError(f"{where}: {e}") from e
 
     def replace(self, **changes: Any) -> Preprocessing:
         """A copy with ``changes`` (None values are ignored, so CLI flags can be passed as they are)."""

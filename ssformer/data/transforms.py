@@ -30,6 +30,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ssformer.errors import UserError
+
+# The largest image side any resize target, crop or window may ask for: 16384 x 16384 RGB is 768 MiB
+# before normalisation (3 GiB in float32); a larger value is a typo (img_scale [1e7, 1e7] asks for 225 TB).
+MAX_IMAGE_SIDE = 16384
+
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 
@@ -47,7 +53,7 @@ def random_scale(img_scale: Sequence[int], ratio_range: Sequence[float], rng: np
     """``img_scale`` times a ratio drawn uniformly from ``ratio_range`` (each side truncated)."""
     low, high = ratio_range
     ratio = rng.random() * (high - low) + low
-    return int(img_scale[0] * ratio), int(img_scale[1] * ratio)
+    return max(1, int(img_scale[0] * ratio)), max(1, int(img_scale[1] * ratio))  # a 0 would empty the image
 
 
 def _nearest_index(out_size: int, in_size: int, start: int = 0, count: int | None = None) -> np.ndarray:
@@ -232,7 +238,7 @@ def normalize(image: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN,
     """uint8 HWC RGB -> float32 CHW tensor, ``(x - mean) * (1 / std)`` per channel, bit for bit as mmseg's
     ``Normalize`` (mean and std kept as float32; OpenCV subtracts the mean in float32, then multiplies
     by the float64 inverse of the float32 std and rounds)."""
-    chw = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float()
+    chw = torch.from_numpy(_contiguous(image.transpose(2, 0, 1))).float()
     mean_t = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
     inv_std = 1.0 / torch.tensor(std, dtype=torch.float32).double().view(3, 1, 1)
     return ((chw - mean_t).double() * inv_std).float()
@@ -251,8 +257,15 @@ def pad(image: torch.Tensor, label: torch.Tensor, size: Sequence[int], image_val
     return padded_image, padded_label
 
 
+def _contiguous(array: np.ndarray) -> np.ndarray:
+    """A C-contiguous, writable array torch can take: numpy calls a flipped 1-pixel-wide array
+    contiguous but keeps its negative stride, which ``torch.from_numpy`` refuses."""
+    array = np.ascontiguousarray(array)
+    return array.copy() if min(array.strides, default=0) < 0 or not array.flags.writeable else array
+
+
 def label_tensor(label: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(label)).long()
+    return torch.from_numpy(_contiguous(label)).long()
 
 
 class Normalize:
@@ -277,14 +290,14 @@ class TrainTransform:
                  crop_size: Sequence[int] = (512, 512), cat_max_ratio: float = 0.75, flip_prob: float = 0.5,
                  photometric: bool = True, mean: Sequence[float] = IMAGENET_MEAN,
                  std: Sequence[float] = IMAGENET_STD, ignore_index: int = 255) -> None:
-        if len(img_scale) != 2 or min(img_scale) <= 0:
-            raise ValueError(f"img_scale must be two positive sizes, got {img_scale}")
-        if len(crop_size) != 2 or min(crop_size) <= 0:
-            raise ValueError(f"crop_size must be two positive sizes (h, w), got {crop_size}")
+        if len(img_scale) != 2 or min(img_scale) <= 0 or max(img_scale) > MAX_IMAGE_SIDE:
+            raise UserError(f"img_scale must be two positive sizes of at most {MAX_IMAGE_SIDE}, got {img_scale}")
+        if len(crop_size) != 2 or min(crop_size) <= 0 or max(crop_size) > MAX_IMAGE_SIDE:
+            raise UserError(f"crop_size must be two positive sizes (h, w) of at most {MAX_IMAGE_SIDE}, got {crop_size}")
         if ratio_range is not None and not 0 < ratio_range[0] <= ratio_range[1]:
-            raise ValueError(f"ratio_range must be (low, high) with 0 < low <= high, got {ratio_range}")
+            raise UserError(f"ratio_range must be (low, high) with 0 < low <= high, got {ratio_range}")
         if not 0 <= flip_prob <= 1:
-            raise ValueError(f"flip_prob must be in [0, 1], got {flip_prob}")
+            raise UserError(f"flip_prob must be in [0, 1], got {flip_prob}")
         self.img_scale = tuple(int(s) for s in img_scale)
         self.ratio_range = tuple(ratio_range) if ratio_range is not None else None
         self.crop_size = (int(crop_size[0]), int(crop_size[1]))

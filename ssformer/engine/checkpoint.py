@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ssformer.checkpoints.io import torch_load, write_torch
+from ssformer.checkpoints.io import CheckpointError, torch_load, write_torch
+from ssformer.errors import UserError
 
 
 def capture_rng(device: torch.device | str | None = None) -> dict[str, Any]:
@@ -101,7 +102,7 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     return write_torch({**state, "sha256": content_hash(state)}, path)
 
 
-class CorruptCheckpoint(ValueError):
+class CorruptCheckpoint(UserError):
     """A checkpoint whose tensors no longer match the hash written with them."""
 
 
@@ -110,15 +111,21 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found")
-    state = torch_load(path)
+    try:
+        state = torch_load(path)
+    except CheckpointError as e:  # empty or cut short (a crash or a full disk mid-copy)
+        raise CorruptCheckpoint(f"{e}; it may be empty or cut short{_good_hint(path)}") from None
     if not isinstance(state, dict):
-        raise ValueError(f"checkpoint {path} is not a dict")
+        raise UserError(f"checkpoint {path} is not a dict")
     if "sha256" in state and content_hash(state) != state["sha256"]:
-        good = _newest_good_checkpoint(path)
-        hint = f"; the newest good checkpoint there is {good}" if good else "; no other checkpoint there is good"
         raise CorruptCheckpoint(f"checkpoint {path} is corrupt (its tensors do not match the hash written with "
-                                f"them){hint}")
+                                f"them){_good_hint(path)}")
     return state
+
+
+def _good_hint(bad: Path) -> str:
+    good = _newest_good_checkpoint(bad)
+    return f"; the newest good checkpoint there is {good}" if good else "; no other checkpoint there is good"
 
 
 def _newest_good_checkpoint(bad: Path) -> Path | None:

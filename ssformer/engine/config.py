@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -23,6 +24,9 @@ from typing import Any
 import yaml
 
 from ssformer.data.frequencies import CLASS_WEIGHT_METHODS
+from ssformer.data.transforms import MAX_IMAGE_SIDE
+from ssformer.errors import UserError
+from ssformer.models.budget import Sizes, check_buildable
 from ssformer.models.ssformer import VARIANTS
 
 # --- what a key allows: a check and the words the error and the docs use ----------------------------
@@ -35,7 +39,8 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float (``.inf`` and ``.nan`` are YAML floats, never a usable setting)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _int_at_least(low: int) -> Allowed:
@@ -69,8 +74,9 @@ def _one_of(choices: tuple[str, ...]) -> Allowed:
 BOOL: Allowed = (lambda v: isinstance(v, bool)), "true or false"
 STRING: Allowed = (lambda v: isinstance(v, str) and v != ""), "a non-empty string"
 SPLITS: Allowed = (lambda v: STRING[0](v) or _list_of(STRING)[0](v)), "a split name or a list of them"
-PAIR: Allowed = ((lambda v: _is_int(v) and v > 0 or _list_of(_int_at_least(1), 2)[0](v)),
-                 "a positive int or two positive ints")
+_SIDE: Allowed = (lambda v: _is_int(v) and 1 <= v <= MAX_IMAGE_SIDE), f"an integer in 1..{MAX_IMAGE_SIDE}"
+PAIR: Allowed = ((lambda v: _SIDE[0](v) or _list_of(_SIDE, 2)[0](v)),
+                 f"a positive int or two positive ints, each at most {MAX_IMAGE_SIDE}")
 DEVICE: Allowed = ((lambda v: v in ("auto", "cpu", "cuda") or isinstance(v, str) and re.fullmatch(r"cuda:\d+", v)),
                    "auto, cpu, cuda or cuda:N")
 AMP_MODES = ("none", "auto", "bf16", "fp16")
@@ -184,7 +190,9 @@ class TrainSettings:
     gradient_checkpointing: bool = setting(False, BOOL, "recompute Swin blocks in the backward pass")
     seed: int = setting(0, _int_at_least(0), "initial weights, data order and augmentation")
     device: str = setting("auto", DEVICE, "auto: CUDA when present; under torchrun each process takes LOCAL_RANK")
-    num_threads: int | None = setting(None, _optional(_int_at_least(1)), "CPU threads for torch; null: torch's default")
+    num_threads: int | None = setting(None, _optional(_int_at_least(1)),
+                                      "CPU threads for torch (more than the CPUs: cut to them, with a note); "
+                                      "null: torch's default")
     log_interval: int = setting(50, _int_at_least(1), "iterations between log lines")
     eval_interval: int = setting(16000, _int_at_least(1), "iterations between evaluations (and at the end)")
     checkpoint_interval: int = setting(16000, _int_at_least(1), "iterations between latest.pt (and iter_N.pt) writes")
@@ -298,11 +306,11 @@ def _merge(base: dict[str, Any], update: dict[str, Any], where: str, open_keys: 
     for key, value in update.items():
         path = f"{where}.{key}" if where else key
         if key not in out and not open_keys:
-            raise ValueError(f"unknown config key {path!r}; known keys here: {', '.join(sorted(out))}")
+            raise UserError(f"unknown config key {path!r}; known keys here: {', '.join(sorted(out))}")
         if isinstance(out.get(key), dict):
             value = {} if value is None else value  # an empty section (`eval:` alone) keeps the defaults
             if not isinstance(value, dict):
-                raise ValueError(f"config key {path!r} must be a mapping, got {value!r}")
+                raise UserError(f"config key {path!r} must be a mapping, got {value!r}")
             # data.options holds the dataset's own keyword options: any key, merged one by one
             out[key] = _merge(out[key], value, path, open_keys=key == "options")
         else:
@@ -313,14 +321,14 @@ def _merge(base: dict[str, Any], update: dict[str, Any], where: str, open_keys: 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``a.b=c`` -> (["a", "b"], YAML value of c)."""
     if "=" not in text:
-        raise ValueError(f"--set expects key=value, got {text!r}")
+        raise UserError(f"--set expects key=value, got {text!r}")
     key, raw = text.split("=", 1)
     if not key or any(not part for part in key.split(".")):
-        raise ValueError(f"--set: bad key {key!r} in {text!r}")
+        raise UserError(f"--set: bad key {key!r} in {text!r}")
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as e:
-        raise ValueError(f"--set {key}: value {raw!r} is not valid YAML: {e}") from e
+        raise UserError(f"--set {key}: value {raw!r} is not valid YAML: {e}") from e
     return key.split("."), value
 
 
@@ -346,10 +354,10 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
         file = resolve_config_path(path)
         try:
             loaded = yaml.safe_load(file.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ValueError(f"config {file} is not valid YAML: {e}") from e
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise UserError(f"config {file} is not valid YAML (UTF-8 text): {e}") from None
         if not isinstance(loaded, dict):
-            raise ValueError(f"config {file} must be a mapping of sections, got {type(loaded).__name__}")
+            raise UserError(f"config {file} must be a mapping of sections, got {type(loaded).__name__}")
         config = _merge(config, loaded, "", open_keys=False)
     for text in overrides:
         keys, value = parse_override(text)
@@ -371,7 +379,7 @@ def check_types(config: dict[str, Any]) -> None:
             holder = holder[part]
         value, allowed = holder[name], f.metadata["allowed"]
         if allowed is not None and not allowed[0](value):
-            raise ValueError(f"{key} must be {allowed[1]}, got {value!r}")
+            raise UserError(f"{key} must be {allowed[1]}, got {value!r}")
         if f.metadata["pair"] and _is_int(value):
             holder[name] = [value, value]
 
@@ -381,33 +389,43 @@ def validate_config(config: dict[str, Any]) -> None:
     check_types(config)
     model, data, train = config["model"], config["data"], config["train"]
     if len(model["depths"]) != len(model["num_heads"]):
-        raise ValueError(f"model.depths {model['depths']} and model.num_heads {model['num_heads']} differ in length")
+        raise UserError(f"model.depths {model['depths']} and model.num_heads {model['num_heads']} differ in length")
+    _check_model_size(model)
     if model["pretrained"] is not None and not Path(model["pretrained"]).exists():
         raise FileNotFoundError(f"model.pretrained: {model['pretrained']} does not exist")
 
     if data["type"] is None:
-        raise ValueError("data.type is not set (camvid, ade20k, cityscapes, voc or folder)")
+        raise UserError("data.type is not set (camvid, ade20k, cityscapes, voc or folder)")
     if data["root"] is None:
-        raise ValueError("data.root is not set: give --data-root DIR or --set data.root=DIR")
+        raise UserError("data.root is not set: give --data-root DIR or --set data.root=DIR")
     if not Path(data["root"]).is_dir():
         raise FileNotFoundError(f"data.root: {data['root']} is not a directory")
     tt = data["train_transform"]
     if tt["ratio_range"] is not None and tt["ratio_range"][0] > tt["ratio_range"][1]:
-        raise ValueError(f"data.train_transform.ratio_range must be [low, high] with low <= high, "
-                         f"got {tt['ratio_range']!r}")
+        raise UserError(f"data.train_transform.ratio_range must be [low, high] with low <= high, "
+                        f"got {tt['ratio_range']!r}")
     largest = max(tt["img_scale"]) * (tt["ratio_range"][1] if tt["ratio_range"] else 1.0)
     if min(tt["crop_size"]) > largest:
-        raise ValueError(f"data.train_transform.crop_size {tt['crop_size']} is larger than any rescaled image "
-                         f"(img_scale {tt['img_scale']} x ratio up to {tt['ratio_range']})")
+        raise UserError(f"data.train_transform.crop_size {tt['crop_size']} is larger than any rescaled image "
+                        f"(img_scale {tt['img_scale']} x ratio up to {tt['ratio_range']})")
     if train["min_lr"] > train["lr"]:
-        raise ValueError(f"train.min_lr {train['min_lr']} is larger than train.lr {train['lr']}")
+        raise UserError(f"train.min_lr {train['min_lr']} is larger than train.lr {train['lr']}")
     _validate_loss(train)
+
+
+def _check_model_size(model: dict[str, Any]) -> None:
+    """Refuse, naming the key, a model too big to build (``model.embed_dim=1000000000``), before any work."""
+    named = VARIANTS[model["variant"]] if model["variant"] is not None else model
+    sizes = Sizes(embed_dim=named["embed_dim"], depths=tuple(named["depths"]), num_heads=tuple(named["num_heads"]),
+                  window_size=model["window_size"], decoder_dim=model["decoder_dim"],
+                  num_classes=model["num_classes"] or 1, mlp_ratio=model["mlp_ratio"])
+    check_buildable(sizes, prefix="model.")
 
 
 def _number(section: dict, key: str, where: str, low: float = 0.0, strict: bool = False) -> None:
     value = section[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low or (strict and value == low):
-        raise ValueError(f"{where}.{key} must be a number {'>' if strict else '>='} {low}, got {value!r}")
+    if not _is_number(value) or value < low or (strict and value == low):
+        raise UserError(f"{where}.{key} must be a number {'>' if strict else '>='} {low}, got {value!r}")
 
 
 def loss_settings(loss: list[dict[str, Any]], ohem: dict[str, Any] | None = None, avg_non_ignore: bool = False
@@ -423,32 +441,32 @@ def _validate_loss(train: dict[str, Any]) -> None:
     """Check ``train.loss`` / ``train.ohem`` and fill in every term's defaults (in place)."""
     terms = train["loss"]
     if not isinstance(terms, list) or not terms:
-        raise ValueError(f"train.loss must be a non-empty list of terms like [{{type: cross_entropy}}], got {terms!r}")
+        raise UserError(f"train.loss must be a non-empty list of terms like [{{type: cross_entropy}}], got {terms!r}")
     filled = []
     for i, term in enumerate(terms):
         where = f"train.loss[{i}]"
         if not isinstance(term, dict) or term.get("type") not in LOSS_KEYS:
             got = term.get("type") if isinstance(term, dict) else term
-            raise ValueError(f"{where}.type must be one of {', '.join(LOSS_KEYS)}, got {got!r}")
+            raise UserError(f"{where}.type must be one of {', '.join(LOSS_KEYS)}, got {got!r}")
         allowed = {"type": term["type"], "weight": 1.0, **LOSS_KEYS[term["type"]]}
         unknown = sorted(set(term) - set(allowed))
         if unknown:
-            raise ValueError(f"unknown key {where}.{unknown[0]} for type {term['type']}; known: {', '.join(allowed)}")
+            raise UserError(f"unknown key {where}.{unknown[0]} for type {term['type']}; known: {', '.join(allowed)}")
         term = {**allowed, **term}
         term["weight"] = _coerce(term["weight"])
         if not _is_number(term["weight"]) or term["weight"] < 0:
-            raise ValueError(f"{where}.weight must be a number >= 0, got {term['weight']!r}")
+            raise UserError(f"{where}.weight must be a number >= 0, got {term['weight']!r}")
         weight = _coerce(term["class_weight"])
         if not (weight is None or weight in CLASS_WEIGHT_METHODS or isinstance(weight, list) and weight
                 and all(_is_number(w) and w >= 0 for w in weight)):
-            raise ValueError(f"{where}.class_weight must be null, {' or '.join(CLASS_WEIGHT_METHODS)} or a list of "
-                             f"numbers >= 0 (one per class), got {weight!r}")
+            raise UserError(f"{where}.class_weight must be null, {' or '.join(CLASS_WEIGHT_METHODS)} or a list of "
+                            f"numbers >= 0 (one per class), got {weight!r}")
         term["class_weight"] = weight
         if term["type"] == "cross_entropy":
             if term["avg_non_ignore"] is None:
                 term["avg_non_ignore"] = train["avg_non_ignore"]
             if not isinstance(term["avg_non_ignore"], bool):
-                raise ValueError(f"{where}.avg_non_ignore must be true or false, got {term['avg_non_ignore']!r}")
+                raise UserError(f"{where}.avg_non_ignore must be true or false, got {term['avg_non_ignore']!r}")
         for key, low, strict in (("smooth", 0.0, False), ("exponent", 0.0, True), ("gamma", 0.0, False)):
             if key in term:
                 term[key] = _coerce(term[key])
@@ -457,14 +475,14 @@ def _validate_loss(train: dict[str, Any]) -> None:
             alpha = term["alpha"] = _coerce(term["alpha"])
             values = alpha if isinstance(alpha, list) and alpha else [alpha]
             if not all(_is_number(a) and 0 <= a <= 1 for a in values):
-                raise ValueError(f"{where}.alpha must be a number in [0, 1] or one such number per class, got {alpha!r}")
+                raise UserError(f"{where}.alpha must be a number in [0, 1] or one such number per class, got {alpha!r}")
         if "classes" in term and term["classes"] not in ("present", "all") and not (
                 isinstance(term["classes"], list) and term["classes"]
                 and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in term["classes"])):
-            raise ValueError(f"{where}.classes must be present, all or a list of class ids, got {term['classes']!r}")
+            raise UserError(f"{where}.classes must be present, all or a list of class ids, got {term['classes']!r}")
         for key in ("per_image", "exclude_ignored"):
             if key in term and not isinstance(term[key], bool):
-                raise ValueError(f"{where}.{key} must be true or false, got {term[key]!r}")
+                raise UserError(f"{where}.{key} must be true or false, got {term[key]!r}")
         filled.append(term)
     train["loss"] = filled
 
@@ -472,16 +490,16 @@ def _validate_loss(train: dict[str, Any]) -> None:
     if ohem is None:
         return
     if not isinstance(ohem, dict):
-        raise ValueError(f"train.ohem must be null or a mapping {{thresh: 0.7, min_kept: 100000}}, "  # noqa: TRY004
-                         f"got {ohem!r}")  # (config errors are ValueErrors: the CLI prints them as one line)
+        raise UserError(f"train.ohem must be null or a mapping {{thresh: 0.7, min_kept: 100000}}, "  # noqa: TRY004
+                        f"got {ohem!r}")  # (config errors are ValueErrors: the CLI prints them as one line)
     unknown = sorted(set(ohem) - {"thresh", "min_kept"})
     if unknown:
-        raise ValueError(f"unknown key train.ohem.{unknown[0]}; known: thresh, min_kept")
+        raise UserError(f"unknown key train.ohem.{unknown[0]}; known: thresh, min_kept")
     ohem = train["ohem"] = {"thresh": None, "min_kept": 100000, **{k: _coerce(v) for k, v in ohem.items()}}
     if ohem["thresh"] is not None and not (_is_number(ohem["thresh"]) and 0 < ohem["thresh"] <= 1):
-        raise ValueError(f"train.ohem.thresh must be null or a probability in (0, 1], got {ohem['thresh']!r}")
+        raise UserError(f"train.ohem.thresh must be null or a probability in (0, 1], got {ohem['thresh']!r}")
     if isinstance(ohem["min_kept"], bool) or not isinstance(ohem["min_kept"], int) or ohem["min_kept"] < 2:
-        raise ValueError(f"train.ohem.min_kept must be an integer >= 2 (pixels per image), got {ohem['min_kept']!r}")
+        raise UserError(f"train.ohem.min_kept must be an integer >= 2 (pixels per image), got {ohem['min_kept']!r}")
     if ohem["thresh"] is None and not any(t["type"] == "cross_entropy" for t in filled):
-        raise ValueError("train.ohem.thresh: null ranks pixels by the cross_entropy terms' loss, but train.loss "
-                         "has no cross_entropy term; give a thresh")
+        raise UserError("train.ohem.thresh: null ranks pixels by the cross_entropy terms' loss, but train.loss "
+                        "has no cross_entropy term; give a thresh")

@@ -25,6 +25,7 @@ from ssformer.engine.loss_terms import (
     lovasz_softmax_loss,
     ohem_pixel_weight,
 )
+from ssformer.errors import UserError
 
 _EPS = torch.finfo(torch.float32).eps
 
@@ -108,19 +109,19 @@ def build_criterion(loss: Sequence[dict[str, Any]], ohem: dict[str, Any] | None,
         if isinstance(weight, str):
             if weight not in computed:
                 if class_weight_source is None:
-                    raise ValueError(f"{where}: {weight!r} needs the training set to count class frequencies")
+                    raise UserError(f"{where}: {weight!r} needs the training set to count class frequencies")
                 computed[weight] = [float(w) for w in class_weight_source(weight)]
                 if echo is not None:
                     echo(f"{where} {weight}: " + ", ".join(f"{w:.4f}" for w in computed[weight]))
             term["class_weight"] = computed[weight]
         elif weight is not None and len(weight) != num_classes:
-            raise ValueError(f"{where} has {len(weight)} values but the dataset has {num_classes} classes")
+            raise UserError(f"{where} has {len(weight)} values but the dataset has {num_classes} classes")
         alpha = term.get("alpha")
         if isinstance(alpha, list) and len(alpha) != num_classes:
-            raise ValueError(f"train.loss[{i}].alpha has {len(alpha)} values but the dataset has "
-                             f"{num_classes} classes")
+            raise UserError(f"train.loss[{i}].alpha has {len(alpha)} values but the dataset has "
+                            f"{num_classes} classes")
         classes = term.get("classes")
         if isinstance(classes, list) and any(c >= num_classes for c in classes):
-            raise ValueError(f"train.loss[{i}].classes {classes} names classes outside [0, {num_classes - 1}]")
+            raise UserError(f"train.loss[{i}].classes {classes} names classes outside [0, {num_classes - 1}]")
         terms.append(term)
     return SegmentationCriterion(terms, ignore_index, ohem)

@@ -13,11 +13,12 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
-from tqdm import tqdm
 
 from ssformer.data.preprocessing import Preprocessing, from_training_config
 from ssformer.distributed import DistInfo
 from ssformer.engine.config import EvalSettings
+from ssformer.errors import UserError
+from ssformer.inference.batch import Progress
 from ssformer.inference.sliding import infer
 from ssformer.metrics import IoUMetric
 from ssformer.precision import Precision, amp_precision
@@ -36,7 +37,7 @@ class SkipUnreadable(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         try:
             return self.dataset[index]
-        except ValueError as e:
+        except UserError as e:  # a bad file; any other exception is a bug and shows
             return {"error": str(e)}
 
 
@@ -74,9 +75,11 @@ def evaluate(model: nn.Module, dataset, settings: EvalSettings | None = None, pr
                         generator=torch.Generator())
     num_classes = dataset.num_classes
     metric = IoUMetric(num_classes, dataset.ignore_index)
-    bar = tqdm(loader, desc="eval", leave=False, disable=None if progress and dist_info.is_main else True, dynamic_ncols=True)
+    # tqdm on a terminal, a text line every few seconds elsewhere (as predict's)
+    bar = Progress(len(indices), enabled=progress and dist_info.is_main, command="eval")
     failed: list[str] = []
-    for batch in bar:
+    for batch in loader:
+        bar.update(1)
         if "error" in batch:
             failed += batch["error"]
             bar.write(f"eval: skipped: {batch['error'][0]}")
@@ -86,6 +89,7 @@ def evaluate(model: nn.Module, dataset, settings: EvalSettings | None = None, pr
         with precision.autocast():
             scores = infer(model, image, num_classes, tuple(label.shape[1:]), preprocessing, settings.tta)
         metric.update(scores.float().argmax(dim=1).cpu(), label)
+    bar.close()
     metric.all_reduce()
     if was_training:
         model.train()

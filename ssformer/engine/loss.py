@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from ssformer.errors import UserError
+
 # Elements of one band of upsampled logits (B x rows x W x K); float32 bands of ~8 MB stay in cache.
 _BAND_ELEMENTS_CPU = 1 << 21
 _BAND_ELEMENTS_GPU = 1 << 26
@@ -130,8 +132,8 @@ def per_pixel_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_i
     out_of_range = ((labels < 0) | (labels >= num_classes)) & labelled
     if out_of_range.any():
         bad = labels[out_of_range].unique()[:5].tolist()
-        raise ValueError(f"labels {bad} are outside the {num_classes} classes [0, {num_classes - 1}] "
-                         f"and are not ignore_index={ignore_index}")
+        raise UserError(f"labels {bad} are outside the {num_classes} classes [0, {num_classes - 1}] "
+                        f"and are not ignore_index={ignore_index}")
     return UpsampledCrossEntropy.apply(logits, labels, ignore_index)
 
 

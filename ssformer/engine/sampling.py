@@ -15,6 +15,8 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Dataset
 
+from ssformer.errors import UserError
+
 
 def epoch_order(num_samples: int, seed: int, epoch: int) -> list[int]:
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
@@ -32,7 +34,7 @@ class StreamBatchSampler:
     def __init__(self, num_samples: int, batch_size: int, seed: int = 0, start: int = 0,
                  rank: int = 0, world_size: int = 1):
         if num_samples < 1:
-            raise ValueError("the training dataset is empty")
+            raise UserError("the training dataset is empty")
         self.num_samples, self.batch_size, self.seed = num_samples, batch_size, seed
         self.position = start  # global stream position of the next global batch
         self.rank, self.world_size = rank, world_size

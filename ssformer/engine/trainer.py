@@ -13,6 +13,7 @@ import collections
 import contextlib
 import itertools
 import statistics
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,6 +29,7 @@ import ssformer
 from ssformer.data import DataError, TrainTransform, build_dataset
 from ssformer.data.frequencies import class_weights
 from ssformer.data.preprocessing import Preprocessing, TestTransform, from_training_config
+from ssformer.devices import set_cpu_threads
 from ssformer.distributed import DistInfo, all_reduce_sum, barrier, distributed_session, session_device, torchrun_env
 from ssformer.engine.checkpoint import capture_rng, load_checkpoint, restore_rng, rotate_checkpoints, save_checkpoint
 from ssformer.engine.config import TrainingConfig
@@ -81,7 +83,7 @@ def model_config(config: TrainingConfig, num_classes: int, class_names=None, pal
     if m.variant is not None:  # checked against VARIANTS by the config
         sizes = {k: VARIANTS[m.variant][k] for k in ("embed_dim", "depths", "num_heads")}
     if m.num_classes is not None and m.num_classes != num_classes:
-        raise ValueError(f"model.num_classes={m.num_classes} but the dataset has {num_classes} classes")
+        raise UserError(f"model.num_classes={m.num_classes} but the dataset has {num_classes} classes")
     return SSformerConfig(num_classes=num_classes, window_size=m.window_size, mlp_ratio=m.mlp_ratio,
                           decoder_dim=m.decoder_dim, drop_path_rate=m.drop_path_rate, dropout=m.dropout,
                           fast_path=m.fast_path,
@@ -125,7 +127,7 @@ def train(config: TrainingConfig, resume: bool = False, echo=print, overwrite: b
     """
     tc = config.train
     if config.work_dir is None:
-        raise ValueError("work_dir is not set: give --work-dir DIR")
+        raise UserError("work_dir is not set: give --work-dir DIR")
     if resume and overwrite:
         raise UserError("--resume continues the run in the work dir and --overwrite deletes it: give one of them")
     if not resume and not overwrite:
@@ -179,7 +181,7 @@ def build_model(config: TrainingConfig, dataset, device: torch.device, dist_info
         model.set_gradient_checkpointing(True)
     if tc.sync_bn and dist_info.enabled:
         if device.type != "cuda":
-            raise ValueError("train.sync_bn needs CUDA devices (torch's SyncBatchNorm does not run on CPU)")
+            raise UserError("train.sync_bn needs CUDA devices (torch's SyncBatchNorm does not run on CPU)")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return model.to(device)
 
@@ -233,22 +235,22 @@ def resume_run(run: Run, latest: Path, device: torch.device, dist_info: DistInfo
     state = load_checkpoint(latest)
     missing = [k for k in ("model", "optimizer", "scaler", "iteration", "rng", "best") if k not in state]
     if missing:
-        raise ValueError(f"--resume: {latest} is not a training checkpoint of this package (no {', '.join(missing)})")
+        raise UserError(f"--resume: {latest} is not a training checkpoint of this package (no {', '.join(missing)})")
     saved = state.get("model_config") or {}
     differ = [k for k, v in run.model.config.to_dict().items()
               if k in saved and _to_primitive(v) != saved[k] and k not in ("class_names", "palette")]
     if differ:
-        raise ValueError(f"--resume: {latest} holds a model with other settings ("
-                         + ", ".join(f"model {k} {saved[k]} there, {_to_primitive(getattr(run.model.config, k))} "
+        raise UserError(f"--resume: {latest} holds a model with other settings ("
+                        + ", ".join(f"model {k} {saved[k]} there, {_to_primitive(getattr(run.model.config, k))} "
                                      f"here" for k in differ)
-                         + f"); resume with the config it was trained with ({latest.parent / 'config.yaml'})")
+                        + f"); resume with the config it was trained with ({latest.parent / 'config.yaml'})")
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     load_scaler_state(run.scaler, state["scaler"])
     run.iteration, run.best = int(state["iteration"]), dict(state["best"])
     if dist_info.world_size != state.get("world_size", 1):
-        raise ValueError(f"{latest} was written by {state.get('world_size', 1)} processes, "
-                         f"this run has {dist_info.world_size}; exact resume needs the same number")
+        raise UserError(f"{latest} was written by {state.get('world_size', 1)} processes, "
+                        f"this run has {dist_info.world_size}; exact resume needs the same number")
     restore_rng(state["rng"][dist_info.rank] if isinstance(state["rng"], list) else state["rng"], device)
 
 
@@ -311,7 +313,7 @@ def _next_batch(stream: Iterator[dict[str, Any]]) -> dict[str, Any]:
     worker's traceback."""
     try:
         return next(stream)
-    except ValueError as e:  # DataError and ImageError are ValueErrors; workers re-raise them with their traceback
+    except UserError as e:  # DataError and ImageError are UserErrors; workers re-raise them with their traceback
         lines = [line for line in str(e).strip().splitlines() if line.strip()]
         reason = lines[-1].split(": ", 1)[-1] if lines and "Traceback" in str(e) else (lines[-1] if lines else str(e))
         raise DataError(f"{reason} (run `ssformer check-data CONFIG` to list every bad file at once)") from None
@@ -371,7 +373,7 @@ def _evaluate(run: Run, eval_set, config: TrainingConfig, device: torch.device, 
     tc = config.train
     settings = replace(config.eval, tta=False)  # periodic evaluation without test-time augmentation
     results = evaluate(run.model, eval_set, settings, precision=amp_precision(tc.amp, device), dist_info=dist_info,
-                       progress=tc.progress)
+                       progress=tc.progress and sys.stderr.isatty())  # off a terminal the log has its one line
     if tc.bn_eval:
         _set_bn_eval(run.model)
     record = {"event": "eval", "iter": run.iteration, **results}
@@ -415,8 +417,7 @@ def _begin(run: Run, start: Start, latest: Path, seed: int, device: torch.device
 def _train(config: TrainingConfig, start: Start, echo, device: torch.device, dist_info: DistInfo) -> dict[str, Any]:
     tc = config.train
     work_dir, latest, iters = Path(config.work_dir), Path(config.work_dir) / "latest.pt", tc.iters
-    if tc.num_threads is not None:
-        torch.set_num_threads(tc.num_threads)
+    set_cpu_threads(tc.num_threads)
     # Data first: a wrong root or option fails before the model is built.
     train_set, first_part = build_train_dataset(config)
     eval_set = build_eval_dataset(config)

@@ -56,12 +56,13 @@ def _as_is(sample):
 class Progress:
     """tqdm on a terminal; otherwise a line every ``PROGRESS_SECONDS`` and at the end (logs, CI)."""
 
-    def __init__(self, total: int, enabled: bool):
+    def __init__(self, total: int, enabled: bool, command: str = "predict"):
         from tqdm import tqdm
 
         self.total, self.done, self.start, self.last = total, 0, time.monotonic(), time.monotonic()
+        self.command = command
         self.text = enabled and not sys.stderr.isatty()
-        self.bar = tqdm(total=total, unit="img", desc="predict", file=sys.stderr, disable=not enabled or self.text)
+        self.bar = tqdm(total=total, unit="img", desc=command, file=sys.stderr, disable=not enabled or self.text)
 
     def write(self, line: str) -> None:
         self.bar.write(line, file=sys.stderr)
@@ -73,7 +74,8 @@ class Progress:
         if self.text and (now - self.last >= PROGRESS_SECONDS or self.done == self.total):
             self.last = now
             rate = self.done / max(now - self.start, 1e-9)
-            print(f"ssformer predict: {self.done}/{self.total} images ({rate:.2f}/s)", file=sys.stderr, flush=True)
+            print(f"ssformer {self.command}: {self.done}/{self.total} images ({rate:.2f}/s)", file=sys.stderr,
+                  flush=True)
 
     def close(self) -> None:
         self.bar.close()

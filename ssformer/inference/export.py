@@ -24,12 +24,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ssformer.errors import UserError
 from ssformer.utils import atomic_write
 
 FORMATS = ("onnx", "torchscript", "exported-program")
 
 
-class ExportError(ValueError):
+class ExportError(UserError):
     """The model could not be exported, or the exported file does not reproduce it."""
 
 
@@ -124,16 +125,16 @@ def export_model(model: nn.Module, fmt: str, size: tuple[int, int], out: str | o
                  dynamic: bool = False, opset: int | None = None) -> ExportResult:
     """Write ``model`` as ``fmt`` to ``out`` (atomically) and check the written file against PyTorch."""
     if fmt not in FORMATS:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        raise UserError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if len(size) != 2 or min(size) < 1:
-        raise ValueError(f"size must be two positive ints (H, W), got {size}")
+        raise UserError(f"size must be two positive ints (H, W), got {size}")
     size = (int(size[0]), int(size[1]))
     if dynamic and fmt != "onnx":
         raise ExportError(f"dynamic shapes are supported for onnx only: {fmt} files are fixed to the export size "
                           f"(torch.export specialises on the model's stage sizes)")
     if dynamic and min(size) < MIN_DYNAMIC_TRACE_SIZE:
-        raise ValueError(f"a dynamic export is traced at its size, which must be at least "
-                         f"{MIN_DYNAMIC_TRACE_SIZE}x{MIN_DYNAMIC_TRACE_SIZE}, got {size[0]}x{size[1]}")
+        raise UserError(f"a dynamic export is traced at its size, which must be at least "
+                        f"{MIN_DYNAMIC_TRACE_SIZE}x{MIN_DYNAMIC_TRACE_SIZE}, got {size[0]}x{size[1]}")
     if fmt == "onnx":
         try:
             import onnxruntime  # noqa: F401  (checks the file after writing)

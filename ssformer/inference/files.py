@@ -40,8 +40,8 @@ def expand_inputs(inputs: list[str], extensions: tuple[str, ...] = IMAGE_EXTENSI
     seen: dict[PurePath, Path] = {}
     for item in found:
         if item.relative in seen and seen[item.relative] != item.path:
-            raise ValueError(f"inputs {seen[item.relative]} and {item.path} would both write {item.relative}.png; "
-                             "run them separately or rename one")
+            raise UserError(f"inputs {seen[item.relative]} and {item.path} would both write {item.relative}.png; "
+                            "run them separately or rename one")
         seen[item.relative] = item.path
     unique = {item.path.resolve(): item for item in found}  # the same file given twice runs once
     return list(unique.values())

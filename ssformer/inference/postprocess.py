@@ -23,6 +23,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from ssformer.errors import UserError
+
 # Resized values held at once (float32): 2**26 = 64 Mi values = 256 MiB.
 DEFAULT_MAX_ELEMENTS = 1 << 26
 
@@ -93,7 +95,7 @@ def check_full_size(num_classes: int, out_size: Sequence[int], limit_bytes: int,
     """Refuse, with the numbers, a (K, H, W) float32 result above ``limit_bytes``."""
     needed = full_size_bytes(num_classes, out_size)
     if needed > limit_bytes:
-        raise ValueError(f"{what} for a {out_size[0]}x{out_size[1]} image needs {needed / 2**30:.1f} GiB "
-                         f"({num_classes} classes x {out_size[0]} x {out_size[1]} float32), above the limit of "
-                         f"{limit_bytes / 2**30:.1f} GiB; use masks (no probabilities, no TTA) for images this large, "
-                         "or raise the limit")
+        raise UserError(f"{what} for a {out_size[0]}x{out_size[1]} image needs {needed / 2**30:.1f} GiB "
+                        f"({num_classes} classes x {out_size[0]} x {out_size[1]} float32), above the limit of "
+                        f"{limit_bytes / 2**30:.1f} GiB; use masks (no probabilities, no TTA) for images this large, "
+                        "or raise the limit")

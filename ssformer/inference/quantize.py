@@ -30,6 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ssformer.data.preprocessing import Preprocessing
+from ssformer.errors import UserError
 from ssformer.inference.images import IMAGE_EXTENSIONS, load_rgb
 from ssformer.metrics import IoUMetric
 from ssformer.utils import atomic_write
@@ -57,7 +58,7 @@ def calibration_inputs(folder: str | os.PathLike, preprocessing: Preprocessing,
     (1, 3, H, W) tensors after the model's own preprocessing, resized to ``size`` (bilinear) when
     the quantized model has a fixed input size."""
     if limit < 1:
-        raise ValueError(f"the number of calibration images must be >= 1, got {limit}")
+        raise UserError(f"the number of calibration images must be >= 1, got {limit}")
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist or is not a folder")
@@ -119,9 +120,9 @@ def quantize_onnx(float_path: str | os.PathLike, out: str | os.PathLike, inputs:
         from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
         from onnxruntime.quantization.shape_inference import quant_pre_process
     except ImportError as e:
-        raise ValueError("int8 ONNX needs onnxruntime: pip install 'ssformer[onnx]'") from e
+        raise UserError("int8 ONNX needs onnxruntime: pip install 'ssformer[onnx]'") from e
     if not inputs:
-        raise ValueError("int8 ONNX needs at least one calibration image")
+        raise UserError("int8 ONNX needs at least one calibration image")
 
     class Images(CalibrationDataReader):
         def __init__(self, name: str) -> None:
@@ -154,11 +155,11 @@ def quantize_linears(model: nn.Module) -> nn.Module:
     try:
         from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
     except ImportError as e:
-        raise ValueError("int8 PyTorch models need torchao: pip install 'ssformer[int8]'") from e
+        raise UserError("int8 PyTorch models need torchao: pip install 'ssformer[int8]'") from e
     finally:
         torchao_log.setLevel(level)
     if any(p.device.type != "cpu" for p in model.parameters()):
-        raise ValueError("int8 quantization here is for CPU inference: move the model to the CPU first")
+        raise UserError("int8 quantization here is for CPU inference: move the model to the CPU first")
     model.float().eval()
     quantize_(model, Int8DynamicActivationInt8WeightConfig())
     return model
@@ -171,7 +172,7 @@ class Int8Export:
     agreement: Agreement  # the int8 file against the float file
 
 
-class AccuracyError(ValueError):
+class AccuracyError(UserError):
     """The int8 model agrees with the float model less often than asked for; nothing was written."""
 
 
@@ -187,7 +188,7 @@ def export_int8_onnx(model: nn.Module, preprocessing: Preprocessing, calibration
     from ssformer.inference.export import ExportError, export_model
 
     if not 0 <= min_agreement <= 1:
-        raise ValueError(f"the minimum agreement must be in [0, 1], got {min_agreement}")
+        raise UserError(f"the minimum agreement must be in [0, 1], got {min_agreement}")
     fixed = None if dynamic else (int(size[0]), int(size[1]))
     inputs = calibration_inputs(calibration, preprocessing, fixed, calibration_images)  # bad folders fail first
     checks = inputs if check is None else calibration_inputs(check, preprocessing, fixed, calibration_images)

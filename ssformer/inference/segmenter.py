@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from ssformer.devices import resolve_device
+from ssformer.errors import UserError
 from ssformer.inference import visualize
 from ssformer.inference.images import ImageInput, load_rgb
 from ssformer.inference.postprocess import check_full_size, resized_argmax
@@ -54,7 +55,7 @@ class Segmenter:
         self.dtype = resolve_dtype(dtype, self.device)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         if isinstance(img_scale, str) and img_scale != "auto":
-            raise ValueError(f"img_scale must be 'auto', None or (long, short), got {img_scale!r}")
+            raise UserError(f"img_scale must be 'auto', None or (long, short), got {img_scale!r}")
         pairs = {name: (value, value) if isinstance(value, int) else value
                  for name, value in (("crop_size", crop), ("stride", stride))}
         self.preprocessing = loaded.preprocessing.replace(mode=mode, tta_scales=scales, **pairs)
@@ -90,7 +91,7 @@ class Segmenter:
 
     def _run(self, images: Sequence[ImageInput], batch_size: int, proba: bool) -> list[np.ndarray]:
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise UserError(f"batch_size must be >= 1, got {batch_size}")
         rgb = [load_rgb(image) for image in images]
         tensors = [self.preprocess(image) for image in rgb]
         results: list[np.ndarray | None] = [None] * len(rgb)

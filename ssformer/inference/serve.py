@@ -55,6 +55,7 @@ from starlette.routing import Route
 from starlette.schemas import SchemaGenerator
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from ssformer.errors import UserError
 from ssformer.inference.demo_page import PAGE
 from ssformer.inference.images import ImageError, pil_to_rgb
 from ssformer.inference.segmenter import Segmenter
@@ -194,7 +195,7 @@ class SegmentationAPI:
     def __init__(self, segmenter: Segmenter, limits: ServeLimits | None = None):
         limits = limits or ServeLimits()
         if min(limits.queue_size, limits.max_bytes, limits.max_uploads) < 1:
-            raise ValueError(f"queue_size, max_uploads and max_bytes must be positive, got {limits}")
+            raise UserError(f"queue_size, max_uploads and max_bytes must be positive, got {limits}")
         self.segmenter, self.limits = segmenter, limits
         self.model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ssformer-model")
         self.admission = _Admission(limits.queue_size)
@@ -447,7 +448,7 @@ def app_from_environment() -> Starlette:
     ``SSFORMER_QUEUE``, ``SSFORMER_MAX_UPLOADS``)."""
     checkpoint = os.environ.get("SSFORMER_CHECKPOINT")
     if not checkpoint:
-        raise ValueError("set SSFORMER_CHECKPOINT to the model to serve (save_pretrained folder or checkpoint file)")
+        raise UserError("set SSFORMER_CHECKPOINT to the model to serve (save_pretrained folder or checkpoint file)")
     segmenter = Segmenter(checkpoint, device=os.environ.get("SSFORMER_DEVICE", "auto"),
                           dtype=os.environ.get("SSFORMER_DTYPE", "auto"), mode=os.environ.get("SSFORMER_MODE") or None,
                           config=os.environ.get("SSFORMER_CONFIG") or None)

@@ -26,13 +26,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssformer.data.preprocessing import Preprocessing
+from ssformer.errors import UserError
 from ssformer.models.ssformer import upsample_logits
 
 
 def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
     pair = (int(value), int(value)) if isinstance(value, int) else tuple(int(v) for v in value)
     if len(pair) != 2 or min(pair) < 1:
-        raise ValueError(f"{name} must be a positive int or (height, width), got {value!r}")
+        raise UserError(f"{name} must be a positive int or (height, width), got {value!r}")
     return pair  # type: ignore[return-value]
 
 
@@ -85,7 +86,7 @@ def slide_inference(model: nn.Module, images: torch.Tensor, num_classes: int,
     crop_h, crop_w = _pair(crop, "crop")
     stride_h, stride_w = _pair(stride, "stride")
     if windows_per_batch < 1:
-        raise ValueError(f"windows_per_batch must be >= 1, got {windows_per_batch}")
+        raise UserError(f"windows_per_batch must be >= 1, got {windows_per_batch}")
     b, _, h, w = images.shape
     windows = [(y, x) for y in window_starts(h, crop_h, stride_h) for x in window_starts(w, crop_w, stride_w)]
     logits = images.new_zeros((b, num_classes, h, w), dtype=torch.float32)
@@ -118,6 +119,10 @@ def tta_inference(model: nn.Module, images: torch.Tensor, num_classes: int | Non
     _check_images(images)
     p = preprocessing or Preprocessing()
     scales, flip, mode = p.tta_scales, p.flip, p.mode
+    if not scales or min(scales) <= 0:
+        raise UserError(f"scales must be positive factors, got {tuple(scales)}")
+    if mode not in ("whole", "slide"):
+        raise UserError(f"mode must be 'whole' or 'slide', got {mode!r}")
     if mode == "slide" and num_classes is None:
         raise ValueError("slide mode needs num_classes")
     size = tuple(out_size) if out_size is not None else tuple(images.shape[2:])
@@ -150,4 +155,6 @@ def infer(model: nn.Module, images: torch.Tensor, num_classes: int, out_size: Se
         return tta_inference(model, images, num_classes, p, out_size)
     if p.mode == "slide":
         return slide_inference(model, images, num_classes, p.crop_size, p.stride, out_size=out_size)
+    if p.mode != "whole":
+        raise UserError(f"mode must be 'whole' or 'slide', got {p.mode!r}")
     return whole_inference(model, images, out_size=out_size)

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ssformer.errors import UserError
+
 Color = tuple[int, int, int]
 
 
@@ -18,10 +20,10 @@ def class_palette(num_classes: int, palette: Sequence[Sequence[int]] | None = No
         return [tuple(int(v) for v in c) for c in default_palette(num_classes)]  # type: ignore[misc]
     colors = [tuple(int(v) for v in c) for c in palette]
     if len(colors) < num_classes:
-        raise ValueError(f"palette has {len(colors)} colours for {num_classes} classes")
+        raise UserError(f"palette has {len(colors)} colours for {num_classes} classes")
     for c in colors:
         if len(c) != 3 or min(c) < 0 or max(c) > 255:
-            raise ValueError(f"palette colours must be three values in 0..255, got {c}")
+            raise UserError(f"palette colours must be three values in 0..255, got {c}")
     return colors  # type: ignore[return-value]
 
 
@@ -30,7 +32,7 @@ def class_labels(num_classes: int, class_names: Sequence[str] | None = None) -> 
     if class_names is None:
         return [f"class {i}" for i in range(num_classes)]
     if len(class_names) != num_classes:
-        raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
+        raise UserError(f"{len(class_names)} class names for {num_classes} classes")
     return [str(n) for n in class_names]
 
 
@@ -64,7 +66,7 @@ def overlay(image: Image.Image | np.ndarray, mask: np.ndarray, palette: Sequence
             alpha: float = 0.5) -> Image.Image:
     """The RGB image with the class colours blended in: ``(1 - alpha) * image + alpha * colour``."""
     if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        raise UserError(f"alpha must be in [0, 1], got {alpha}")
     rgb = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
     if rgb.shape[:2] != np.asarray(mask).shape:
         raise ValueError(f"image size {rgb.shape[:2]} and mask size {np.asarray(mask).shape} differ")

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ssformer.errors import UserError
 from ssformer.models import fast
 from ssformer.models.window_grid import (
     relative_position_index,
@@ -39,7 +40,7 @@ class ShiftedWindowAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, window_size: int, shift: int, qkv_bias: bool = True):
         super().__init__()
         if dim % num_heads:
-            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+            raise UserError(f"dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
         self.window_size = window_size
         self.shift = shift

@@ -27,6 +27,7 @@ from ssformer.checkpoints.mmseg_config import parse_config_text, preprocessing_f
 from ssformer.checkpoints.weights import LoadReport, load_weights
 from ssformer.data.classes import dataset_classes
 from ssformer.data.preprocessing import KNOWN_BY_CLASSES, PREPROCESSOR_NAME, Preprocessing, from_training_config
+from ssformer.errors import UserError
 
 logger = logging.getLogger("ssformer")
 
@@ -56,6 +57,15 @@ def _class_info(meta: Mapping[str, Any], num_classes: int) -> tuple[list[str] | 
     ok = (isinstance(palette, (list, tuple)) and len(palette) == num_classes
           and all(isinstance(c, (list, tuple)) and len(c) == 3 for c in palette))
     return names, [[int(v) for v in c] for c in palette] if ok else None
+
+
+def _settings_source(files: ModelFiles, config: Any) -> str:
+    """Where a model's settings came from, for error messages."""
+    if isinstance(config, (str, os.PathLike)):
+        return f"model config {config}"
+    if config is not None:
+        return "the model config given"
+    return str(files.path / CONFIG_NAME) if files.kind == "folder" else f"{files.path} (its model settings)"
 
 
 def _preprocessing(files: ModelFiles, fmt: str, num_classes: int, notes: list[str]) -> tuple[Preprocessing, str | None]:
@@ -88,7 +98,7 @@ def _preprocessing(files: ModelFiles, fmt: str, num_classes: int, notes: list[st
         return recipe, dataset
     defaults = Preprocessing()
     notes.append(f"{where} carries no test pipeline: using the defaults (img_scale {defaults.img_scale} keep ratio, "
-                 f"ImageNet mean/std, whole image); pass --img-scale / --mode to change them")
+                 f"ImageNet mean/std, whole image); predict and convert take --img-scale / --mode to change them")
     return defaults, None
 
 
@@ -172,6 +182,16 @@ class PretrainedModel(nn.Module):
         return dict(data["model_config"]) if isinstance(data.get("model_config"), dict) else data
 
     @classmethod
+    def _built(cls, settings: dict[str, Any], source: str, build: bool = True) -> PretrainedModel | None:
+        """The model for ``settings`` (``build=False``: only check them); a wrong or absurd setting
+        (``embed_dim: -16``, ``"16"``, ``1000000000``) is one line naming the file it came from."""
+        try:
+            config = cls.config_class.from_dict(settings)
+            return cls.from_config(config) if build else None
+        except UserError as e:
+            raise CheckpointError(f"{source}: {e}") from None
+
+    @classmethod
     def from_files(cls, files: ModelFiles, config: ConfigInput = None, num_classes: int | None = None,
                    strict: bool = True) -> LoadedModel:
         """:meth:`load` for files already read (:func:`ssformer.checkpoints.artifact.read_model_files`)."""
@@ -179,10 +199,13 @@ class PretrainedModel(nn.Module):
         inferred = infer_config(mapped.state)
         settings = cls._config_dict(config) or files.model_config
         settings = {**inferred, **(settings or {})}
+        source = _settings_source(files, config)
+        cls._built({**settings, "class_names": None, "palette": None}, source, build=False)  # types, before int()
         has_decoder = "num_classes" in inferred
         if not has_decoder and num_classes is None and "num_classes" not in (files.model_config or {}):
-            raise CheckpointError(f"{files.path} has no decoder ({fmt} backbone weights): it cannot predict; give "
-                                  f"num_classes (--num-classes) to build a model around it for training")
+            raise CheckpointError(f"{files.path} has no decoder ({fmt} backbone weights), so it cannot predict: "
+                                  f"train a model from it (model.pretrained in a training config), or give "
+                                  f"num_classes (ssformer convert / info --num-classes) for an untrained model")
         if has_decoder and int(settings["num_classes"]) != inferred["num_classes"] and num_classes is None:
             raise CheckpointError(f"{files.path} is a model for {inferred['num_classes']} classes, but the model config "
                                   f"asks for {settings['num_classes']}")
@@ -199,7 +222,7 @@ class PretrainedModel(nn.Module):
                 names, palette = (list(v) for v in dataset_classes(assumed_dataset))
                 palette = [list(c) for c in palette]
             settings["class_names"], settings["palette"] = names, palette if names is not None else None
-        model = cls.from_config(cls.config_class.from_dict(settings))
+        model = cls._built(settings, source)
         report = load_weights(model, files.state, strict=strict and not replace_classifier)
         if replace_classifier:
             replaced = [k for k, _, _ in report.mismatched if k.startswith("decoder.classifier.")]

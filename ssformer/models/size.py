@@ -31,6 +31,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
+from ssformer.errors import UserError
 from ssformer.models.ssformer import SSformer, SSformerConfig
 
 
@@ -62,7 +63,7 @@ def official_macs(config: SSformerConfig, height: int, width: int) -> tuple[int,
     stage's size and the fuse and classifier convolutions at 1/4 size.
     """
     if height < 1 or width < 1:
-        raise ValueError(f"input size must be positive, got {height}x{width}")
+        raise UserError(f"input size must be positive, got {height}x{width}")
     c, ws, e, k = config.embed_dim, config.window_size, config.decoder_dim, config.num_classes
     h, w = math.ceil(height / 4), math.ceil(width / 4)
     patch_tokens = h * w

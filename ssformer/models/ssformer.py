@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
@@ -12,7 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssformer.checkpoints.weights import load_weights
+from ssformer.errors import UserError
 from ssformer.models import fast
+from ssformer.models.budget import Sizes, check_buildable
 from ssformer.models.decoder import AllMLPDecoder
 from ssformer.models.pretrained import PretrainedModel
 from ssformer.models.swin import SwinEncoder
@@ -39,19 +43,26 @@ class SSformerConfig:
     fast_path: bool | None = field(default=None)
 
     def __post_init__(self) -> None:
-        self.depths = tuple(int(d) for d in self.depths)
-        self.num_heads = tuple(int(h) for h in self.num_heads)
-        if self.num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {self.num_classes}")
-        if self.window_size < 1:
-            raise ValueError(f"window_size must be >= 1, got {self.window_size}")
+        for name in ("num_classes", "embed_dim", "window_size", "decoder_dim", "in_channels"):
+            setattr(self, name, _positive_int(getattr(self, name), name))
+        self.depths = _positive_ints(self.depths, "depths")
+        self.num_heads = _positive_ints(self.num_heads, "num_heads")
+        if not _is_number(self.mlp_ratio) or not 0 < self.mlp_ratio < math.inf:
+            raise UserError(f"mlp_ratio must be a number > 0, got {self.mlp_ratio!r}")
+        for name in ("drop_path_rate", "dropout"):
+            if not _is_number(getattr(self, name)) or not 0 <= getattr(self, name) <= 1:
+                raise UserError(f"{name} must be a number in [0, 1], got {getattr(self, name)!r}")
         if len(self.depths) != len(self.num_heads):
-            raise ValueError(f"depths {self.depths} and num_heads {self.num_heads} differ in length")
+            raise UserError(f"depths {self.depths} and num_heads {self.num_heads} differ in length")
         for i, heads in enumerate(self.num_heads):
             if (self.embed_dim * 2 ** i) % heads:
-                raise ValueError(f"stage {i} width {self.embed_dim * 2 ** i} is not divisible by {heads} heads")
+                raise UserError(f"stage {i} width {self.embed_dim * 2 ** i} is not divisible by {heads} heads")
         if self.class_names is not None and len(self.class_names) != self.num_classes:
-            raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes")
+            raise UserError(f"{len(self.class_names)} class names for {self.num_classes} classes")
+
+    def sizes(self) -> Sizes:
+        """The settings that decide the model's memory (:mod:`ssformer.models.budget`)."""
+        return Sizes(**{f.name: getattr(self, f.name) for f in fields(Sizes)})
 
     def to_dict(self) -> dict[str, Any]:
         """The settings saved with a model: its architecture, class names and palette (not ``fast_path``,
@@ -63,11 +74,27 @@ class SSformerConfig:
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"unknown SSformer config keys: {sorted(unknown)}")
+            raise UserError(f"unknown SSformer config keys: {sorted(unknown)}")
         return cls(**data)
 
 
 RUNTIME_FIELDS = ("fast_path",)
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _positive_int(value: Any, name: str) -> int:
+    """``value`` as an int if it is a whole number >= 1 (a string such as "16" is refused)."""
+    if not _is_number(value) or int(value) != value or value < 1:
+        raise UserError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _positive_ints(values: Any, name: str) -> tuple[int, ...]:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+        raise UserError(f"{name} must be a list of integers >= 1, got {values!r}")
+    return tuple(_positive_int(v, f"{name} entry") for v in values)
+
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "ssformer_swin_t": dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), drop_path_rate=0.2),
@@ -101,6 +128,7 @@ class SSformer(PretrainedModel):
             window_size=window_size, mlp_ratio=mlp_ratio, decoder_dim=decoder_dim,
             drop_path_rate=drop_path_rate, dropout=dropout, in_channels=in_channels,
             class_names=class_names, palette=palette, fast_path=fast_path)
+        check_buildable(self.config.sizes())  # a typo such as embed_dim=1e9 fails here, not in an allocation
         self.encoder = SwinEncoder(embed_dim, depths, num_heads, window_size, mlp_ratio, drop_path_rate,
                                    in_channels)
         self.decoder = AllMLPDecoder(self.encoder.dims, num_classes, decoder_dim, dropout)
@@ -174,7 +202,7 @@ def create_model(name: str, num_classes: int = 150, pretrained: str | os.PathLik
                  strict: bool = True, **overrides: Any) -> SSformer:
     """Build a named variant; ``pretrained`` is a checkpoint path in any format the loader reads."""
     if name not in VARIANTS:
-        raise ValueError(f"unknown model {name!r}; choose one of {list_models()}")
+        raise UserError(f"unknown model {name!r}; choose one of {list_models()}")
     model = SSformer(num_classes=num_classes, **{**VARIANTS[name], **overrides})
     if pretrained is not None:
         load_weights(model, pretrained, strict=strict)

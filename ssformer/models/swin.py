@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ssformer.errors import UserError
 from ssformer.models import fast
 from ssformer.models.attention import ShiftedWindowAttention
 
@@ -158,7 +159,7 @@ class SwinEncoder(nn.Module):
                  drop_path_rate: float = 0.3, in_channels: int = 3, patch_size: int = 4):
         super().__init__()
         if len(depths) != len(num_heads):
-            raise ValueError(f"depths {tuple(depths)} and num_heads {tuple(num_heads)} differ in length")
+            raise UserError(f"depths {tuple(depths)} and num_heads {tuple(num_heads)} differ in length")
         self.dims = [embed_dim * 2 ** i for i in range(len(depths))]
         self.patch_embed = PatchEmbed(in_channels, embed_dim, patch_size)
         rates = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()  # also under a meta default device

@@ -74,7 +74,9 @@ def test_cli_with_config_fails_and_lists_problems(tmp_path, capsys):
     assert run_cli([str(config)]) == 1
     out = capsys.readouterr().out
     assert "== camvid train" in out and "== camvid val" in out
-    assert out.count("PROBLEM:") == 5 and "FAILED" in out
+    # four file problems, and the undeclared values 13 and 40 one line each (summarised per value, not per file)
+    assert out.count("PROBLEM:") == 6 and "FAILED" in out
+    assert "label value 13 is no class" in out and "label value 40 is no class" in out
 
 
 def test_cli_direct_arguments_ok(tmp_path, capsys):
@@ -103,7 +105,7 @@ def test_cli_folder_dataset_options(tmp_path, capsys):
     config.write_text(yaml.safe_dump({"data": {"type": "folder", "root": str(tmp_path),
                                                "options": {"class_names": ["a", "b"]}}}))
     assert run_cli([str(config)]) == 1
-    assert "invalid values 5" in capsys.readouterr().out
+    assert "label value 5 is no class of this dataset" in capsys.readouterr().out
 
 
 def test_cli_shipped_recipe_with_root(tmp_path, capsys):

@@ -46,13 +46,15 @@ from collections.abc import Iterator
 
 import torch
 
+from ssformer.errors import UserError
+
 ENV_VAR = "SSFORMER_FAST_PATH"
 
 
 def _from_environment() -> bool:
     value = os.environ.get(ENV_VAR, "").strip()
     if value not in ("", "0", "1"):
-        raise ValueError(f"environment variable {ENV_VAR}={value!r}: allowed values are 0 and 1")
+        raise UserError(f"environment variable {ENV_VAR}={value!r}: allowed values are 0 and 1")
     return value != "0"
 
 
