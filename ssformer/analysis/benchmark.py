@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from ssformer import precision
+from ssformer.data.transforms import MAX_IMAGE_SIDE
 from ssformer.engine.loss import segmentation_loss
 from ssformer.engine.optim import build_grad_scaler, build_optimizer
 from ssformer.engine.trainer import LogitsAtQuarter
@@ -182,6 +183,8 @@ def check_settings(height: int, width: int, batch: int, dtype: str, device: str,
     """Refuse impossible settings before any model is built; returns the device."""
     if dtype not in DTYPES:
         raise UserError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    if max(height, width) > MAX_IMAGE_SIDE:
+        raise UserError(f"--size {height} {width}: each side must be at most {MAX_IMAGE_SIDE}")
     if min(height, width, batch) < 1 or runs < 1 or warmup < 0:
         raise UserError(f"size, batch and runs must be >= 1 and warmup >= 0 "
                         f"(got {height}x{width}, batch {batch}, runs {runs}, warmup {warmup})")

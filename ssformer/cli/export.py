@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ssformer.data.transforms import MAX_IMAGE_SIDE
 from ssformer.errors import UserError
 
 
@@ -43,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
 
     if min(args.size) < 1:
         raise UserError(f"--size must be positive, got {args.size}")
+    if max(args.size) > MAX_IMAGE_SIDE:
+        raise UserError(f"--size {args.size[0]} {args.size[1]}: each side must be at most {MAX_IMAGE_SIDE}")
     if args.int8:
         return _run_int8(args)
     if args.calib or args.check:

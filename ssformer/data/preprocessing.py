@@ -122,12 +122,12 @@ class Preprocessing:
         try:
             return cls(**dict(data))
         except (TypeError, ValueError) as e:
-            raise UserError(f"{where}: {e}") from e
+            raise UserError(f"{where}: {e}" if where else str(e)) from e
 
     def replace(self, **changes: Any) -> Preprocessing:
         """A copy with ``changes`` (None values are ignored, so CLI flags can be passed as they are)."""
         kept = {k: v for k, v in changes.items() if v is not None}
-        return type(self).from_dict({**self.to_dict(), **kept}) if kept else self
+        return type(self).from_dict({**self.to_dict(), **kept}, where="") if kept else self
 
 
 class TestTransform:

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ssformer.data.transforms import MAX_IMAGE_SIDE
 from ssformer.errors import UserError
 from ssformer.utils import atomic_write
 
@@ -126,8 +127,8 @@ def export_model(model: nn.Module, fmt: str, size: tuple[int, int], out: str | o
     """Write ``model`` as ``fmt`` to ``out`` (atomically) and check the written file against PyTorch."""
     if fmt not in FORMATS:
         raise UserError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    if len(size) != 2 or min(size) < 1:
-        raise UserError(f"size must be two positive ints (H, W), got {size}")
+    if len(size) != 2 or min(size) < 1 or max(size) > MAX_IMAGE_SIDE:
+        raise UserError(f"size must be two positive ints (H, W) of at most {MAX_IMAGE_SIDE}, got {size}")
     size = (int(size[0]), int(size[1]))
     if dynamic and fmt != "onnx":
         raise ExportError(f"dynamic shapes are supported for onnx only: {fmt} files are fixed to the export size "

@@ -61,7 +61,7 @@ class Segmenter:
         self.preprocessing = loaded.preprocessing.replace(mode=mode, tta_scales=scales, **pairs)
         if img_scale is None or not isinstance(img_scale, str):
             self.preprocessing = type(self.preprocessing).from_dict(
-                {**self.preprocessing.to_dict(), "img_scale": img_scale}, where="Segmenter img_scale")
+                {**self.preprocessing.to_dict(), "img_scale": img_scale}, where="")
         self.tta = tta
         cfg = self.model.config
         self.num_classes = cfg.num_classes

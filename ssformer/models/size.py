@@ -31,6 +31,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
+from ssformer.data.transforms import MAX_IMAGE_SIDE
 from ssformer.errors import UserError
 from ssformer.models.ssformer import SSformer, SSformerConfig
 
@@ -169,6 +170,9 @@ def measure(model_or_config: SSformer | SSformerConfig, height: int = 512, width
     part), on a meta-device copy for the parameters and a zero-weight CPU copy for the FLOPs.
     """
     config = model_or_config.config if isinstance(model_or_config, SSformer) else model_or_config
+    if flops and max(height, width) > MAX_IMAGE_SIDE:  # the FLOP count runs a forward pass at this size
+        raise UserError(f"size {height}x{width}: counting FLOPs runs the model, which needs each side at most "
+                        f"{MAX_IMAGE_SIDE}; --no-flops gives the other numbers at any size")
     shapes = meta_model(config)
     macs, attention = official_macs(config, height, width)
     return ModelSize(

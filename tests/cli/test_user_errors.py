@@ -575,3 +575,18 @@ def test_benchmark_threads_above_the_cpus_are_cut_to_them(monkeypatch, capsys):
     code, _, err = run_cli(capsys, "benchmark", "ssformer_swin_t", "--threads", 100000, "--size", 32, 32,
                            "--runs", 1, "--warmup", 0, "--no-flops")
     assert code == 0 and asked == [len(os.sched_getaffinity(0))] and "--threads=100000 is more than" in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["info", "ssformer_swin_t", "--size", "100000", "100000"],
+    ["benchmark", "ssformer_swin_t", "--size", "100000", "100000"],
+])
+def test_huge_input_sizes_are_refused_before_running_the_model(capsys, argv):
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2 and "16384" in one_line(err)
+
+
+def test_huge_export_sizes_are_refused_before_tracing(capsys, tmp_path, tiny_folder):
+    code, _, err = run_cli(capsys, "export", "--checkpoint", tiny_folder, "--format", "onnx", "--size", 100000, 100000,
+                           "--out", tmp_path / "m.onnx")
+    assert code == 2 and "16384" in one_line(err) and not (tmp_path / "m.onnx").exists()
