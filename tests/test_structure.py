@@ -10,7 +10,7 @@ import ssformer
 PACKAGE = Path(ssformer.__file__).parent
 # Bottom to top: a unit may import only units listed before it (and itself). ``ssformer`` is the
 # package root, the public facade (``ssformer.SSformer``, ``ssformer.load_model``...).
-LAYERS = ["utils", "devices", "distributed", "data", "checkpoints", "models", "loading", "metrics", "inference",
+LAYERS = ["errors", "utils", "devices", "distributed", "data", "checkpoints", "models", "loading", "metrics", "inference",
           "ssformer", "engine", "analysis", "cli"]
 MAX_FUNCTION_LINES = 80
 

@@ -6,16 +6,19 @@ import argparse
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("export", help="export a model to ONNX, TorchScript or a torch.export program",
+    p = subparsers.add_parser("export", help="export a model to ONNX, OpenVINO, TorchScript or a torch.export program",
                               description="Exports with a (1, 3, H, W) input named 'images' and (1, K, H, W) "
                                           "logits, then runs the written file once and prints the largest "
-                                          "absolute logit difference to PyTorch (ONNX: via onnxruntime).")
+                                          "absolute logit difference to PyTorch (ONNX: via onnxruntime). ONNX "
+                                          "and OpenVINO files carry the model's preprocessing, class names and "
+                                          "palette: predict, eval, serve and benchmark run them.")
     p.add_argument("--checkpoint", required=True, help="model folder, checkpoint file or Hub repo id")
     p.add_argument("--config", help="model settings when the checkpoint has none (JSON, folder or variant name)")
-    p.add_argument("--format", required=True, choices=["onnx", "torchscript", "exported-program"])
+    p.add_argument("--format", required=True, choices=["onnx", "openvino", "torchscript", "exported-program"],
+                   help="openvino: an IR, NAME.xml with its weights in NAME.bin (pip install 'ssformer[openvino]')")
     p.add_argument("--size", required=True, type=int, nargs=2, metavar=("H", "W"), help="input size to trace at")
     p.add_argument("--dynamic", action="store_true",
-                   help="onnx only: one graph for any input height and width (--size is the trace size, "
+                   help="onnx and openvino: one graph for any input height and width (--size is the trace size, "
                         "at least 32x32); checked at that size, 45x70 and 203x317")
     p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
     p.add_argument("--tolerance", type=float, default=1e-3,
@@ -46,7 +49,13 @@ def run(args: argparse.Namespace) -> int:
     if args.calib or args.check:
         raise ValueError("--calib and --check only apply with --int8")
     model = load_model(args.checkpoint, args.config).model
-    result = export_model(model, args.format, tuple(args.size), args.out, dynamic=args.dynamic, opset=args.opset)
+    if args.format == "openvino":
+        from ssformer.inference.openvino import check_ir_path, export_openvino
+
+        check_ir_path(args.out)
+        result = export_openvino(model, tuple(args.size), args.out, dynamic=args.dynamic, opset=args.opset)
+    else:
+        result = export_model(model, args.format, tuple(args.size), args.out, dynamic=args.dynamic, opset=args.opset)
     for (h, w), diff in result.checks:
         print(f"ssformer export: {args.format} at {h}x{w}: max |logit difference| to PyTorch = {diff:.3g}")
     if result.max_abs_diff > args.tolerance:
