@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from ssformer.devices import cuda_bf16_native, resolve_amp
 from ssformer.distributed import DistInfo
+from ssformer.inference.runners import Runner
 from ssformer.inference.sliding import infer
 from ssformer.metrics import IoUMetric
 
@@ -68,20 +69,22 @@ def _gather(items: list[str]) -> list[str]:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset, num_classes: int, ignore_index: int = 255, mode: str = "whole",
+def evaluate(model: nn.Module | Runner, dataset, num_classes: int, ignore_index: int = 255, mode: str = "whole",
              crop_size=(512, 512), stride=(341, 341), tta: bool = False, scales=(1.0,), flip: bool = True,
              device: torch.device | str = "cpu", amp: str = "none", num_workers: int = 0,
              dist_info: DistInfo | None = None, progress: bool = False,
              skip_unreadable: bool = False) -> dict[str, Any]:
-    """mmseg metrics (fractions) of ``model`` on ``dataset`` (items: dict with image, label).
+    """mmseg metrics (fractions) of ``model`` on ``dataset`` (items: dict with image, label); ``model``
+    may be any runner (:mod:`ssformer.inference.runners`: an ONNX or OpenVINO file's).
 
     ``skip_unreadable``: pairs that cannot be read are left out and listed (messages naming the
     file) under ``"failed"`` instead of stopping the evaluation.
     """
     device = torch.device(device)
     dist_info = dist_info or DistInfo()
-    was_training = model.training
-    model.eval()
+    was_training = isinstance(model, nn.Module) and model.training
+    if isinstance(model, nn.Module):
+        model.eval()
     indices = list(range(dist_info.rank, len(dataset), dist_info.world_size))
     source = SkipUnreadable(dataset) if skip_unreadable else dataset
     loader = DataLoader(Subset(source, indices), batch_size=1, shuffle=False, num_workers=num_workers,

@@ -112,3 +112,24 @@ def export_openvino(model: nn.Module, size: tuple[int, int], out: str | os.PathL
         checks = check_export(ir_runner(compile_ir(str(staged))), expected_logits(model, size, dynamic))
         install_ir(staged, out)
     return ExportResult(out, "openvino", checks)
+
+
+def read_ir(path: str | os.PathLike) -> Any:
+    """An IR read from its ``.xml`` (beside its ``.bin``); a broken pair is refused in one line."""
+    ov = openvino_module()
+    path = Path(path)
+    weights = path.with_suffix(".bin")
+    if not weights.is_file():
+        raise UserError(f"{path}: its weights file {weights} is missing (an OpenVINO model is the .xml and "
+                        f"the .bin beside it); copy both")
+    try:
+        return ov.Core().read_model(str(path))
+    except Exception as e:  # OpenVINO raises RuntimeError subclasses for parse and weight-size errors
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path} is not a readable OpenVINO model ({first}); export it again") from e
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU runs bf16 natively (AMX or AVX-512 BF16), as OpenVINO reports it."""
+    capabilities = openvino_module().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return "BF16" in [str(c).upper() for c in capabilities]
