@@ -15,7 +15,9 @@ and compares:
 Calls are interleaved round by round (first contender rotating), medians reported; agreement is
 each contender's argmax against ``torch-fp32`` on the images.
 
-    python3 benchmarks/openvino.py ssformer_swin_b --size 512 512 --threads 2 --rounds 5
+    python3 benchmarks/openvino_cpu.py ssformer_swin_b --size 512 512 --threads 2 --rounds 5
+
+(Not named openvino.py: the script's folder comes first on sys.path and would shadow the package.)
 """
 
 from __future__ import annotations
