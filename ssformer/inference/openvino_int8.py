@@ -18,7 +18,7 @@ import io
 import logging
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ class Int8Settings:
     min_agreement: float = 0.99
     tolerance: float = 1e-3  # of the float IR against PyTorch
     accuracy_control: bool = False  # NNCF's accuracy-aware quantization when the plain one falls short
+    max_restored: int | None = None  # with accuracy_control: at most this many layer groups back in float
 
 
 @dataclass
@@ -92,16 +93,19 @@ def quiet_nncf() -> Iterator[None]:
         nncf.set_log_level(level or logging.INFO)
 
 
-def _agreement_metric(references: Sequence[torch.Tensor]):
-    """NNCF's validation function: the share of pixels where ``compiled`` picks the float IR's class."""
-    def validate(compiled: Any, items: Sequence[Any]) -> float:
+def agreement_metric(references: Sequence[torch.Tensor]):
+    """NNCF's validation function: (share of pixels where ``compiled`` picks the float IR's class,
+    that share per image), over items ``(index into references, input array)``."""
+    def validate(compiled: Any, items: Iterable[Any]) -> tuple[float, list[float]]:
         run = ir_runner(compiled)
         same = total = 0
-        for index, tensor in items:
-            got = run(torch.from_numpy(tensor)).argmax(dim=1)
-            same += int((got == references[index]).sum())
-            total += got.numel()
-        return same / max(total, 1)
+        per_item = []
+        for index, array in items:
+            got = run(torch.from_numpy(array)).argmax(dim=1)
+            matches = int((got == references[index]).sum())
+            same, total = same + matches, total + got.numel()
+            per_item.append(matches / got.numel())
+        return same / max(total, 1), per_item
     return validate
 
 
@@ -123,9 +127,18 @@ def quantize_ir(float_ir: Any, inputs: Sequence[torch.Tensor], checks: Sequence[
     validation = nncf.Dataset([(i, t.numpy()) for i, t in enumerate(checks)], lambda item: item[1])
     with quiet_nncf():
         controlled = nncf.quantize_with_accuracy_control(
-            float_ir, calibration, validation, validation_fn=_agreement_metric(references),
-            max_drop=1 - settings.min_agreement, drop_type=nncf.DropType.ABSOLUTE, **common)
+            float_ir, calibration, validation, validation_fn=agreement_metric(references),
+            max_drop=1 - settings.min_agreement, drop_type=nncf.DropType.ABSOLUTE,
+            advanced_accuracy_restorer_parameters=_restorer(settings), **common)
     return controlled, True
+
+
+def _restorer(settings: Int8Settings) -> Any:
+    from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+
+    if settings.max_restored is None:
+        return AdvancedAccuracyRestorerParameters()
+    return AdvancedAccuracyRestorerParameters(max_num_iterations=settings.max_restored)
 
 
 def agreement(reference: Any, candidate: Any, checks: Sequence[torch.Tensor], precision: str) -> Agreement:

@@ -93,3 +93,20 @@ def test_onnx_export_carries_preprocessing_and_labels_and_no_exporter_noise(labe
     assert json.loads(props["ssformer.config"])["class_names"] == NAMES
     assert json.loads(props["ssformer.preprocessing"])["img_scale"] == [96, 64]
     assert json.loads(props["ssformer.input_size"]) == [40, 60]
+
+
+def test_the_accuracy_control_metric_is_nncfs_pair_of_total_and_per_image_agreement():
+    """NNCF's validation functions return (metric, per-item values); the metric is the argmax agreement."""
+    pytest.importorskip("nncf", reason="nncf is in the dev extra")
+    from ssformer.inference.openvino_int8 import agreement_metric
+
+    conv = torch.nn.Conv2d(3, 2, 1).eval()
+    compiled = ov.Core().compile_model(ov.convert_model(conv, example_input=torch.randn(1, 3, 4, 4)), "CPU",
+                                       {"INFERENCE_PRECISION_HINT": "f32"})
+    x = torch.randn(1, 3, 4, 4)
+    with torch.no_grad():
+        mask = conv(x).argmax(dim=1)
+    flipped = mask.clone()
+    flipped[..., :2] = 1 - flipped[..., :2]  # half the pixels of the second image disagree
+    metric, per_item = agreement_metric([mask, flipped])(compiled, [(0, x.numpy()), (1, x.numpy())])
+    assert per_item == [1.0, 0.5] and metric == 0.75
