@@ -57,9 +57,9 @@ def torch_load(path: str | os.PathLike) -> Any:
         if "weights only load failed" not in str(e).lower():
             raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (UnpicklingError: "
                                   f"{_first_line(e)})") from e
-        raise CheckpointError(f"{path} holds pickled Python objects beyond tensors and plain containers (such as "
-                              f"a whole model saved with torch.save(model)), which ssformer does not run: save "
-                              f"model.state_dict() instead") from e
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: it holds pickled Python objects beyond "
+                              f"tensors and plain containers (such as a whole model saved with torch.save(model)), "
+                              f"which ssformer does not run; save model.state_dict() instead") from e
     except Exception as e:  # torch raises many types here (zip, EOF, runtime)
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint with weights_only=True "

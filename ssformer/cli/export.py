@@ -51,8 +51,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--size must be positive, got {args.size}")
     if args.int8:
         return _run_int8(args)
-    if args.calib or args.check or args.accuracy_control:
-        raise ValueError("--calib, --check and --accuracy-control only apply with --int8")
+    if args.calib or args.check:
+        raise ValueError("--calib and --check only apply with --int8")
+    if args.accuracy_control:
+        raise ValueError("--accuracy-control only applies with --int8 --format openvino")
     model = load_model(args.checkpoint, args.config).model
     if args.format == "openvino":
         from ssformer.inference.openvino import check_ir_path, export_openvino
@@ -84,6 +86,8 @@ def _run_int8(args: argparse.Namespace) -> int:
         raise ValueError(f"--min-agreement must be in [0, 1], got {args.min_agreement}")
     if args.format == "openvino":
         return _run_int8_openvino(args)
+    if args.accuracy_control:
+        raise ValueError("--accuracy-control applies to --format openvino (NNCF); ONNX Runtime int8 has none")
     loaded = load_model(args.checkpoint, args.config)
     try:
         result = export_int8_onnx(loaded.model, loaded.preprocessing, args.calib, tuple(args.size), args.out,
