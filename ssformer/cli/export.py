@@ -70,6 +70,11 @@ def run(args: argparse.Namespace) -> int:
               f"{args.out} is not trustworthy")
         return 1
     print(f"ssformer export: wrote {args.out}")
+    if args.format in ("onnx", "openvino") and not args.dynamic:
+        h, w = args.size
+        print(f"ssformer export: note: predict, eval and serve run this file on {h}x{w} inputs only (slide mode with "
+              f"--crop {h} {w}, or images that resize to {h}x{w}); --dynamic exports run the model's test pipeline "
+              f"on any image")
     return 0
 
 

@@ -67,6 +67,7 @@ def test_export_cli_writes_openvino(labelled_folder, tmp_path, capsys):
                  "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "openvino at 40x60: max |logit difference| to PyTorch" in printed
+    assert "run this file on 40x60 inputs only" in printed  # a fixed-size file says what it can run
     assert out.is_file() and out.with_suffix(".bin").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fixed.bin", "fixed.xml"]  # no staging left behind
     read = ov.Core().read_model(str(out))
