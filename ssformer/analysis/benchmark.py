@@ -50,7 +50,7 @@ class BenchmarkResult:
     device: str
     threads: int
     compiled: bool
-    params: int
+    params: int | None  # None for exported models
     flops: int | None  # per call (the whole batch), as executed
     latency_median_s: float
     latency_p90_s: float
@@ -197,6 +197,46 @@ def check_settings(height: int, width: int, batch: int, dtype: str, device: str,
     return target
 
 
+def timed_runs(step: Callable[[], object], target: torch.device, runs: int, warmup: int) -> tuple[list[float], float]:
+    """Latencies of ``runs`` calls after ``warmup`` untimed ones, and the first call's time."""
+    latencies, first_call = [], 0.0
+    for i in range(warmup + runs):
+        if i == warmup:  # the peak covers the timed runs (and, with no warm-up, the first call's setup)
+            reset_peak_memory(target)
+        seconds = time_call(step, target)
+        first_call = first_call or seconds
+        if i >= warmup:
+            latencies.append(seconds)
+    return latencies, first_call
+
+
+@dataclass(frozen=True)
+class ExportedTarget:
+    """An exported model to time: its runner (:mod:`ssformer.inference.runners`) and how it runs."""
+
+    runner: Callable[[torch.Tensor], torch.Tensor]
+    name: str
+    engine: str  # onnxruntime | openvino
+    dtype: str  # the precision it runs at, as the runner reports it
+    threads: int | None
+
+
+def benchmark_exported(target: ExportedTarget, height: int, width: int, batch: int = 1, runs: int = 10,
+                       warmup: int = 2, seed: int = 0) -> BenchmarkResult:
+    """Inference latency of an ONNX / OpenVINO model on random (batch, 3, height, width) input (CPU)."""
+    cpu = check_settings(height, width, batch, "fp32", "cpu", runs, warmup)
+    images = torch.randn(batch, 3, height, width, generator=torch.Generator().manual_seed(seed))
+    latencies, first_call = timed_runs(lambda: target.runner(images), cpu, runs, warmup)
+    median = statistics.median(latencies)
+    return BenchmarkResult(
+        model=target.name, mode="inference", height=height, width=width, batch=batch,
+        dtype=f"{target.dtype} ({target.engine})", device="cpu",
+        threads=target.threads or os.cpu_count() or 1, compiled=False, params=None, flops=None,
+        latency_median_s=median, latency_p90_s=percentile(latencies, 0.9), images_per_s=batch / median,
+        peak_memory_bytes=peak_memory_bytes(cpu), peak_memory_kind="rss", first_call_s=first_call,
+        latencies_s=latencies, machine=machine_info(cpu))
+
+
 def benchmark(model: SSformer, height: int, width: int, batch: int = 1, dtype: str = "fp32",
               device: str = "cpu", compile: bool = False, train: bool = False, runs: int = 10,
               warmup: int = 2, count_flops: bool = True, name: str = "model", seed: int = 0) -> BenchmarkResult:
@@ -226,14 +266,7 @@ def benchmark(model: SSformer, height: int, width: int, batch: int = 1, dtype: s
         flops = count(model.eval() if not train else model, images)
         if train:
             model.train()
-    latencies, first_call = [], 0.0
-    for i in range(warmup + runs):
-        if i == warmup:  # the peak covers the timed runs (and, with no warm-up, the first call's setup)
-            reset_peak_memory(target)
-        seconds = time_call(step, target)
-        first_call = first_call or seconds
-        if i >= warmup:
-            latencies.append(seconds)
+    latencies, first_call = timed_runs(step, target, runs, warmup)
     median = statistics.median(latencies)
     return BenchmarkResult(
         model=name, mode="train" if train else "inference", height=height, width=width, batch=batch,
@@ -251,7 +284,7 @@ def format_result(r: BenchmarkResult) -> str:
     return "\n".join([
         f"{r.model}: {r.mode}, {r.batch}x{r.height}x{r.width}, {r.dtype}, {r.device}, {r.threads} threads"
         + (", compiled" if r.compiled else ""),
-        f"params {r.params:,}; {flops} per call",
+        f"params {'n/a' if r.params is None else f'{r.params:,}'}; {flops} per call",
         f"latency median {r.latency_median_s * 1e3:.1f} ms, p90 {r.latency_p90_s * 1e3:.1f} ms "
         f"({len(r.latencies_s)} runs); {r.images_per_s:.2f} images/s",
         f"peak memory {memory}; first call {r.first_call_s:.2f} s",

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from ssformer.checkpoints.filekind import file_kind, refuse_unloadable
 from ssformer.checkpoints.io import (
     CheckpointError,
     StateDict,
@@ -117,6 +118,7 @@ def read_model_files(path: str | os.PathLike) -> ModelFiles:
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     if path.is_dir():
         return read_folder(path)
+    refuse_unloadable(path, file_kind(path))  # exported models, configs: named as what they are
     if path.suffix == ".safetensors":
         state, metadata = read_safetensors(path)
         return ModelFiles(path, "safetensors", state, _json_entry(metadata, "config", path),

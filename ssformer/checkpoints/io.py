@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,10 @@ def _numpy_safe_globals() -> list[Any]:
 NUMPY_SAFE_GLOBALS = _numpy_safe_globals()
 
 
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
 def torch_load(path: str | os.PathLike) -> Any:
     """``torch.load(path, weights_only=True)`` on the CPU, also for files written by mmcv's runner."""
     path = Path(path)
@@ -51,7 +56,14 @@ def torch_load(path: str | os.PathLike) -> Any:
     try:
         with torch.serialization.safe_globals(NUMPY_SAFE_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types here (pickle, zip, EOF, runtime)
+    except pickle.UnpicklingError as e:
+        if "weights only load failed" not in str(e).lower():
+            raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (UnpicklingError: "
+                                  f"{_first_line(e)})") from e
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: it holds pickled Python objects beyond "
+                              f"tensors and plain containers (such as a whole model saved with torch.save(model)), "
+                              f"which ssformer does not run; save model.state_dict() instead") from e
+    except Exception as e:  # torch raises many types here (zip, EOF, runtime)
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint with weights_only=True "
                               f"({type(e).__name__}: {reason})") from e

@@ -19,7 +19,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", nargs="?", choices=list_models(), help="a model variant (random weights)")
     parser.add_argument("--checkpoint", metavar="PATH",
-                        help="a model folder, checkpoint file or Hub repo id (any format the loader reads)")
+                        help="a model folder, checkpoint file or Hub repo id (any format the loader reads), or an "
+                             "exported .onnx (ONNX Runtime) or OpenVINO .xml (--dtype fp32 or bf16), on the CPU")
     parser.add_argument("--num-classes", type=int, default=150, metavar="K",
                         help="classes of a named variant (default 150)")
     parser.add_argument("--size", nargs=2, type=int, default=(512, 512), metavar=("H", "W"))
@@ -88,6 +89,29 @@ COMPILE_ON_CPU_NOTE = (
     "torch.compile on the CPU compiles the model's plain path and runs slower than eager SSformer (bf16 2.2-2.6x, "
     "fp32 1.4x slower on an Intel Xeon with AMX; docs/benchmarks.md); for fast CPU inference export the model for "
     "OpenVINO: ssformer export --format openvino")
+def is_exported(checkpoint: str) -> bool:
+    from pathlib import Path
+
+    from ssformer.checkpoints.filekind import EXPORTED_KINDS, file_kind
+
+    return Path(checkpoint).is_file() and file_kind(checkpoint) in EXPORTED_KINDS
+
+
+def run_exported(args: argparse.Namespace) -> int:
+    """Time an ONNX / OpenVINO file in its engine, on the CPU."""
+    from ssformer.analysis.benchmark import ExportedTarget, benchmark_exported
+    from ssformer.errors import UserError
+    from ssformer.inference.runners import RunSettings, load_deployment
+
+    if args.name or args.train or args.compile or args.int8 or args.gradient_checkpointing or args.device != "cpu":
+        raise UserError(f"{args.checkpoint} is an exported model: benchmark times its inference on the CPU; leave "
+                        f"out the model name, --train, --compile, --int8 and --device (int8: ssformer export --int8)")
+    deployment = load_deployment(args.checkpoint, settings=RunSettings("cpu", args.dtype, args.threads))
+    target = ExportedTarget(deployment.runner, str(args.checkpoint), deployment.engine, str(deployment.dtype),
+                            args.threads)
+    result = benchmark_exported(target, *args.size, batch=args.batch, runs=args.runs, warmup=args.warmup)
+    print(json.dumps(result.as_dict()) if args.json else format_result(result))
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
     if args.gradient_checkpointing and not args.train:
         raise UserError("--gradient-checkpointing only applies with --train")
     device = check_settings(*args.size, args.batch, args.dtype, args.device, args.runs, args.warmup)
+    if args.checkpoint and is_exported(args.checkpoint):
+        return run_exported(args)
     check_int8(args)
     if args.compile and device.type == "cpu":
         logging.getLogger("ssformer").warning(COMPILE_ON_CPU_NOTE)

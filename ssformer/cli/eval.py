@@ -1,7 +1,8 @@
 """``ssformer eval --checkpoint P [CONFIG]``: mIoU and the per-class table on a split, optionally as JSON.
 
-The model is loaded as every command loads it (``ssformer.load_model``); its recipe says which
-dataset and split to evaluate on and its preprocessing how. ``CONFIG`` (a recipe name or YAML
+The model is loaded as every command loads it (``ssformer.load_model``; an exported ``.onnx`` or
+OpenVINO ``.xml`` runs in its engine on the CPU); its recipe says which dataset and split to
+evaluate on and its preprocessing how. ``CONFIG`` (a recipe name or YAML
 file), ``--set`` and the flags override them; a model that carries no recipe (e.g. a converted
 official checkpoint) needs ``CONFIG``.
 """
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from ssformer.data.preprocessing import Preprocessing
     from ssformer.distributed import DistInfo
     from ssformer.engine.config import TrainingConfig
-    from ssformer.loading import LoadedModel
+    from ssformer.inference.runners import Deployment
     from ssformer.precision import Precision
 
 
@@ -32,7 +33,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("config", nargs="?", help="YAML config file or shipped recipe name "
                                                   "(default: the training config the model carries)")
     parser.add_argument("--checkpoint", required=True, help="model folder, latest.pt/best.pt/iter_N.pt, any "
-                                                            "checkpoint ssformer.load_model reads, or a Hub repo id")
+                                                            "checkpoint ssformer.load_model reads, a Hub repo id, "
+                                                            "or an exported .onnx / OpenVINO .xml (run on the CPU)")
     parser.add_argument("--data-root", help="dataset folder (sets data.root)")
     parser.add_argument("--split", help="split to evaluate (default: eval.split or data.val_split)")
     parser.add_argument("--mode", choices=("whole", "slide"), help="inference mode (default: the model's)")
@@ -56,29 +58,29 @@ def eval_recipe(recipe: dict) -> dict:
 def run(args: argparse.Namespace) -> int:
     from ssformer.data.preprocessing import from_training_config
     from ssformer.distributed import distributed_session, session_device
-    from ssformer.loading import load_model
+    from ssformer.inference.runners import RunSettings, load_deployment
     from ssformer.precision import amp_precision
 
-    loaded = load_model(args.checkpoint)
-    model = loaded.model
-    if args.config is None and model.recipe is None:
+    deployment = load_deployment(args.checkpoint, settings=RunSettings(device="cpu"))  # placed below
+    if args.config is None and deployment.recipe is None:
         raise UserError(f"--checkpoint {args.checkpoint} carries no training config: give CONFIG (a recipe name or "
                         f"YAML file) to say which dataset to evaluate on")
     overrides = list(args.overrides) + options_as_overrides(vars(args), {
         "data_root": "data.root", "mode": "eval.mode", "amp": "train.amp", "device": "train.device"})
     overrides += ["eval.tta=true"] if args.tta else []
-    config = load_config(args.config, overrides, base=None if args.config else eval_recipe(model.recipe))
+    config = load_config(args.config, overrides, base=None if args.config else eval_recipe(deployment.recipe))
     tc = config.train
     test = from_training_config(config.to_dict())  # the recipe's (or CONFIG's) test settings, with the overrides
-    preprocessing = loaded.preprocessing.replace(img_scale=test.img_scale, mode=test.mode, crop_size=test.crop_size,
+    preprocessing = deployment.preprocessing.replace(img_scale=test.img_scale, mode=test.mode, crop_size=test.crop_size,
                                                  stride=test.stride, tta_scales=test.tta_scales, flip=test.flip)
-    device = session_device(tc.device, "--device" if args.device else "train.device")  # checked before joining
-    precision = amp_precision(tc.amp, device, "--amp" if args.amp else "train.amp")
+    exported = deployment.model is None  # ONNX / OpenVINO: the CPU, in the precision the file was opened with
+    device = session_device("cpu" if exported else tc.device, "--device" if args.device else "train.device")
+    precision = amp_precision("none" if exported else tc.amp, device, "--amp" if args.amp else "train.amp")
     with distributed_session(device) as dist_info:
-        return _evaluate(args, config, loaded, preprocessing, precision, dist_info)
+        return _evaluate(args, config, deployment, preprocessing, precision, dist_info)
 
 
-def _evaluate(args: argparse.Namespace, config: TrainingConfig, loaded: LoadedModel, preprocessing: Preprocessing,
+def _evaluate(args: argparse.Namespace, config: TrainingConfig, deployment: Deployment, preprocessing: Preprocessing,
               precision: Precision, dist_info: DistInfo) -> int:
     """The evaluation inside the session: the dataset, the metrics, the report (rank 0)."""
     from ssformer.devices import set_cpu_threads
@@ -87,16 +89,18 @@ def _evaluate(args: argparse.Namespace, config: TrainingConfig, loaded: LoadedMo
     from ssformer.metrics import format_table, paper_summary
     from ssformer.utils import atomic_write
 
-    model, tc, device = loaded.model, config.train, precision.device
+    tc, device = config.train, precision.device
     set_cpu_threads(tc.num_threads)
     dataset = build_eval_dataset(config, args.split, preprocessing)
-    if model.num_classes != dataset.num_classes:
-        raise UserError(f"checkpoint {args.checkpoint} has {model.num_classes} classes but the dataset has "
+    if deployment.num_classes != dataset.num_classes:
+        raise UserError(f"checkpoint {args.checkpoint} has {deployment.num_classes} classes but the dataset has "
                         f"{dataset.num_classes}")
-    model.to(device)
+    if deployment.model is not None:
+        deployment.model.to(device)
     p = preprocessing
     tta = config.eval.tta
-    results = evaluate(model, dataset, config.eval, p, precision, dist_info, progress=True, skip_unreadable=True)
+    results = evaluate(deployment.runner, dataset, config.eval, p, precision, dist_info, progress=True,
+                       skip_unreadable=True)
     failed = results.pop("failed")
     if dist_info.is_main:
         split = args.split or config.eval.split or config.data.val_split

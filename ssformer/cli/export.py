@@ -9,23 +9,28 @@ from ssformer.errors import UserError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("export", help="export a model to ONNX, TorchScript or a torch.export program",
+    p = subparsers.add_parser("export", help="export a model to ONNX, OpenVINO, TorchScript or a torch.export program",
                               description="Exports with a (1, 3, H, W) input named 'images' and (1, K, H, W) "
                                           "logits, then runs the written file once and prints the largest "
-                                          "absolute logit difference to PyTorch (ONNX: via onnxruntime).")
+                                          "absolute logit difference to PyTorch (ONNX: via onnxruntime). ONNX "
+                                          "and OpenVINO files carry the model's preprocessing, class names and "
+                                          "palette: predict, eval, serve and benchmark run them.")
     p.add_argument("--checkpoint", required=True, help="model folder, checkpoint file or Hub repo id")
     p.add_argument("--config", help="model settings when the checkpoint has none (JSON, folder or variant name)")
-    p.add_argument("--format", required=True, choices=["onnx", "torchscript", "exported-program"])
+    p.add_argument("--format", required=True, choices=["onnx", "openvino", "torchscript", "exported-program"],
+                   help="openvino: an IR, NAME.xml with its weights in NAME.bin (pip install 'ssformer[openvino]')")
     p.add_argument("--size", required=True, type=int, nargs=2, metavar=("H", "W"), help="input size to trace at")
     p.add_argument("--dynamic", action="store_true",
-                   help="onnx only: one graph for any input height and width (--size is the trace size, "
+                   help="onnx and openvino: one graph for any input height and width (--size is the trace size, "
                         "at least 32x32); checked at that size, 45x70 and 203x317")
     p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
     p.add_argument("--tolerance", type=float, default=1e-3,
                    help="fail when the exported logits differ by more than this (default 1e-3)")
     p.add_argument("--int8", action="store_true",
-                   help="onnx only: write an int8 model (ONNX Runtime static quantization of every MatMul, Gemm "
-                        "and Conv), calibrated on --calib images and checked against the float export")
+                   help="onnx: an int8 model by ONNX Runtime static quantization of every MatMul, Gemm and Conv; "
+                        "openvino: an int8 IR by NNCF (SmoothQuant, bias correction; accuracy control when the "
+                        "plain result falls short), run with bf16 elsewhere where the CPU has it natively; both "
+                        "calibrated on --calib images and checked against the float model")
     p.add_argument("--calib", metavar="DIR", help="with --int8: images of your dataset to calibrate on")
     p.add_argument("--calib-images", type=int, default=16, metavar="N",
                    help="with --int8: use the first N images of --calib (and of --check; default 16)")
@@ -34,6 +39,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--min-agreement", type=float, default=0.99, metavar="F",
                    help="with --int8: fail, writing nothing, when the int8 and float argmax agree on fewer than "
                         "this share of pixels (default 0.99)")
+    p.add_argument("--accuracy-control", action="store_true",
+                   help="with --int8 --format openvino: when the plain int8 model falls below --min-agreement, "
+                        "let NNCF put the most costly layers back in float (many model evaluations: slow)")
     p.add_argument("--out", required=True, help="file to write")
     p.set_defaults(func=run)
 
@@ -50,8 +58,16 @@ def run(args: argparse.Namespace) -> int:
         return _run_int8(args)
     if args.calib or args.check:
         raise UserError("--calib and --check only apply with --int8")
+    if args.accuracy_control:
+        raise UserError("--accuracy-control only applies with --int8 --format openvino")
     model = load_model(args.checkpoint, args.config).model
-    result = export_model(model, args.format, tuple(args.size), args.out, dynamic=args.dynamic, opset=args.opset)
+    if args.format == "openvino":
+        from ssformer.inference.openvino import check_ir_path, export_openvino
+
+        check_ir_path(args.out)
+        result = export_openvino(model, tuple(args.size), args.out, dynamic=args.dynamic, opset=args.opset)
+    else:
+        result = export_model(model, args.format, tuple(args.size), args.out, dynamic=args.dynamic, opset=args.opset)
     for (h, w), diff in result.checks:
         print(f"ssformer export: {args.format} at {h}x{w}: max |logit difference| to PyTorch = {diff:.3g}")
     if result.max_abs_diff > args.tolerance:
@@ -59,6 +75,11 @@ def run(args: argparse.Namespace) -> int:
               f"{args.out} is not trustworthy")
         return 1
     print(f"ssformer export: wrote {args.out}")
+    if args.format in ("onnx", "openvino") and not args.dynamic:
+        h, w = args.size
+        print(f"ssformer export: note: predict, eval and serve run this file on {h}x{w} inputs only (slide mode with "
+              f"--crop {h} {w}, or images that resize to {h}x{w}); --dynamic exports run the model's test pipeline "
+              f"on any image")
     return 0
 
 
@@ -66,13 +87,17 @@ def _run_int8(args: argparse.Namespace) -> int:
     from ssformer.inference.quantize import AccuracyError, export_int8_onnx
     from ssformer.loading import load_model
 
-    if args.format != "onnx":
-        raise UserError(f"--int8 applies to --format onnx (for PyTorch, see ssformer.inference.quantize."
+    if args.format not in ("onnx", "openvino"):
+        raise UserError(f"--int8 applies to --format onnx or openvino (for PyTorch, see ssformer.inference.quantize."
                         f"quantize_linears); got --format {args.format}")
     if not args.calib:
         raise UserError("--int8 needs --calib DIR: a few images of your dataset to calibrate on")
     if not 0 <= args.min_agreement <= 1:
         raise UserError(f"--min-agreement must be in [0, 1], got {args.min_agreement}")
+    if args.format == "openvino":
+        return _run_int8_openvino(args)
+    if args.accuracy_control:
+        raise UserError("--accuracy-control applies to --format openvino (NNCF); ONNX Runtime int8 has none")
     loaded = load_model(args.checkpoint, args.config)
     try:
         result = export_int8_onnx(loaded.model, loaded.preprocessing, args.calib, tuple(args.size), args.out,
@@ -87,4 +112,31 @@ def _run_int8(args: argparse.Namespace) -> int:
         print(f"ssformer export: float onnx at {h}x{w}: max |logit difference| to PyTorch = {diff:.3g}")
     print(f"ssformer export: int8 against float onnx: {result.agreement.summary()}")
     print(f"ssformer export: wrote {result.path}")
+    return 0
+
+
+def _run_int8_openvino(args: argparse.Namespace) -> int:
+    from ssformer.inference.openvino import check_ir_path
+    from ssformer.inference.openvino_int8 import Int8Settings, export_int8_openvino
+    from ssformer.inference.quantize import AccuracyError
+    from ssformer.loading import load_model
+
+    check_ir_path(args.out)
+    loaded = load_model(args.checkpoint, args.config)
+    settings = Int8Settings(args.calib, args.calib_images, args.check, args.min_agreement, args.tolerance,
+                            args.accuracy_control)
+    try:
+        result = export_int8_openvino(loaded.model, loaded.preprocessing, tuple(args.size), args.out, settings,
+                                      dynamic=args.dynamic)
+    except AccuracyError as e:
+        print(f"ssformer export: error: {e}")
+        return 1
+    for (h, w), diff in result.float_checks:
+        print(f"ssformer export: float openvino at {h}x{w}: max |logit difference| to PyTorch = {diff:.3g}")
+    how = "NNCF with accuracy control" if result.accuracy_control else "NNCF"
+    print(f"ssformer export: int8 ({how}), f32 elsewhere, against the float model: {result.agreement.summary()}")
+    if result.bf16_agreement is not None:
+        print(f"ssformer export: int8, bf16 elsewhere, against the float model: {result.bf16_agreement.summary()}")
+    default = "bf16 elsewhere" if result.run_precision == "bf16" else "f32 elsewhere (--dtype bf16 to run bf16)"
+    print(f"ssformer export: wrote {result.path} (runs int8, {default})")
     return 0

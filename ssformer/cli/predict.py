@@ -26,7 +26,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "are skipped (--overwrite redoes them); under torchrun each process takes a share of the "
                     "images and rank 0 writes one predictions.json. Exits 1 if any image failed.")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (searched recursively) or globs")
-    p.add_argument("--checkpoint", required=True, help="model folder, checkpoint file or Hub repo id")
+    p.add_argument("--checkpoint", required=True,
+                   help="model folder, checkpoint file, Hub repo id, or an exported .onnx / OpenVINO .xml "
+                        "(from ssformer export; runs on the CPU)")
     p.add_argument("--config", help="model settings: JSON file, save_pretrained folder or variant name "
                                     "(default: from the checkpoint)")
     p.add_argument("--out", required=True, help="output folder")
@@ -72,11 +74,15 @@ def run(args: argparse.Namespace) -> int:
         return _predict(args, items, device, dist_info)
 
 
-def _predict(args: argparse.Namespace, items: list[InputImage], device: torch.device, dist_info: DistInfo) -> int:
+def _predict(args: argparse.Namespace, items: list[InputImage], device: torch.device | str,
+             dist_info: DistInfo) -> int:
+    from ssformer.checkpoints.filekind import EXPORTED_KINDS, file_kind
     from ssformer.inference.batch import FolderPredictor, Outputs
     from ssformer.inference.segmenter import Segmenter
 
     img_scale = None if args.original_size else (tuple(args.img_scale) if args.img_scale else "auto")
+    if args.device == "auto" and file_kind(args.checkpoint) in EXPORTED_KINDS:
+        device = "auto"  # ONNX / OpenVINO files run on the CPU whatever GPUs there are
     segmenter = Segmenter(args.checkpoint, device=device, dtype=args.dtype, mode=args.mode, crop=args.crop,
                           stride=args.stride, tta=args.tta, img_scale=img_scale, config=args.config)
     predictor = FolderPredictor(segmenter, args.out, Outputs(not args.no_overlay, args.save_proba, args.alpha),

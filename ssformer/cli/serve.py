@@ -16,7 +16,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                           "(POST /api/predict, POST /api/mask, GET /health, GET /openapi.json). "
                                           "Bound to 127.0.0.1 unless --host. Needs the serve extra: "
                                           "pip install 'ssformer[serve]'.")
-    p.add_argument("--checkpoint", required=True, help="model folder, checkpoint file or Hub repo id")
+    p.add_argument("--checkpoint", required=True,
+                   help="model folder, checkpoint file, Hub repo id, or an exported .onnx / OpenVINO .xml")
     p.add_argument("--config", help="model settings when the checkpoint has none (JSON, folder or variant name)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")

@@ -19,6 +19,7 @@ from ssformer.distributed import DistInfo
 from ssformer.engine.config import EvalSettings
 from ssformer.errors import UserError
 from ssformer.inference.batch import Progress
+from ssformer.inference.runners import Runner
 from ssformer.inference.sliding import infer
 from ssformer.metrics import IoUMetric
 from ssformer.precision import Precision, amp_precision
@@ -50,11 +51,12 @@ def _gather(items: list[str]) -> list[str]:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset, settings: EvalSettings | None = None, preprocessing: Preprocessing | None = None,
-             precision: Precision | None = None, dist_info: DistInfo | None = None, progress: bool = False,
-             skip_unreadable: bool = False) -> dict[str, Any]:
+def evaluate(model: nn.Module | Runner, dataset, settings: EvalSettings | None = None,
+             preprocessing: Preprocessing | None = None, precision: Precision | None = None,
+             dist_info: DistInfo | None = None, progress: bool = False, skip_unreadable: bool = False) -> dict[str, Any]:
     """mmseg metrics (fractions) of ``model`` on ``dataset`` (items: dict with image, label; the dataset
-    gives ``num_classes`` and ``ignore_index``).
+    gives ``num_classes`` and ``ignore_index``); ``model`` may be any runner
+    (:mod:`ssformer.inference.runners`: an ONNX or OpenVINO file's).
 
     ``settings`` is the config's ``eval`` section (``tta``, ``num_workers``; default: its defaults);
     ``preprocessing`` how the model is run (mode, crop, stride, TTA scales, flip; default: those of
@@ -67,8 +69,9 @@ def evaluate(model: nn.Module, dataset, settings: EvalSettings | None = None, pr
     precision = precision or amp_precision("none", "cpu")
     device = precision.device
     dist_info = dist_info or DistInfo()
-    was_training = model.training
-    model.eval()
+    was_training = isinstance(model, nn.Module) and model.training
+    if isinstance(model, nn.Module):
+        model.eval()
     indices = list(range(dist_info.rank, len(dataset), dist_info.world_size))
     source = SkipUnreadable(dataset) if skip_unreadable else dataset
     loader = DataLoader(Subset(source, indices), batch_size=1, shuffle=False, num_workers=settings.num_workers,

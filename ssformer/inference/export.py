@@ -15,9 +15,12 @@ dynamic exported programs are refused with :class:`ExportError`; see docs/infere
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
 import os
 import warnings
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +29,7 @@ from torch import nn
 
 from ssformer.data.transforms import MAX_IMAGE_SIDE
 from ssformer.errors import UserError
+from ssformer.inference import metadata
 from ssformer.utils import atomic_write
 
 FORMATS = ("onnx", "torchscript", "exported-program")
@@ -81,6 +85,41 @@ def export_program(model: nn.Module, size: tuple[int, int], dynamic: bool = Fals
         raise ExportError(f"torch.export failed for a {what} export: {type(e).__name__}: {first}") from e
 
 
+@contextlib.contextmanager
+def quiet_onnx_exporter() -> Iterator[None]:
+    """The dynamo ONNX exporter without its noise: a "torchvision is not installed" line per torchvision
+    op it skips (the model uses none) and a FutureWarning torch's own pytree code raises while tracing."""
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, message=".*LeafSpec")
+            yield
+    finally:
+        registration.setLevel(level)
+
+
+def write_onnx_metadata(path: str | os.PathLike, entries: Mapping[str, str]) -> None:
+    """Store ``entries`` in the ONNX file's ``metadata_props`` as ``ssformer.<name>`` (replacing old ones)."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    kept = [p for p in proto.metadata_props if not p.key.startswith(metadata.PREFIX + ".")]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    for name, value in entries.items():
+        proto.metadata_props.add(key=f"{metadata.PREFIX}.{name}", value=value)
+    onnx.save(proto, str(path))
+
+
+def _model_documents(model: nn.Module, size: tuple[int, int], dynamic: bool) -> dict[str, str]:
+    """The metadata of an export of ``model``: none for a plain module that is no SSformer."""
+    if not hasattr(model, "config"):
+        return {}
+    return metadata.documents(model, "fp32", None if dynamic else size)
+
+
 def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     if a.shape != b.shape:
         raise ExportError(f"exported model gives shape {tuple(a.shape)}, PyTorch {tuple(b.shape)}")
@@ -99,6 +138,19 @@ def _check_sizes(size: tuple[int, int], dynamic: bool) -> list[tuple[int, int]]:
     if dynamic:
         sizes += [s for s in DYNAMIC_CHECK_SIZES if s != size]
     return sizes
+
+
+def expected_logits(model: nn.Module, size: tuple[int, int], dynamic: bool) -> dict[tuple[int, int], torch.Tensor]:
+    """PyTorch's logits on the check images of an export at ``size`` (see :func:`check_export`)."""
+    device = model_device(model)
+    with torch.no_grad():
+        return {s: model(_example(s, seed=i, device=device)).cpu() for i, s in enumerate(_check_sizes(size, dynamic))}
+
+
+def check_export(run: Callable[[torch.Tensor], torch.Tensor], expected: dict[tuple[int, int], torch.Tensor]
+                 ) -> list[tuple[tuple[int, int], float]]:
+    """(size, max |logit difference|) of ``run`` (an exported model on CPU tensors) against ``expected``."""
+    return [(s, _max_diff(run(_example(s, i)), logits)) for i, (s, logits) in enumerate(expected.items())]
 
 
 def _export_onnx_dynamic(model: nn.Module, size: tuple[int, int], path: Path, opset: int | None) -> None:
@@ -149,13 +201,13 @@ def export_model(model: nn.Module, fmt: str, size: tuple[int, int], out: str | o
     model = model.float().eval()
     device = model_device(model)
     sizes = _check_sizes(size, dynamic)
-    with torch.no_grad():
-        expected = {s: model(_example(s, seed=i, device=device)).cpu() for i, s in enumerate(sizes)}
+    expected = expected_logits(model, size, dynamic)
     result = ExportResult(out, fmt)
 
     if fmt == "onnx" and dynamic:
         with atomic_write(out) as tmp, torch.no_grad():
             _export_onnx_dynamic(model, size, tmp, opset)
+            write_onnx_metadata(tmp, _model_documents(model, size, dynamic))
         return _check_onnx(out, sizes, expected, result)
     program = export_program(model, size)
     if fmt == "torchscript":
@@ -179,10 +231,12 @@ def export_model(model: nn.Module, fmt: str, size: tuple[int, int], out: str | o
         return result
 
     kwargs = {} if opset is None else {"opset_version": opset}
-    onnx_program = torch.onnx.export(program, (_example(size, device=device),), input_names=["images"], output_names=["logits"],
-                                     dynamo=True, verbose=False, **kwargs)
+    with quiet_onnx_exporter():
+        onnx_program = torch.onnx.export(program, (_example(size, device=device),), input_names=["images"],
+                                         output_names=["logits"], dynamo=True, verbose=False, **kwargs)
     with atomic_write(out) as tmp:
         onnx_program.save(str(tmp))
+        write_onnx_metadata(tmp, _model_documents(model, size, dynamic))
     return _check_onnx(out, sizes, expected, result)
 
 

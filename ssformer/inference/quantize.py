@@ -61,10 +61,11 @@ def calibration_inputs(folder: str | os.PathLike, preprocessing: Preprocessing,
         raise UserError(f"the number of calibration images must be >= 1, got {limit}")
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"image folder {folder} does not exist or is not a folder")
+        raise UserError(f"image folder {folder} does not exist or is not a folder")
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)[:limit]
     if not files:
-        raise FileNotFoundError(f"folder {folder} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+        raise UserError(f"folder {folder} holds no image files ({', '.join(IMAGE_EXTENSIONS)}): give a folder of "
+                        f"images of your dataset")
     inputs = []
     for path in files:
         tensor = preprocessing(np.asarray(load_rgb(path)))[None]
@@ -185,7 +186,8 @@ def export_int8_onnx(model: nn.Module, preprocessing: Preprocessing, calibration
     ``calibration`` and write it to ``out`` only if its masks agree with the float file's on at
     least ``min_agreement`` of the pixels of the ``check`` images (default: the calibration images).
     The float export must first match PyTorch within ``tolerance`` (as ``export_model`` checks it)."""
-    from ssformer.inference.export import ExportError, export_model
+    from ssformer.inference import metadata
+    from ssformer.inference.export import ExportError, export_model, write_onnx_metadata
 
     if not 0 <= min_agreement <= 1:
         raise UserError(f"the minimum agreement must be in [0, 1], got {min_agreement}")
@@ -201,6 +203,8 @@ def export_int8_onnx(model: nn.Module, preprocessing: Preprocessing, calibration
             raise ExportError(f"the float ONNX export differs from PyTorch by {exported.max_abs_diff:.3g}, above "
                               f"{tolerance}; {out} not written")
         quantize_onnx(float_path, int8_path, inputs)
+        if hasattr(model, "config"):  # the int8 file is an artifact too: preprocessing and labels with it
+            write_onnx_metadata(int8_path, metadata.documents(model, "int8", fixed))
         agreement = compare_predictions(onnx_runner(float_path), onnx_runner(int8_path), checks,
                                         model.config.num_classes)
         if agreement.argmax_agreement < min_agreement:

@@ -18,15 +18,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ssformer.devices import resolve_device
 from ssformer.errors import UserError
 from ssformer.inference import visualize
 from ssformer.inference.images import ImageInput, load_rgb
 from ssformer.inference.postprocess import check_full_size, resized_argmax
+from ssformer.inference.runners import RunSettings, load_deployment
 from ssformer.inference.sliding import infer
-from ssformer.loading import ConfigInput, load_model
+from ssformer.loading import ConfigInput
 from ssformer.models.ssformer import SSformer
-from ssformer.precision import resolve_dtype
 
 MAX_FULL_SIZE_BYTES = 4 << 30
 
@@ -34,10 +33,11 @@ MAX_FULL_SIZE_BYTES = 4 << 30
 class Segmenter:
     """Predict class masks with an SSformer.
 
-    ``model_or_path``: an :class:`SSformer` or anything :func:`ssformer.load_model` reads (a model
-    folder, training or official checkpoint, converted file, Hub repo id); ``config`` overrides
-    its model settings. ``mode`` "whole" or "slide" (``crop``/``stride`` windows on the resized
-    image), ``img_scale`` (``None``: images at their original size) and ``scales`` (of ``tta``)
+    ``model_or_path``: an :class:`SSformer`, anything :func:`ssformer.load_model` reads (a model
+    folder, training or official checkpoint, converted file, Hub repo id; ``config`` overrides
+    its model settings), or an ONNX / OpenVINO file from ``ssformer export`` (run by ONNX Runtime /
+    OpenVINO on the CPU, ``threads`` threads; :mod:`ssformer.inference.runners`). ``mode`` "whole"
+    or "slide" (``crop``/``stride`` windows on the resized image), ``img_scale`` (``None``: images at their original size) and ``scales`` (of ``tta``)
     default to the model's preprocessing. An :class:`SSformer` passed in is put in eval mode and
     moved/cast to ``device``/``dtype`` in place (no copy: models can be large).
     """
@@ -47,23 +47,25 @@ class Segmenter:
                  crop: int | Sequence[int] | None = None, stride: int | Sequence[int] | None = None,
                  tta: bool = False, scales: Sequence[float] | None = None,
                  img_scale: Sequence[int] | None | str = "auto", config: ConfigInput = None,
-                 class_names: Sequence[str] | None = None, palette: Sequence[Sequence[int]] | None = None):
-        loaded = load_model(model_or_path, config)
-        self.notes = loaded.notes
-        model = loaded.model
-        self.device = resolve_device(device, what="device")
-        self.dtype = resolve_dtype(dtype, self.device)
-        self.model = model.to(device=self.device, dtype=self.dtype).eval()
+                 class_names: Sequence[str] | None = None, palette: Sequence[Sequence[int]] | None = None,
+                 threads: int | None = None):
+        deployment = load_deployment(model_or_path, config, RunSettings(device, dtype, threads))
+        self.deployment = deployment
+        self.notes = deployment.notes
+        self.device = deployment.device
+        self.dtype = deployment.dtype
+        self.model = deployment.model  # the PyTorch model; None for ONNX and OpenVINO files
+        self.runner = deployment.runner
         if isinstance(img_scale, str) and img_scale != "auto":
             raise UserError(f"img_scale must be 'auto', None or (long, short), got {img_scale!r}")
         pairs = {name: (value, value) if isinstance(value, int) else value
                  for name, value in (("crop_size", crop), ("stride", stride))}
-        self.preprocessing = loaded.preprocessing.replace(mode=mode, tta_scales=scales, **pairs)
+        self.preprocessing = deployment.preprocessing.replace(mode=mode, tta_scales=scales, **pairs)
         if img_scale is None or not isinstance(img_scale, str):
             self.preprocessing = type(self.preprocessing).from_dict(
                 {**self.preprocessing.to_dict(), "img_scale": img_scale}, where="")
         self.tta = tta
-        cfg = self.model.config
+        cfg = deployment.config
         self.num_classes = cfg.num_classes
         self.class_names = visualize.class_labels(self.num_classes, class_names or cfg.class_names)
         self.palette = visualize.class_palette(self.num_classes, palette or cfg.palette)
@@ -87,7 +89,7 @@ class Segmenter:
         """(B, K, H, W) float32 logits (or averaged probabilities with TTA) at ``out_size``
         (None: the model's resolution; not for TTA, which averages at the output size)."""
         batch = batch.to(device=self.device)  # float32 images in any model precision (see PatchEmbed)
-        return infer(self.model, batch, self.num_classes, out_size, self.preprocessing, self.tta)
+        return infer(self.runner, batch, self.num_classes, out_size, self.preprocessing, self.tta)
 
     def _run(self, images: Sequence[ImageInput], batch_size: int, proba: bool) -> list[np.ndarray]:
         if batch_size < 1:
@@ -150,5 +152,5 @@ class Segmenter:
 
     def describe(self) -> dict[str, Any]:
         """The settings predictions are made with (recorded in predict's ``predictions.json``)."""
-        return dict(num_classes=self.num_classes, device=str(self.device), dtype=str(self.dtype).replace("torch.", ""),
-                    tta=self.tta, preprocessing=self.preprocessing.to_dict())
+        return dict(num_classes=self.num_classes, engine=self.deployment.engine, device=str(self.device),
+                    dtype=str(self.dtype).replace("torch.", ""), tta=self.tta, preprocessing=self.preprocessing.to_dict())

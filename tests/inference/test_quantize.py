@@ -11,6 +11,7 @@ from PIL import Image
 
 import ssformer
 from ssformer.data.preprocessing import Preprocessing
+from ssformer.errors import UserError
 from ssformer.inference import quantize
 from ssformer.models.fast import linear as fast_linear
 from tests.conftest import tiny_model_kwargs
@@ -58,9 +59,9 @@ def test_calibration_inputs_are_the_models_preprocessing_at_the_export_size(imag
 
 
 def test_calibration_folder_without_images_names_it(tmp_path):
-    with pytest.raises(FileNotFoundError, match=str(tmp_path)):
+    with pytest.raises(UserError, match=f"{tmp_path} holds no image files"):
         quantize.calibration_inputs(tmp_path, Preprocessing())
-    with pytest.raises(FileNotFoundError, match="absent does not exist"):
+    with pytest.raises(UserError, match="absent does not exist"):
         quantize.calibration_inputs(tmp_path / "absent", Preprocessing())
     with pytest.raises(ValueError, match=">= 1"):
         quantize.calibration_inputs(tmp_path, Preprocessing(), limit=0)
@@ -105,6 +106,9 @@ def test_int8_onnx_export_writes_a_qdq_model_that_agrees(model, images, tmp_path
     assert result.agreement.images == 4 and result.agreement.argmax_agreement >= 0.99
     assert result.float_checks[0][1] < 1e-3
     assert list(tmp_path.glob(".ssformer-int8-*")) == []  # the work folder is gone
+    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}  # an artifact, as the float export
+    assert props["ssformer.precision"] == '"int8"' and props["ssformer.input_size"] == "[48, 64]"
+    assert ssformer.Segmenter(out, img_scale=None).num_classes == model.config.num_classes
 
 
 def _float_export(model, tmp_path):
