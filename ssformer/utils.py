@@ -108,6 +108,31 @@ def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
     return removed
 
 
+class _SignalStack(ctypes.Structure):  # stack_t of sigaltstack(2)
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+
+@contextlib.contextmanager
+def keep_signal_stack() -> Iterator[None]:
+    """Put the calling thread's alternate signal stack back after the block (Linux; elsewhere nothing).
+
+    Compiling an OpenVINO model replaces the thread's alternate signal stack with one of its own
+    that it frees later; the next signal handled there (the SIGCHLD of an image-decoding worker
+    ending, since Python's handlers run on that stack) then kills the process with SIGSEGV."""
+    libc = None
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+    saved = _SignalStack()
+    if libc is None or libc.sigaltstack(None, ctypes.byref(saved)) != 0:
+        yield
+        return
+    try:
+        yield
+    finally:
+        libc.sigaltstack(ctypes.byref(saved), None)
+
+
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 

@@ -24,7 +24,7 @@ from torch import nn
 from ssformer.errors import UserError
 from ssformer.inference import metadata
 from ssformer.inference.export import ExportResult, check_export, expected_logits, export_model, model_device
-from ssformer.utils import atomic_write
+from ssformer.utils import atomic_write, keep_signal_stack
 
 
 def openvino_module() -> Any:
@@ -76,7 +76,8 @@ def compile_ir(model: Any, precision: str = "f32", threads: int | None = None) -
     config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
     if threads is not None:
         config["INFERENCE_NUM_THREADS"] = int(threads)
-    return ov.Core().compile_model(model, "CPU", config)
+    with keep_signal_stack():  # OpenVINO swaps in a signal stack it later frees (ssformer.utils)
+        return ov.Core().compile_model(model, "CPU", config)
 
 
 def ir_runner(compiled: Any):
