@@ -64,9 +64,8 @@ def torch_load(path: str | os.PathLike) -> Any:
                               f"tensors and plain containers (such as a whole model saved with torch.save(model)), "
                               f"which ssformer does not run; save model.state_dict() instead") from e
     except Exception as e:  # torch raises many types here (zip, EOF, runtime)
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint with weights_only=True "
-                              f"({type(e).__name__}: {reason})") from e
+                              f"({type(e).__name__}: {_first_line(e)})") from e
 
 
 def read_safetensors(path: str | os.PathLike) -> tuple[StateDict, dict[str, str]]:
