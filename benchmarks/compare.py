@@ -14,6 +14,12 @@ Contenders (inference, eval mode, ``torch.inference_mode``):
 * ``hf-fp32`` / ``hf-bf16``: ``transformers.SwinBackbone`` with the same config and mapped weights,
   followed by this project's decoder (same weights) and the final resize; bf16 via autocast.
 
+``--engines`` adds the CPU engines, fed the same weights through this project's export
+(``benchmarks/common.py``): ``onnxruntime-fp32``, ``openvino-fp32`` / ``-bf16`` (bf16 where the CPU has
+it natively) and NNCF's ``openvino-int8`` (``-bf16``), calibrated on ``--calib-images`` images of
+``--calib``; ``--int8-peers`` adds ONNX Runtime QDQ int8 and torchao int8. They need the
+``openvino`` and ``int8`` extras in the interpreter that runs this script.
+
 ``--train`` adds a training step (forward, cross-entropy, backward, AdamW) of ours vs official
 for ``--train-model`` (default SSformer-T) at batch ``--train-batch``, fp32 and bf16 autocast.
 
@@ -36,13 +42,9 @@ import argparse
 import copy
 import json
 import os
-import resource
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -51,6 +53,7 @@ sys.path.insert(0, str(REPO / "tools"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from common import interleaved, summarise  # noqa: E402
 
 import ssformer  # noqa: E402
 from ssformer.engine.loss import segmentation_loss  # noqa: E402
@@ -155,42 +158,6 @@ def real_images(folder: Path, count: int, height: int, width: int) -> list[torch
 
 
 # --- timing ------------------------------------------------------------------------------------
-class Call(NamedTuple):
-    """One timed call: wall seconds, and the minor page faults and system CPU seconds it took
-    (on this project's VM the cost of a fault varies from minute to minute: docs/benchmarks.md)."""
-
-    seconds: float
-    page_faults: int
-    system_seconds: float
-
-
-def synchronize(device: torch.device | None) -> None:
-    """Wait for queued GPU work, so a call's wall time includes its kernels (no-op on the CPU)."""
-    if device is not None and device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def interleaved(contenders: dict[str, Callable[[], object]], runs: int, warmup: int,
-                device: torch.device | None = None) -> dict[str, list[Call]]:
-    """Every call of each contender, one call each per round, the first one rotating."""
-    names = list(contenders)
-    for _ in range(warmup):
-        for name in names:
-            contenders[name]()
-    calls: dict[str, list[Call]] = {name: [] for name in names}
-    for r in range(runs):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            synchronize(device)
-            before = resource.getrusage(resource.RUSAGE_SELF)
-            start = time.perf_counter()
-            contenders[name]()
-            synchronize(device)
-            seconds = time.perf_counter() - start
-            after = resource.getrusage(resource.RUSAGE_SELF)
-            calls[name].append(Call(seconds, after.ru_minflt - before.ru_minflt, after.ru_stime - before.ru_stime))
-    return calls
-
-
 def inference(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
               autocast: bool = False) -> Callable[[], torch.Tensor]:
     def call() -> torch.Tensor:
@@ -221,16 +188,6 @@ def train_step(forward: Callable[[torch.Tensor], torch.Tensor], loss_fn, params,
     return call
 
 
-def summarise(calls: dict[str, list[Call]]) -> dict[str, dict[str, float]]:
-    stats = {}
-    for name, c in calls.items():
-        seconds = [call.seconds for call in c]
-        stats[name] = {"median_s": statistics.median(seconds), "p90_s": float(np.percentile(seconds, 90)),
-                       "runs": len(c), "median_page_faults": statistics.median(call.page_faults for call in c),
-                       "median_system_s": statistics.median(call.system_seconds for call in c)}
-    return stats
-
-
 def print_table(title: str, stats: dict[str, dict[str, float]], baseline: str, others: list[str]) -> None:
     print(f"\n{title}")
     for name, s in stats.items():
@@ -259,6 +216,11 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", metavar="CONTENDER",
                         help="time only these inference contenders (e.g. official-fp32 alone: the others "
                              "share the process's allocator state with it)")
+    parser.add_argument("--engines", action="store_true", help="add OpenVINO (fp32, bf16, int8) and ONNX Runtime")
+    parser.add_argument("--int8-peers", action="store_true", help="with --engines: also ORT QDQ and torchao int8")
+    parser.add_argument("--calib", type=Path, default=REPO.parent / "shared" / "data" / "CamVid" / "train",
+                        help="with --engines: images to calibrate int8 on (default: CamVid train)")
+    parser.add_argument("--calib-images", type=int, default=8)
     parser.add_argument("--train", action="store_true", help="also time a training step, ours vs official")
     parser.add_argument("--train-model", default="ssformer_swin_t", choices=sorted(VARIANTS))
     parser.add_argument("--train-batch", type=int, default=2)
@@ -272,6 +234,8 @@ def main() -> None:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: CUDA is not available")
+    if args.engines and device.type != "cpu":
+        parser.error("--engines: the CPU engines run on --device cpu")
     sys.path.insert(0, str(args.official_dir))
     if not args.no_hf:  # before official.py, which puts a spec-less torchvision stub into sys.modules
         import transformers  # noqa: F401
@@ -297,6 +261,12 @@ def main() -> None:
         ours_bf16 = copy.deepcopy(ours).to(torch.bfloat16)
 
         images = [x.to(device) for x in real_images(args.images, args.num_images, height, width)]
+        engines = {}
+        if args.engines:
+            from common import engine_runners
+
+            calibration = real_images(args.calib, args.calib_images, height, width)
+            engines = engine_runners(ours, (height, width), calibration, args.threads, args.int8_peers)
         accuracy: dict[str, dict[str, float]] = {}
         with torch.inference_mode():
             for i, x in enumerate(images):
@@ -309,6 +279,7 @@ def main() -> None:
                     outputs["hf-fp32"] = hf(x)
                     with torch.autocast(device.type, dtype=torch.bfloat16):
                         outputs["hf-bf16"] = hf(x).float()
+                outputs.update({name: run(x) for name, run in engines.items()})
                 for name, logits in outputs.items():
                     entry = accuracy.setdefault(name, {"max_abs_logit_diff": 0.0, "argmax_agreement": []})
                     entry["max_abs_logit_diff"] = max(entry["max_abs_logit_diff"],
@@ -332,6 +303,7 @@ def main() -> None:
                       "official-bf16": inference(lambda t: official.encode_decode(t, None), x, autocast=True)}
         if hf is not None:
             contenders.update({"hf-fp32": inference(hf, x), "hf-bf16": inference(hf, x, autocast=True)})
+        contenders.update({name: inference(run, x) for name, run in engines.items()})
         if args.only:
             unknown = sorted(set(args.only) - set(contenders))
             if unknown:
@@ -344,7 +316,11 @@ def main() -> None:
         for peer in ("official-fp32", "official-bf16", "hf-bf16"):
             if peer in stats and "ours-bf16" in stats:
                 print(f"  speed-up ours-bf16 vs {peer}: {stats[peer]['median_s'] / stats['ours-bf16']['median_s']:.2f}x")
-        del official, ours, ours_bf16, hf
+        for name in engines:
+            if name in stats and "official-fp32" in stats:
+                print(f"  speed-up {name} vs official-fp32: "
+                      f"{stats['official-fp32']['median_s'] / stats[name]['median_s']:.2f}x")
+        del official, ours, ours_bf16, hf, engines
 
     if args.train:
         official = build_official_model(args.train_model, args.num_classes, None, args.seed).train()

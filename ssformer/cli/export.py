@@ -36,6 +36,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="with --int8: use the first N images of --calib (and of --check; default 16)")
     p.add_argument("--check", metavar="DIR",
                    help="with --int8: images to compare int8 and float masks on (default: the calibration images)")
+    p.add_argument("--check-labels", metavar="DIR",
+                   help="with --int8 --format openvino: label maps of the --check images (same relative name, .png): "
+                        "also prints the float and the int8 model's mIoU against them (values outside 0..K-1 ignored)")
     p.add_argument("--min-agreement", type=float, default=0.99, metavar="F",
                    help="with --int8: fail, writing nothing, when the int8 and float argmax agree on fewer than "
                         "this share of pixels (default 0.99)")
@@ -56,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--size {args.size[0]} {args.size[1]}: each side must be at most {MAX_IMAGE_SIDE}")
     if args.int8:
         return _run_int8(args)
-    if args.calib or args.check:
-        raise UserError("--calib and --check only apply with --int8")
+    if args.calib or args.check or args.check_labels:
+        raise UserError("--calib, --check and --check-labels only apply with --int8")
     if args.accuracy_control:
         raise UserError("--accuracy-control only applies with --int8 --format openvino")
     model = load_model(args.checkpoint, args.config).model
@@ -96,8 +99,8 @@ def _run_int8(args: argparse.Namespace) -> int:
         raise UserError(f"--min-agreement must be in [0, 1], got {args.min_agreement}")
     if args.format == "openvino":
         return _run_int8_openvino(args)
-    if args.accuracy_control:
-        raise UserError("--accuracy-control applies to --format openvino (NNCF); ONNX Runtime int8 has none")
+    if args.accuracy_control or args.check_labels:
+        raise UserError("--accuracy-control and --check-labels apply to --format openvino (NNCF int8)")
     loaded = load_model(args.checkpoint, args.config)
     try:
         result = export_int8_onnx(loaded.model, loaded.preprocessing, args.calib, tuple(args.size), args.out,
@@ -124,7 +127,7 @@ def _run_int8_openvino(args: argparse.Namespace) -> int:
     check_ir_path(args.out)
     loaded = load_model(args.checkpoint, args.config)
     settings = Int8Settings(args.calib, args.calib_images, args.check, args.min_agreement, args.tolerance,
-                            args.accuracy_control)
+                            args.accuracy_control, check_labels=args.check_labels)
     try:
         result = export_int8_openvino(loaded.model, loaded.preprocessing, tuple(args.size), args.out, settings,
                                       dynamic=args.dynamic)
@@ -137,6 +140,9 @@ def _run_int8_openvino(args: argparse.Namespace) -> int:
     print(f"ssformer export: int8 ({how}), f32 elsewhere, against the float model: {result.agreement.summary()}")
     if result.bf16_agreement is not None:
         print(f"ssformer export: int8, bf16 elsewhere, against the float model: {result.bf16_agreement.summary()}")
+    if result.label_miou is not None:
+        print(f"ssformer export: mIoU against --check-labels: float {100 * result.label_miou[0]:.2f}%, int8 "
+              f"{100 * result.label_miou[1]:.2f}% ({result.agreement.images} images)")
     default = "bf16 elsewhere" if result.run_precision == "bf16" else "f32 elsewhere (--dtype bf16 to run bf16)"
     print(f"ssformer export: wrote {result.path} (runs int8, {default})")
     return 0

@@ -41,7 +41,14 @@ from ssformer.inference.openvino import (
     save_ir,
     set_metadata,
 )
-from ssformer.inference.quantize import AccuracyError, Agreement, calibration_inputs, compare_predictions
+from ssformer.inference.quantize import (
+    AccuracyError,
+    Agreement,
+    calibration_inputs,
+    compare_predictions,
+    label_miou,
+    paired_labels,
+)
 from ssformer.utils import keep_signal_stack
 
 
@@ -56,6 +63,7 @@ class Int8Settings:
     tolerance: float = 1e-3  # of the float IR against PyTorch
     accuracy_control: bool = False  # NNCF's accuracy-aware quantization when the plain one falls short
     max_restored: int | None = None  # with accuracy_control: at most this many layer groups back in float
+    check_labels: str | os.PathLike | None = None  # label maps of the check images: mIoU of float and int8
 
 
 @dataclass
@@ -66,6 +74,7 @@ class OpenVINOInt8Export:
     bf16_agreement: Agreement | None  # the same with bf16 elsewhere (None: this CPU has no native bf16)
     accuracy_control: bool  # whether the plain quantization fell short and accuracy control was used
     bf16_passed: bool = False  # whether bf16 elsewhere also reached the minimum agreement
+    label_miou: tuple[float, float] | None = None  # (float IR, int8 IR) mIoU against the check labels
 
     @property
     def run_precision(self) -> str:
@@ -168,6 +177,10 @@ def export_int8_openvino(model: nn.Module, preprocessing: Preprocessing, size: t
     inputs = calibration_inputs(settings.calibration, preprocessing, fixed, settings.calibration_images)
     checks = inputs if settings.check is None else calibration_inputs(settings.check, preprocessing, fixed,
                                                                       settings.calibration_images)
+    if settings.check_labels is not None and settings.check is None:
+        raise UserError("--check-labels needs --check: the folder of images those labels belong to")
+    labels = None if settings.check_labels is None else paired_labels(settings.check, settings.check_labels,
+                                                                      settings.calibration_images)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".ssformer-int8-", dir=out.parent) as work:
         exported = export_openvino(model, size, Path(work) / "float.xml", dynamic=dynamic)
@@ -183,6 +196,10 @@ def export_int8_openvino(model: nn.Module, preprocessing: Preprocessing, size: t
             hint = "" if settings.accuracy_control else "; --accuracy-control may recover it (slow)"
             raise AccuracyError(f"int8 model: {result.agreement.summary()}, below the minimum agreement "
                                 f"{100 * settings.min_agreement:.2f}%{hint}; {out} not written")
+        if labels is not None:
+            num_classes = int(model.config.num_classes)
+            result.label_miou = (label_miou(ir_runner(reference), checks, labels, num_classes),
+                                 label_miou(ir_runner(compile_ir(int8_ir, "f32")), checks, labels, num_classes))
         if cpu_has_native_bf16():
             result.bf16_agreement = agreement(reference, int8_ir, checks, "bf16")
             result.bf16_passed = result.bf16_agreement.argmax_agreement >= settings.min_agreement

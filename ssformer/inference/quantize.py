@@ -29,12 +29,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ssformer.data.io import read_label
 from ssformer.data.preprocessing import Preprocessing
 from ssformer.errors import UserError
 from ssformer.inference.images import IMAGE_EXTENSIONS, load_rgb
 from ssformer.metrics import IoUMetric
 from ssformer.utils import atomic_write
 
+LABEL_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")
 Runner = Callable[[torch.Tensor], torch.Tensor]  # (1, 3, H, W) normalised image -> (1, K, h, w) logits
 
 
@@ -52,11 +54,8 @@ class Agreement:
                 f"{100 * self.miou:.2f}% ({self.images} images, {self.pixels} pixels)")
 
 
-def calibration_inputs(folder: str | os.PathLike, preprocessing: Preprocessing,
-                       size: tuple[int, int] | None = None, limit: int = 16) -> list[torch.Tensor]:
-    """The first ``limit`` images under ``folder`` (sorted by path) as the model sees them:
-    (1, 3, H, W) tensors after the model's own preprocessing, resized to ``size`` (bilinear) when
-    the quantized model has a fixed input size."""
+def image_files(folder: str | os.PathLike, limit: int) -> list[Path]:
+    """The first ``limit`` image files under ``folder``, sorted by path; a missing or empty folder is refused."""
     if limit < 1:
         raise UserError(f"the number of calibration images must be >= 1, got {limit}")
     folder = Path(folder)
@@ -66,13 +65,52 @@ def calibration_inputs(folder: str | os.PathLike, preprocessing: Preprocessing,
     if not files:
         raise UserError(f"folder {folder} holds no image files ({', '.join(IMAGE_EXTENSIONS)}): give a folder of "
                         f"images of your dataset")
+    return files
+
+
+def calibration_inputs(folder: str | os.PathLike, preprocessing: Preprocessing,
+                       size: tuple[int, int] | None = None, limit: int = 16) -> list[torch.Tensor]:
+    """The first ``limit`` images under ``folder`` (sorted by path) as the model sees them:
+    (1, 3, H, W) tensors after the model's own preprocessing, resized to ``size`` (bilinear) when
+    the quantized model has a fixed input size."""
     inputs = []
-    for path in files:
+    for path in image_files(folder, limit):
         tensor = preprocessing(np.asarray(load_rgb(path)))[None]
         if size is not None and tuple(tensor.shape[-2:]) != tuple(size):
             tensor = F.interpolate(tensor, size=size, mode="bilinear", align_corners=False)
         inputs.append(tensor.contiguous())
     return inputs
+
+
+def paired_labels(image_folder: str | os.PathLike, label_folder: str | os.PathLike, limit: int) -> list[torch.Tensor]:
+    """The label map of each of the first ``limit`` images of ``image_folder`` (as :func:`calibration_inputs`
+    takes them): ``label_folder`` / the image's relative path with a label suffix (``.png`` first)."""
+    image_folder, label_folder = Path(image_folder), Path(label_folder)
+    if not label_folder.is_dir():
+        raise UserError(f"label folder {label_folder} does not exist or is not a folder")
+    labels = []
+    for path in image_files(image_folder, limit):
+        stem = label_folder / path.relative_to(image_folder).with_suffix("")
+        found = [stem.with_suffix(s) for s in LABEL_SUFFIXES if stem.with_suffix(s).is_file()]
+        if not found:
+            raise UserError(f"image {path} has no label in {label_folder} (looked for {stem}.png)")
+        label = read_label(found[0])
+        if label.ndim != 2:
+            raise UserError(f"label {found[0]} is not a single-channel map of class ids")
+        labels.append(torch.from_numpy(label.astype(np.int64)))
+    return labels
+
+
+def label_miou(runner: Runner, inputs: Sequence[torch.Tensor], labels: Sequence[torch.Tensor],
+               num_classes: int) -> float:
+    """mIoU of ``runner``'s masks against ``labels`` (mmseg's: classes labelled or predicted), the logits
+    resized to each label's size; label values outside ``0..num_classes-1`` are ignored."""
+    metric = IoUMetric(num_classes, ignore_index=-1)
+    for tensor, label in zip(inputs, labels, strict=True):
+        logits = F.interpolate(runner(tensor).float(), size=tuple(label.shape), mode="bilinear", align_corners=False)
+        keep = (label >= 0) & (label < num_classes)
+        metric.update(logits.argmax(dim=1)[0][keep], label[keep])
+    return metric.compute()["mIoU"]
 
 
 def compare_predictions(reference: Runner, candidate: Runner, inputs: Sequence[torch.Tensor],

@@ -3,6 +3,7 @@ through their engine with the model's own test pipeline, and give the PyTorch mo
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import numpy as np
@@ -208,6 +209,31 @@ def test_int8_openvino_export_prints_its_agreement_and_runs_in_predict(model_fol
     assert str(segmenter.describe()["dtype"]).startswith("int8")
     float_mask = Segmenter(model_folder).predict(sorted(images.glob("*.png"))[0])
     assert (segmenter.predict(sorted(images.glob("*.png"))[0]) == float_mask).mean() >= 0.5
+
+
+def test_int8_openvino_check_labels_prints_both_models_miou(model_folder, images, tmp_path, capsys):
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    for path in sorted(images.glob("*.png"))[:2]:
+        shutil.copy(CAMVID / "testannot" / path.name, labels / path.name)
+    out = tmp_path / "int8" / "model.xml"
+    assert _int8(model_folder, images, out, "--check", str(images), "--check-labels", str(labels),
+                 "--min-agreement", "0.5") == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if "mIoU against --check-labels" in x]
+    found = re.search(r"float (\d+\.\d\d)%, int8 (\d+\.\d\d)% \(2 images\)$", line[0]) if len(line) == 1 else None
+    assert found and all(0 < float(v) <= 100 for v in found.groups())
+
+
+def test_int8_openvino_check_labels_needs_check_and_a_label_per_image(model_folder, images, tmp_path, capsys):
+    out = tmp_path / "int8" / "model.xml"
+    assert _int8(model_folder, images, out, "--check-labels", str(images)) == 2
+    assert "--check-labels needs --check" in capsys.readouterr().err
+    empty = tmp_path / "nolabels"
+    empty.mkdir()
+    assert _int8(model_folder, images, out, "--check", str(images), "--check-labels", str(empty)) == 2
+    err = capsys.readouterr().err
+    assert "has no label in" in err and len(err.strip().splitlines()) == 1
+    assert not out.parent.exists()
 
 
 def test_int8_openvino_below_the_minimum_writes_nothing(model_folder, images, tmp_path, capsys):

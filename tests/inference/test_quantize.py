@@ -127,3 +127,27 @@ def test_int8_onnx_below_the_agreement_writes_nothing(model, images, tmp_path, m
     with pytest.raises(quantize.AccuracyError, match="50.00%.*below the minimum agreement 99.00%"):
         quantize.export_int8_onnx(model, Preprocessing(img_scale=None), images, (48, 64), out)
     assert not out.exists() and list(tmp_path.glob(".ssformer-int8-*")) == []
+
+
+def test_label_miou_resizes_the_logits_to_each_label_and_ignores_values_outside_the_classes():
+    """Logits say class 0 on the left half, 1 on the right; resized to the 8x8 label, columns 0-3
+    predict 0 and 4-7 predict 1. The label's columns: 1 0 255 1 | 1 0 1 1 (255: ignored)."""
+    logits = torch.zeros(1, 2, 4, 4)
+    logits[:, 0, :, :2] = 1.0
+    logits[:, 1, :, 2:] = 1.0
+    label = torch.tensor([[1, 0, 255, 1, 1, 0, 1, 1]] * 8)
+    got = quantize.label_miou(lambda x: logits, [torch.zeros(1, 3, 4, 4)], [label], num_classes=2)
+    # per row, class 0: predicted in columns 0,1,3, labelled in 1,5 -> IoU 1/4;
+    # class 1: predicted in 4-7, labelled in 0,3,4,6,7 -> intersection 3, union 6 -> IoU 1/2
+    assert got == pytest.approx((1 / 4 + 1 / 2) / 2)
+
+
+def test_paired_labels_take_each_images_relative_name_and_name_a_missing_one(images, tmp_path):
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    for i, (h, w) in enumerate([(50, 70), (64, 64)]):
+        Image.fromarray(np.full((h, w), i, dtype=np.uint8)).save(labels / f"{i}.png")
+    got = quantize.paired_labels(images, labels, limit=2)  # images 0.png, 1.png come first
+    assert [tuple(t.shape) for t in got] == [(50, 70), (64, 64)] and [int(t.max()) for t in got] == [0, 1]
+    with pytest.raises(UserError, match=r"image .*2\.jpg has no label in .*labels"):
+        quantize.paired_labels(images, labels, limit=3)
