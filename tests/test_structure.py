@@ -12,7 +12,7 @@ import ssformer
 PACKAGE = Path(ssformer.__file__).parent
 # Bottom to top: a unit may import only units listed before it (and itself). ``ssformer`` is the
 # package root, the public facade (``ssformer.SSformer``, ``ssformer.load_model``...).
-LAYERS = ["errors", "utils", "devices", "precision", "distributed", "data", "checkpoints", "models", "loading", "metrics", "inference",
+LAYERS = ["errors", "settings", "utils", "devices", "precision", "distributed", "data", "checkpoints", "models", "loading", "metrics", "inference",
           "ssformer", "engine", "analysis", "cli"]
 MAX_FUNCTION_LINES = 80
 MAX_PARAMETERS = 8  # settings travel as objects (Preprocessing, config sections, Precision), not field by field
