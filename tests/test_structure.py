@@ -12,14 +12,16 @@ import ssformer
 PACKAGE = Path(ssformer.__file__).parent
 # Bottom to top: a unit may import only units listed before it (and itself). ``ssformer`` is the
 # package root, the public facade (``ssformer.SSformer``, ``ssformer.load_model``...).
-LAYERS = ["errors", "utils", "devices", "precision", "distributed", "data", "checkpoints", "models", "loading", "metrics", "inference",
+LAYERS = ["errors", "settings", "utils", "devices", "precision", "distributed", "data", "checkpoints", "models", "loading", "metrics", "inference",
           "ssformer", "engine", "analysis", "cli"]
-MAX_FUNCTION_LINES = 80
+MAX_FUNCTION_LINES = 60
 MAX_PARAMETERS = 8  # settings travel as objects (Preprocessing, config sections, Precision), not field by field
 # Signatures over MAX_PARAMETERS that are still to be reduced; none may be added, and each one fixed leaves the list.
+# export_int8_onnx, benchmark and Segmenter.__init__ are called from files another change is editing
+# (inference/quantize.py, cli/benchmark.py, cli/export.py, benchmarks/); datasets.__init__ is FolderDataset's,
+# whose keyword options are data.options in a recipe.
 LONG_SIGNATURES = {"ssformer.analysis.benchmark.benchmark", "ssformer.data.datasets.__init__",
-                   "ssformer.data.transforms.__init__", "ssformer.inference.quantize.export_int8_onnx",
-                   "ssformer.inference.segmenter.__init__", "ssformer.models.ssformer.__init__"}
+                   "ssformer.inference.quantize.export_int8_onnx", "ssformer.inference.segmenter.__init__"}
 
 
 def _module_name(path: Path) -> str:
@@ -117,7 +119,7 @@ def test_no_import_circle_between_modules():
     assert not circles, "\n".join(circles)
 
 
-def test_no_function_is_longer_than_80_lines():
+def test_no_function_is_longer_than_60_lines():
     long = []
     for module, path in _modules().items():
         for node in ast.walk(ast.parse(path.read_text())):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,25 @@ def _listing(items: Sequence[str]) -> str:
     return "; ".join(items[:_MAX_LISTED]) + more
 
 
+@dataclass
+class Listing:
+    """What a layout found: the (image, label) pairs, the pairs it could not complete, and where it
+    looked (for the errors)."""
+
+    pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]]
+    missing: Sequence[str] = ()
+    where: str = ""
+
+
+@dataclass
+class LabelCoding:
+    """How stored label values map to class ids: a table (None: ids stored as they are, the ignore
+    index kept) and the rule an error quotes (None: "class ids 0..K-1 or the ignore index")."""
+
+    values: np.ndarray | None = None
+    rule: str | None = None
+
+
 class SegmentationDataset(Dataset):
     """(image, label) pairs with class names, a palette and a label-value table.
 
@@ -115,11 +135,11 @@ class SegmentationDataset(Dataset):
     they raise at construction).
     """
 
-    def __init__(self, pairs: Sequence[tuple[str, str]], class_names: Sequence[str],
-                 palette: Sequence[Color] | None = None, transform: Transform | None = None,
-                 ignore_index: int = 255, label_values: np.ndarray | None = None,
-                 label_rule: str | None = None, missing: Sequence[str] = (), allow_missing: bool = False,
-                 where: str = "", seed: int = 0) -> None:
+    def __init__(self, found: Listing, class_names: Sequence[str], palette: Sequence[Color] | None = None,
+                 transform: Transform | None = None, ignore_index: int = 255, labels: LabelCoding | None = None,
+                 allow_missing: bool = False, seed: int = 0) -> None:
+        pairs, missing, where = found.pairs, found.missing, found.where
+        labels = labels or LabelCoding()
         self.class_names = tuple(class_names)
         if not self.class_names:
             raise UserError("class_names is empty")
@@ -138,8 +158,8 @@ class SegmentationDataset(Dataset):
             raise UserError(f"the transform pads labels with {transform_ignore} but this dataset's ignore index is "
                             f"{ignore_index}; pass ignore_index={ignore_index} to the transform")
         self.transform: Transform = transform if transform is not None else Normalize()
-        self.label_values = label_values if label_values is not None else label_table(self.num_classes, ignore_index)
-        self.label_rule = label_rule or (f"expected class ids 0..{self.num_classes - 1} or the ignore "
+        self.label_values = labels.values if labels.values is not None else label_table(self.num_classes, ignore_index)
+        self.label_rule = labels.rule or (f"expected class ids 0..{self.num_classes - 1} or the ignore "
                                          f"index {ignore_index}")
         self.missing = list(missing)
         self.unused: list[str] = []  # files the layout leaves out (reported by check-data, see _unused_files)
@@ -309,8 +329,8 @@ class CamVid(SegmentationDataset):
             pairs, missing = _match(_files(image_dir, ".png"), _files(label_dir, ".png"), label_dir)
             where = _looked_for(image_dir, ".png", label_dir, ".png")
         table = label_table(len(CAMVID_CLASSES), 255, {**{i: i for i in range(11)}, 11: 255})
-        super().__init__(pairs, CAMVID_CLASSES, CAMVID_PALETTE, transform, 255, table,
-                         "CamVid labels are 0..10 (classes) or 11 (void)", missing, allow_missing, where, seed)
+        super().__init__(Listing(pairs, missing, where), CAMVID_CLASSES, CAMVID_PALETTE, transform, 255,
+                         LabelCoding(table, "CamVid labels are 0..10 (classes) or 11 (void)"), allow_missing, seed)
         if not list_file.is_file():
             self.unused = _unused_files(image_dir, ".png", label_dir, ".png", self.pairs)
 
@@ -342,8 +362,8 @@ class ADE20K(SegmentationDataset):
         else:
             table = label_table(num, 255)
             rule = "without reduce_zero_label ADE20K labels must be 0..149 or 255"
-        super().__init__(pairs, ADE20K_CLASSES, ADE20K_PALETTE, transform, 255, table, rule, missing,
-                         allow_missing, _looked_for(image_dir, ".jpg", label_dir, ".png"), seed)
+        super().__init__(Listing(pairs, missing, _looked_for(image_dir, ".jpg", label_dir, ".png")), ADE20K_CLASSES,
+                         ADE20K_PALETTE, transform, 255, LabelCoding(table, rule), allow_missing, seed)
         self.unused = _unused_files(image_dir, ".jpg", label_dir, ".png", self.pairs)
 
 
@@ -371,10 +391,9 @@ class Cityscapes(SegmentationDataset):
                                f"in {train_ids.parent}")
         num = len(CITYSCAPES_CLASSES)
         self._label_id_table = label_table(num, 255, CITYSCAPES_LABEL_ID_TO_TRAIN_ID)
-        super().__init__(pairs, CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, transform, 255, None,
-                         "Cityscapes labelTrainIds are 0..18 or 255", missing, allow_missing,
-                         _looked_for(image_dir, "_leftImg8bit.png", label_dir,
-                                     "_gtFine_labelTrainIds.png or *_gtFine_labelIds.png"), seed)
+        where = _looked_for(image_dir, "_leftImg8bit.png", label_dir, "_gtFine_labelTrainIds.png or *_gtFine_labelIds.png")
+        super().__init__(Listing(pairs, missing, where), CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, transform, 255,
+                         LabelCoding(rule="Cityscapes labelTrainIds are 0..18 or 255"), allow_missing, seed)
 
     def label_values_for(self, label_path: str) -> tuple[np.ndarray, str]:
         if label_path.endswith("_labelIds.png"):
@@ -408,8 +427,8 @@ class PascalVOC(SegmentationDataset):
                 missing.append(f"{list_file}: {name}: missing {' and '.join(absent)}")
             else:
                 pairs.append((image, label))
-        super().__init__(pairs, VOC_CLASSES, VOC_PALETTE, transform, 255, None,
-                         "VOC labels are 0..20 or 255 (border)", missing, allow_missing, str(list_file), seed)
+        super().__init__(Listing(pairs, missing, str(list_file)), VOC_CLASSES, VOC_PALETTE, transform, 255,
+                         LabelCoding(rule="VOC labels are 0..20 or 255 (border)"), allow_missing, seed)
 
 
 class FolderDataset(SegmentationDataset):
@@ -453,9 +472,10 @@ class FolderDataset(SegmentationDataset):
         pairs, missing = _match(images, labels, label_dir)
         self.color_labels = color_labels
         self.ignore_colors = tuple(tuple(int(v) for v in c) for c in ignore_colors)
-        super().__init__(pairs, class_names, [tuple(c) for c in palette] if palette else None, transform,
-                         ignore_index, None, None, unknown + missing, allow_missing,
-                         _looked_for(image_dir, img_suffix, label_dir, seg_suffix, options=True), seed)
+        where = _looked_for(image_dir, img_suffix, label_dir, seg_suffix, options=True)
+        super().__init__(Listing(pairs, unknown + missing, where), class_names,
+                         [tuple(c) for c in palette] if palette else None, transform, ignore_index,
+                         allow_missing=allow_missing, seed=seed)
         self.unused = _unused_files(image_dir, img_suffix, label_dir, seg_suffix, self.pairs,
                                     orphan_labels=split is None)
 

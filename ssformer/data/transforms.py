@@ -25,16 +25,23 @@ replays mmseg's own random draws: mean difference under 1 grey level, at most 6,
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 from PIL import Image
 
 from ssformer.errors import UserError
+from ssformer.settings import BOOL, Allowed, check_fields, is_int, list_of, number_in, optional, setting
 
 # The largest image side any resize target, crop or window may ask for: 16384 x 16384 RGB is 768 MiB
 # before normalisation (3 GiB in float32); a larger value is a typo (img_scale [1e7, 1e7] asks for 225 TB).
 MAX_IMAGE_SIDE = 16384
+
+_SIDE: Allowed = (lambda v: is_int(v) and 1 <= v <= MAX_IMAGE_SIDE), f"an integer in 1..{MAX_IMAGE_SIDE}"
+PAIR: Allowed = ((lambda v: _SIDE[0](v) or list_of(_SIDE, 2)[0](v)),
+                 f"a positive int or two positive ints, each at most {MAX_IMAGE_SIDE}")
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
@@ -279,31 +286,44 @@ class Normalize:
         return normalize(image, self.mean, self.std), label_tensor(label)
 
 
+@dataclass
+class TrainTransformSettings:
+    """``data.train_transform``: the official training pipeline's settings; defaults are the ADE20K
+    recipe (Cityscapes uses ``img_scale=[2048, 1024]`` and a 768 or 1024 crop)."""
+
+    where: ClassVar[str] = "data.train_transform."
+
+    img_scale: list[int] = setting([2048, 512], PAIR, "keep-ratio rescale target (long side, short side)", pair=True)
+    ratio_range: list[float] | None = setting([0.5, 2.0], optional(list_of(number_in(0, low_open=True), 2)),
+                                              "random rescale factors [low, high]; null: none")
+    crop_size: list[int] = setting([512, 512], PAIR, "random crop (height, width)", pair=True)
+    cat_max_ratio: float = setting(0.75, number_in(0, 1, low_open=True, high_open=False),
+                                   "a crop is redrawn (up to 10 times) while one class covers more than this")
+    flip_prob: float = setting(0.5, number_in(0, 1, high_open=False), "horizontal flip probability")
+    photometric: bool = setting(True, BOOL, "mmseg's PhotoMetricDistortion (brightness, contrast, saturation, hue)")
+
+    def __post_init__(self) -> None:
+        check_fields(self, self.where)
+        if self.ratio_range is not None and self.ratio_range[0] > self.ratio_range[1]:
+            raise UserError(f"{self.where}ratio_range must be [low, high] with low <= high, got {self.ratio_range!r}")
+
+
 class TrainTransform:
     """The official training pipeline; ``__call__(image, label, rng)`` -> (image, label) tensors.
 
-    Defaults are the ADE20K recipe; Cityscapes uses ``img_scale=(2048, 1024)`` and a 768 or 1024
-    crop. ``crop_size`` is (h, w); ``img_scale`` is (long, short) as in the official configs.
+    ``crop_size`` is (h, w); ``img_scale`` is (long, short) as in the official configs. Labels are
+    padded with ``ignore_index``.
     """
 
-    def __init__(self, img_scale: Sequence[int] = (2048, 512), ratio_range: Sequence[float] | None = (0.5, 2.0),
-                 crop_size: Sequence[int] = (512, 512), cat_max_ratio: float = 0.75, flip_prob: float = 0.5,
-                 photometric: bool = True, mean: Sequence[float] = IMAGENET_MEAN,
+    def __init__(self, settings: TrainTransformSettings | None = None, mean: Sequence[float] = IMAGENET_MEAN,
                  std: Sequence[float] = IMAGENET_STD, ignore_index: int = 255) -> None:
-        if len(img_scale) != 2 or min(img_scale) <= 0 or max(img_scale) > MAX_IMAGE_SIDE:
-            raise UserError(f"img_scale must be two positive sizes of at most {MAX_IMAGE_SIDE}, got {img_scale}")
-        if len(crop_size) != 2 or min(crop_size) <= 0 or max(crop_size) > MAX_IMAGE_SIDE:
-            raise UserError(f"crop_size must be two positive sizes (h, w) of at most {MAX_IMAGE_SIDE}, got {crop_size}")
-        if ratio_range is not None and not 0 < ratio_range[0] <= ratio_range[1]:
-            raise UserError(f"ratio_range must be (low, high) with 0 < low <= high, got {ratio_range}")
-        if not 0 <= flip_prob <= 1:
-            raise UserError(f"flip_prob must be in [0, 1], got {flip_prob}")
-        self.img_scale = tuple(int(s) for s in img_scale)
-        self.ratio_range = tuple(ratio_range) if ratio_range is not None else None
-        self.crop_size = (int(crop_size[0]), int(crop_size[1]))
-        self.cat_max_ratio = cat_max_ratio
-        self.flip_prob = flip_prob
-        self.photometric = photometric
+        settings = settings or TrainTransformSettings()
+        self.img_scale = tuple(int(s) for s in settings.img_scale)
+        self.ratio_range = tuple(settings.ratio_range) if settings.ratio_range is not None else None
+        self.crop_size = (int(settings.crop_size[0]), int(settings.crop_size[1]))
+        self.cat_max_ratio = settings.cat_max_ratio
+        self.flip_prob = settings.flip_prob
+        self.photometric = settings.photometric
         self.mean, self.std = tuple(mean), tuple(std)
         self.ignore_index = ignore_index
 

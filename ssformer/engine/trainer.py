@@ -40,7 +40,6 @@ from ssformer.engine.optim import build_grad_scaler, build_optimizer, load_scale
 from ssformer.engine.sampling import ConcatSeeded, StreamBatchSampler
 from ssformer.engine.workdir import clear_earlier_run, refuse_earlier_run
 from ssformer.errors import UserError
-from ssformer.models.ssformer import VARIANTS, SSformerConfig
 from ssformer.precision import amp_precision, autocast
 from ssformer.utils import remove_stale_temporaries
 
@@ -61,9 +60,7 @@ def build_train_dataset(config: TrainingConfig):
     ignore_index = data.options.get("ignore_index", 255)
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
         raise UserError(f"data.options.ignore_index must be a whole number (the labels' void value), got {ignore_index!r}")
-    transform = TrainTransform(img_scale=tt.img_scale, ratio_range=tt.ratio_range, crop_size=tt.crop_size,
-                               cat_max_ratio=tt.cat_max_ratio, flip_prob=tt.flip_prob,
-                               photometric=tt.photometric, ignore_index=ignore_index)
+    transform = TrainTransform(tt, ignore_index=ignore_index)
     parts = [build_dataset({"type": data.type, "root": data.root, **data.options}, transform, split=s)
              for s in _splits(data.train_split)]
     return parts[0] if len(parts) == 1 else ConcatSeeded(parts), parts[0]
@@ -75,20 +72,6 @@ def build_eval_dataset(config: TrainingConfig, split: str | None = None, preproc
     split = split or config.eval.split or data.val_split
     transform = TestTransform(preprocessing or from_training_config(config.to_dict()))
     return build_dataset({"type": data.type, "root": data.root, **data.options}, transform, split=split)
-
-
-def model_config(config: TrainingConfig, num_classes: int, class_names=None, palette=None) -> SSformerConfig:
-    m = config.model
-    sizes = dict(embed_dim=m.embed_dim, depths=m.depths, num_heads=m.num_heads)
-    if m.variant is not None:  # checked against VARIANTS by the config
-        sizes = {k: VARIANTS[m.variant][k] for k in ("embed_dim", "depths", "num_heads")}
-    if m.num_classes is not None and m.num_classes != num_classes:
-        raise UserError(f"model.num_classes={m.num_classes} but the dataset has {num_classes} classes")
-    return SSformerConfig(num_classes=num_classes, window_size=m.window_size, mlp_ratio=m.mlp_ratio,
-                          decoder_dim=m.decoder_dim, drop_path_rate=m.drop_path_rate, dropout=m.dropout,
-                          fast_path=m.fast_path,
-                          class_names=list(class_names) if class_names else None,
-                          palette=[list(c) for c in palette[:num_classes]] if palette else None, **sizes)
 
 
 class LogitsAtQuarter(nn.Module):
@@ -168,8 +151,7 @@ def build_model(config: TrainingConfig, dataset, device: torch.device, dist_info
     recipe attached, pretrained weights, gradient checkpointing and SyncBatchNorm as configured."""
     tc = config.train
     torch.manual_seed(tc.seed)  # identical initial weights on every rank
-    model = ssformer.SSformer.from_config(model_config(config, dataset.num_classes, dataset.class_names,
-                                                       dataset.palette))
+    model = ssformer.SSformer(config.model.to_model_config(dataset.num_classes, dataset.class_names, dataset.palette))
     # What travels with the weights into every checkpoint and model/: test pipeline, labels, recipe.
     model.preprocessing = from_training_config(config.to_dict(), ignore_index=dataset.ignore_index)
     model.recipe = _to_primitive(config.to_dict())
@@ -422,7 +404,7 @@ def _train(config: TrainingConfig, start: Start, echo, device: torch.device, dis
     train_set, first_part = build_train_dataset(config)
     eval_set = build_eval_dataset(config)
     parts = train_set.datasets if isinstance(train_set, ConcatSeeded) else [train_set]
-    criterion = build_criterion(tc.loss, tc.ohem, first_part.num_classes, first_part.ignore_index,
+    criterion = build_criterion(tc.loss_terms(), tc.ohem, first_part.num_classes, first_part.ignore_index,
                                 lambda method: class_weights(method, parts), echo if dist_info.is_main else None)
     if tc.warmup_iters >= tc.iters and dist_info.is_main:
         echo(f"warning: train.warmup_iters={tc.warmup_iters} is not shorter than train.iters={tc.iters}: "

@@ -174,9 +174,8 @@ def _export_onnx_dynamic(model: nn.Module, size: tuple[int, int], path: Path, op
             raise ExportError(f"dynamic ONNX export failed: {type(e).__name__}: {first}") from e
 
 
-def export_model(model: nn.Module, fmt: str, size: tuple[int, int], out: str | os.PathLike,
-                 dynamic: bool = False, opset: int | None = None) -> ExportResult:
-    """Write ``model`` as ``fmt`` to ``out`` (atomically) and check the written file against PyTorch."""
+def _check_request(fmt: str, size: tuple[int, int], dynamic: bool) -> tuple[int, int]:
+    """Refuse an export that cannot be made (format, size, dynamic shapes, missing packages); the size as ints."""
     if fmt not in FORMATS:
         raise UserError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if len(size) != 2 or min(size) < 1 or max(size) > MAX_IMAGE_SIDE:
@@ -193,6 +192,13 @@ def export_model(model: nn.Module, fmt: str, size: tuple[int, int], out: str | o
             import onnxruntime  # noqa: F401  (checks the file after writing)
         except ImportError as e:
             raise ExportError("ONNX export needs onnx, onnxscript and onnxruntime: pip install 'ssformer[onnx]'") from e
+    return size
+
+
+def export_model(model: nn.Module, fmt: str, size: tuple[int, int], out: str | os.PathLike,
+                 dynamic: bool = False, opset: int | None = None) -> ExportResult:
+    """Write ``model`` as ``fmt`` to ``out`` (atomically) and check the written file against PyTorch."""
+    size = _check_request(fmt, size, dynamic)
     out = Path(out)
     if fmt == "onnx" and model_device(model).type != "cpu":
         # ONNX files are device-neutral and checked in onnxruntime on the CPU: trace a CPU copy, which

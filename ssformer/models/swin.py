@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ssformer.errors import UserError
 from ssformer.models import fast
 from ssformer.models.attention import ShiftedWindowAttention
+from ssformer.models.config import Architecture
 
 
 class DropPath(nn.Module):
@@ -152,17 +152,17 @@ class SwinStage(nn.Module):
 
 
 class SwinEncoder(nn.Module):
-    """Swin Transformer returning the four stage outputs as NCHW tensors (strides 4, 8, 16, 32)."""
+    """Swin Transformer returning the four stage outputs as NCHW tensors (strides 4, 8, 16, 32), built
+    from a model config (its ``embed_dim``, ``depths``, ``num_heads``, ``window_size``, ``mlp_ratio``,
+    ``drop_path_rate`` and ``in_channels``; checked when the config was made)."""
 
-    def __init__(self, embed_dim: int = 128, depths: Sequence[int] = (2, 2, 18, 2),
-                 num_heads: Sequence[int] = (4, 8, 16, 32), window_size: int = 7, mlp_ratio: float = 4.0,
-                 drop_path_rate: float = 0.3, in_channels: int = 3, patch_size: int = 4):
+    def __init__(self, config: Architecture, patch_size: int = 4):
         super().__init__()
-        if len(depths) != len(num_heads):
-            raise UserError(f"depths {tuple(depths)} and num_heads {tuple(num_heads)} differ in length")
+        embed_dim, depths, num_heads = config.embed_dim, list(config.depths), list(config.num_heads)
+        window_size, mlp_ratio = config.window_size, config.mlp_ratio
         self.dims = [embed_dim * 2 ** i for i in range(len(depths))]
-        self.patch_embed = PatchEmbed(in_channels, embed_dim, patch_size)
-        rates = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()  # also under a meta default device
+        self.patch_embed = PatchEmbed(config.in_channels, embed_dim, patch_size)
+        rates = torch.linspace(0, config.drop_path_rate, sum(depths), device="cpu").tolist()  # also under a meta default device
         starts = [sum(depths[:i]) for i in range(len(depths))]
         self.stages = nn.ModuleList(
             SwinStage(self.dims[i], depths[i], num_heads[i], window_size, mlp_ratio,

@@ -60,7 +60,7 @@ def test_the_package_error_types_are_user_errors():
 
 
 def test_config_and_argument_mistakes_raise_user_errors():
-    from ssformer.data.transforms import TrainTransform
+    from ssformer.data.transforms import TrainTransform, TrainTransformSettings
     from ssformer.engine.config import load_config
     from ssformer.models.ssformer import SSformerConfig
 
@@ -69,7 +69,7 @@ def test_config_and_argument_mistakes_raise_user_errors():
     with pytest.raises(UserError, match="window_size"):
         SSformerConfig(num_classes=2, window_size=0)
     with pytest.raises(UserError, match="img_scale"):
-        TrainTransform(img_scale=(0, 4), crop_size=(2, 2))
+        TrainTransform(TrainTransformSettings(img_scale=(0, 4), crop_size=(2, 2)))
 
 
 def test_permission_denied_is_one_line_naming_the_file(monkeypatch, capsys, tmp_path):
@@ -178,10 +178,10 @@ def test_a_one_pixel_wide_flipped_crop_reaches_the_model():
     """img_scale [16384, 1] makes 1-pixel-wide images; flipped, numpy kept a negative stride torch refused."""
     import numpy as np
 
-    from ssformer.data.transforms import TrainTransform
+    from ssformer.data.transforms import TrainTransform, TrainTransformSettings
 
-    transform = TrainTransform(img_scale=(16384, 1), ratio_range=(0.5, 0.6), crop_size=(8, 8), flip_prob=1.0,
-                               photometric=False, cat_max_ratio=1.0)
+    transform = TrainTransform(TrainTransformSettings(img_scale=(16384, 1), ratio_range=(0.5, 0.6), crop_size=(8, 8), flip_prob=1.0,
+                               photometric=False, cat_max_ratio=1.0))
     image = np.zeros((6, 4, 3), np.uint8)
     label = np.ones((6, 4), np.uint8)
     out_image, out_label = transform(image, label, np.random.default_rng(0))

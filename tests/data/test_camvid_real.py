@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ssformer.data import CamVid, TrainTransform, build_dataset
+from ssformer.data import CamVid, TrainTransform, TrainTransformSettings, build_dataset
 from tests.conftest import CAMVID, requires_dir
 
 pytestmark = requires_dir(CAMVID, "CamVid")
@@ -39,7 +39,7 @@ def test_every_label_value_in_range():
 
 def test_train_sample_from_config():
     dataset = build_dataset({"type": "camvid", "root": str(CAMVID), "split": "train"},
-                            transform=TrainTransform(img_scale=(960, 720), crop_size=(256, 256)))
+                            transform=TrainTransform(TrainTransformSettings(img_scale=(960, 720), crop_size=(256, 256))))
     sample = dataset[(5, 123)]
     again = dataset[(5, 123)]
     assert sample["image"].shape == (3, 256, 256) and sample["label"].shape == (256, 256)

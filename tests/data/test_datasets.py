@@ -7,7 +7,17 @@ import pytest
 import torch
 from PIL import Image
 
-from ssformer.data import ADE20K, CamVid, Cityscapes, DataError, FolderDataset, PascalVOC, TrainTransform, build_dataset
+from ssformer.data import (
+    ADE20K,
+    CamVid,
+    Cityscapes,
+    DataError,
+    FolderDataset,
+    PascalVOC,
+    TrainTransform,
+    TrainTransformSettings,
+    build_dataset,
+)
 from tests.conftest import ADE_SAMPLE, requires_dir
 from tests.data.layouts import label_values, make_ade, make_camvid, make_cityscapes, make_voc, write_image, write_label
 
@@ -236,10 +246,9 @@ def test_many_classes_in_16_bit_labels(tmp_path):
     with pytest.raises(ValueError, match="ignore_index 255 is a class id"):
         FolderDataset(tmp_path, names)
     with pytest.raises(ValueError, match="transform pads labels with 255 but this dataset's ignore index is 65535"):
-        FolderDataset(tmp_path, names, ignore_index=65535, transform=TrainTransform(crop_size=(8, 8)))
+        FolderDataset(tmp_path, names, ignore_index=65535, transform=TrainTransform(TrainTransformSettings(crop_size=(8, 8))))
     dataset = FolderDataset(tmp_path, names, ignore_index=65535,
-                            transform=TrainTransform(img_scale=(16, 12), ratio_range=None, crop_size=(16, 16),
-                                                     ignore_index=65535))
+                            transform=TrainTransform(TrainTransformSettings(img_scale=(16, 12), ratio_range=None, crop_size=(16, 16)), ignore_index=65535))
     assert np.array_equal(dataset.load(0)[1], values.astype(np.int64))
     label = dataset[0]["label"]
     assert set(label.unique().tolist()) <= {0, 255, 299, 65535} and (label[12:] == 65535).all()
@@ -304,7 +313,7 @@ def test_grey_image_becomes_rgb(tmp_path):
 
 def test_getitem_and_seeding(tmp_path):
     make_camvid(tmp_path)
-    dataset = CamVid(tmp_path, "train", transform=TrainTransform(img_scale=(32, 24), crop_size=(16, 16)))
+    dataset = CamVid(tmp_path, "train", transform=TrainTransform(TrainTransformSettings(img_scale=(32, 24), crop_size=(16, 16))))
     sample = dataset[0]
     assert set(sample) >= {"image", "label", "path"}
     assert sample["image"].dtype == torch.float32 and sample["image"].shape == (3, 16, 16)

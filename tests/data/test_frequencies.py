@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ssformer.data import CamVid, SegmentationDataset
+from ssformer.data.datasets import Listing
 from ssformer.data.frequencies import (
     CLASS_WEIGHT_METHODS,
     class_weights,
@@ -26,7 +27,7 @@ def _dataset(tmp_path, labels, name="d") -> SegmentationDataset:
         h, w = np.asarray(values).shape
         image = write_image(tmp_path / name / f"{i}.png", h, w, seed=i)
         pairs.append((image, write_label(tmp_path / name / f"{i}_label.png", values)))
-    return SegmentationDataset(pairs, ["a", "b", "c", "d"])
+    return SegmentationDataset(Listing(pairs), ["a", "b", "c", "d"])
 
 
 def test_counts_and_median_frequency(tmp_path):

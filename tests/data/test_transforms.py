@@ -12,6 +12,7 @@ from ssformer.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     TrainTransform,
+    TrainTransformSettings,
     adjust_brightness,
     adjust_contrast,
     adjust_saturation,
@@ -105,8 +106,8 @@ def test_random_crop_follows_cat_max_ratio():
     label = np.zeros((64, 64), dtype=np.int64)
     label[40:, 40:] = rng().integers(1, 3, (24, 24))  # only the bottom-right corner is mixed
     image = np.zeros((64, 64, 3), np.uint8)
-    transform = TrainTransform(img_scale=(64, 64), ratio_range=None, crop_size=(16, 16), cat_max_ratio=0.75,
-                               flip_prob=0.0, photometric=False)
+    transform = TrainTransform(TrainTransformSettings(img_scale=(64, 64), ratio_range=None, crop_size=(16, 16), cat_max_ratio=0.75,
+                               flip_prob=0.0, photometric=False))
     accepted = 0
     for seed in range(40):
         _, out = transform(image, label, np.random.default_rng(seed))
@@ -114,8 +115,8 @@ def test_random_crop_follows_cat_max_ratio():
         assert np.array_equal(out.numpy(), expected)
         accepted += class_ratio_ok(expected, 0.75)
     assert accepted > 20  # the retries find the mixed corner most of the time
-    plain = TrainTransform(img_scale=(64, 64), ratio_range=None, crop_size=(16, 16), cat_max_ratio=1.0,
-                           flip_prob=0.0, photometric=False)
+    plain = TrainTransform(TrainTransformSettings(img_scale=(64, 64), ratio_range=None, crop_size=(16, 16), cat_max_ratio=1.0,
+                           flip_prob=0.0, photometric=False))
     plain_ok = sum(class_ratio_ok(plain(image, label, np.random.default_rng(s))[1].numpy(), 0.75) for s in range(40))
     assert plain_ok < accepted
 
@@ -123,8 +124,8 @@ def test_random_crop_follows_cat_max_ratio():
 def test_pad_values_and_content():
     image = rng().integers(0, 256, (10, 12, 3), dtype=np.uint8)
     label = rng().integers(0, 4, (10, 12))
-    transform = TrainTransform(img_scale=(12, 10), ratio_range=None, crop_size=(16, 20), flip_prob=0.0,
-                               photometric=False)
+    transform = TrainTransform(TrainTransformSettings(img_scale=(12, 10), ratio_range=None, crop_size=(16, 20), flip_prob=0.0,
+                               photometric=False))
     out_image, out_label = transform(image, label, rng())
     assert out_image.shape == (3, 16, 20) and out_label.shape == (16, 20)
     assert (out_image[:, 10:, :] == 0).all() and (out_image[:, :, 12:] == 0).all()
@@ -137,8 +138,8 @@ def test_flip_moves_image_and_label_together():
     label = rng().integers(0, 4, (16, 16))
     image = np.repeat((label * 60).astype(np.uint8)[..., None], 3, axis=2)  # image encodes the label
     kwargs = dict(img_scale=(16, 16), ratio_range=None, crop_size=(16, 16), cat_max_ratio=1.0, photometric=False)
-    kept = TrainTransform(flip_prob=0.0, **kwargs)(image, label, rng(3))
-    flipped = TrainTransform(flip_prob=1.0, **kwargs)(image, label, rng(3))
+    kept = TrainTransform(TrainTransformSettings(flip_prob=0.0, **kwargs))(image, label, rng(3))
+    flipped = TrainTransform(TrainTransformSettings(flip_prob=1.0, **kwargs))(image, label, rng(3))
     assert torch.equal(flipped[1], kept[1].flip(-1)) and torch.equal(flipped[0], kept[0].flip(-1))
     assert not torch.equal(flipped[1], kept[1])
     pixel_value = flipped[0][0] * IMAGENET_STD[0] + IMAGENET_MEAN[0]
@@ -156,7 +157,7 @@ def test_normalize_values():
 def test_train_transform_label_values_and_determinism():
     image = rng().integers(0, 256, (45, 60, 3), dtype=np.uint8)
     label = rng().choice([0, 2, 5, 255], size=(45, 60))
-    transform = TrainTransform(img_scale=(120, 90), crop_size=(32, 32))
+    transform = TrainTransform(TrainTransformSettings(img_scale=(120, 90), crop_size=(32, 32)))
     for seed in range(10):
         out_image, out_label = transform(image, label, rng(seed))
         assert out_image.dtype == torch.float32 and out_label.dtype == torch.int64
@@ -170,7 +171,7 @@ def test_random_scale_range():
     label = np.zeros((40, 40), np.int64)
     label[:, 20:] = 1
     image = np.zeros((40, 40, 3), np.uint8)
-    transform = TrainTransform(img_scale=(80, 40), crop_size=(400, 400), photometric=False)
+    transform = TrainTransform(TrainTransformSettings(img_scale=(80, 40), crop_size=(400, 400), photometric=False))
     sides = [transform(image, label, rng(s))[1].ne(255).sum(0).max().item() for s in range(60)]
     assert 20 <= min(sides) < 25 and 75 < max(sides) <= 80
 

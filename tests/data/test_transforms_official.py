@@ -9,7 +9,13 @@ decisions. The outputs then agree up to the resize implementations (OpenCV vs Pi
 import numpy as np
 import pytest
 
-from ssformer.data.transforms import IMAGENET_MEAN, IMAGENET_STD, TrainTransform, photometric_distortion
+from ssformer.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TrainTransform,
+    TrainTransformSettings,
+    photometric_distortion,
+)
 from tests.conftest import FIXTURES
 
 DATA = np.load(FIXTURES / "transforms_pipeline.npz")
@@ -44,7 +50,7 @@ def test_pipeline_matches_mmseg(case):
     image, label = DATA[f"pipeline_image_{case}"], DATA[f"pipeline_label_{case}"].astype(np.int64)
     expected_image, expected_label = DATA[f"pipeline_out_image_{case}"], DATA[f"pipeline_out_label_{case}"]
     replay = Replay(DATA[f"pipeline_draws_{case}"])
-    transform = TrainTransform(img_scale=(80, 60), ratio_range=(0.5, 2.0), crop_size=(32, 32), cat_max_ratio=0.75)
+    transform = TrainTransform(TrainTransformSettings(img_scale=(80, 60), ratio_range=(0.5, 2.0), crop_size=(32, 32), cat_max_ratio=0.75))
     out_image, out_label = transform(image, label, replay)
     assert not replay.draws, "ssformer drew fewer values than mmseg"
     h, w = expected_label.shape

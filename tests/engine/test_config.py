@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from ssformer.engine.config import config_dir, load_config, parse_override
+from ssformer.engine.config import (
+    DataSettings,
+    ModelSettings,
+    TrainingConfig,
+    TrainSettings,
+    config_dir,
+    load_config,
+    parse_override,
+)
+from ssformer.engine.loss_config import CrossEntropyTerm, DiceTerm, FocalTerm, LovaszTerm, OhemSettings
+from ssformer.models.config import SSformerConfig
 
 
 @pytest.fixture
@@ -80,11 +90,11 @@ def test_bad_files_and_syntax(tmp_path, root):
 
 def test_loss_defaults_to_plain_cross_entropy(root):
     c = load_config("sample", [f"data.root={root}"])
-    assert c.train.loss == [{"type": "cross_entropy", "weight": 1.0, "class_weight": None,
-                                   "avg_non_ignore": False}]
+    assert c.train.loss == [CrossEntropyTerm(weight=1.0, class_weight=None, avg_non_ignore=None)]
+    assert c.train.loss_terms() == [CrossEntropyTerm(avg_non_ignore=False)]
     assert c.train.ohem is None
     c = load_config("sample", [f"data.root={root}", "train.avg_non_ignore=true"])
-    assert c.train.loss[0]["avg_non_ignore"] is True
+    assert c.train.loss_terms()[0].avg_non_ignore is True
 
 
 def test_loss_list_and_ohem_are_filled_in(root):
@@ -92,12 +102,17 @@ def test_loss_list_and_ohem_are_filled_in(root):
             "{type: lovasz, classes: [0, 2], per_image: true}, {type: focal, alpha: [0.25, 0.5, 0.5, 0.75], gamma: 1}]")
     c = load_config("sample", [f"data.root={root}", loss, "train.ohem={thresh: 0.7}"])
     ce, dice, lovasz, focal = c.train.loss
-    assert ce == {"type": "cross_entropy", "weight": 1.0, "class_weight": "median_frequency", "avg_non_ignore": False}
-    assert dice == {"type": "dice", "weight": 0.5, "class_weight": None, "smooth": 1.0, "exponent": 2.0,
-                    "exclude_ignored": False}
-    assert lovasz["classes"] == [0, 2] and lovasz["per_image"] is True
-    assert focal["gamma"] == 1 and focal["alpha"] == [0.25, 0.5, 0.5, 0.75]
-    assert c.train.ohem == {"thresh": 0.7, "min_kept": 100000}
+    assert ce == CrossEntropyTerm(weight=1.0, class_weight="median_frequency", avg_non_ignore=None)
+    assert dice == DiceTerm(weight=0.5, class_weight=None, smooth=1.0, exponent=2.0, exclude_ignored=False)
+    assert isinstance(lovasz, LovaszTerm) and lovasz.classes == [0, 2] and lovasz.per_image is True
+    assert isinstance(focal, FocalTerm) and focal.gamma == 1 and focal.alpha == [0.25, 0.5, 0.5, 0.75]
+    assert c.train.ohem == OhemSettings(thresh=0.7, min_kept=100000)
+    # the typed entries go back to the recipe's dicts, and those read back to the same config
+    recipe = c.to_dict()
+    assert recipe["train"]["loss"][1] == {"type": "dice", "weight": 0.5, "class_weight": None, "smooth": 1.0,
+                                          "exponent": 2.0, "exclude_ignored": False}
+    assert recipe["train"]["ohem"] == {"thresh": 0.7, "min_kept": 100000}
+    assert TrainingConfig.from_dict(recipe) == c
 
 
 @pytest.mark.parametrize("override, match", [
@@ -167,3 +182,53 @@ def test_bad_set_on_the_command_line_is_one_line(capsys, tmp_path):
     assert err == ["ssformer train: error: model.depths must be a list of one or more values, each an integer >= 1, "
                    "got 5"]
     assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: TrainSettings(lr=-1.0), "train.lr must be a number > 0, got -1.0"),
+    (lambda: TrainSettings(min_lr=1.0, lr=0.1), "train.min_lr 1.0 is larger than train.lr 0.1"),
+    (lambda: TrainSettings(loss=[{"type": "dice", "weight": -1}]), "train.loss[0].weight must be a number >= 0, got -1"),
+    (lambda: TrainSettings(loss=[DiceTerm()], ohem={"min_kept": 1000}), "train.ohem.thresh: null ranks pixels"),
+    (lambda: TrainSettings(ohem=OhemSettings(thresh=2.0)), "train.ohem.thresh must be null or a probability"),
+    (lambda: DiceTerm(exponent=0), "exponent must be a number > 0, got 0"),
+    (lambda: ModelSettings(dropout=1.5), "model.dropout must be a number in [0, 1), got 1.5"),
+    (lambda: ModelSettings(depths=[1, 1, 1]), "model.depths [1, 1, 1] and model.num_heads [4, 8, 16, 32] differ"),
+    (lambda: ModelSettings(variant="swin_huge"), "model.variant must be null or one of ssformer_swin_b"),
+    (lambda: ModelSettings(embed_dim=1 << 30, depths=[1], num_heads=[1]), "model.embed_dim="),
+    (lambda: SSformerConfig(window_size=0), "window_size must be an integer >= 1, got 0"),
+    (lambda: SSformerConfig(embed_dim=10), "num_heads: stage 0 width 10"),
+    (lambda: DataSettings(val_split=""), "data.val_split must be a non-empty string"),
+    (lambda: TrainingConfig(work_dir=3), "work_dir must be null or a non-empty string, got 3"),
+])
+def test_a_config_built_in_python_is_checked_as_one_read_from_yaml(build, message):
+    with pytest.raises(ValueError) as error:
+        build()
+    assert str(error.value).startswith(message), str(error.value)
+
+
+def test_the_recipe_model_section_and_the_model_share_one_config():
+    """Each model setting's default is written once (models/config.py): the recipe's model section
+    holds the model's own fields, and the model it builds has exactly the settings given."""
+    section, model = ModelSettings(), SSformerConfig()
+    shared = ("embed_dim", "depths", "num_heads", "window_size", "mlp_ratio", "decoder_dim", "drop_path_rate",
+              "dropout", "in_channels", "fast_path")
+    assert {k: list(getattr(section, k)) if k in ("depths", "num_heads") else getattr(section, k) for k in shared} \
+        == {k: list(getattr(model, k)) if k in ("depths", "num_heads") else getattr(model, k) for k in shared}
+    named = ModelSettings(variant="ssformer_swin_t", window_size=8).to_model_config(5, ["a", "b", "c", "d", "e"])
+    assert (named.embed_dim, named.depths, named.num_heads, named.window_size) == (96, (2, 2, 6, 2), (3, 6, 12, 24), 8)
+    assert named.num_classes == 5 and named.class_names == ["a", "b", "c", "d", "e"]
+    with pytest.raises(ValueError, match="model.num_classes=4 but the dataset has 5 classes"):
+        ModelSettings(num_classes=4).to_model_config(5)
+
+
+def test_an_old_recipe_still_reads(root):
+    """A recipe written before the model section shared the model's fields (variant with the old
+    explicit defaults filled in, loss terms as dicts) reads, the variant's sizes winning as before."""
+    old = {"model": {"variant": "ssformer_swin_b", "embed_dim": 96, "depths": [2, 2, 6, 2], "num_heads": [3, 6, 12, 24],
+                     "window_size": 7, "decoder_dim": 256, "drop_path_rate": 0.2, "dropout": 0.1, "mlp_ratio": 4.0,
+                     "num_classes": None, "pretrained": None, "fast_path": None},
+           "train": {"loss": [{"type": "cross_entropy", "weight": 1.0, "class_weight": None, "avg_non_ignore": False}],
+                     "ohem": None}}
+    config = load_config(base=old, overrides=[f"data.root={root}", "data.type=folder"])
+    assert (config.model.embed_dim, config.model.depths, config.model.num_heads) == (128, [2, 2, 18, 2], [4, 8, 16, 32])
+    assert config.model.drop_path_rate == 0.2 and config.train.loss == [CrossEntropyTerm(avg_non_ignore=False)]

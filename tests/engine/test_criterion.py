@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -52,8 +53,8 @@ def test_ohem_selection_equals_mmseg_sampler(name):
         weight = ohem_pixel_weight(labels, 255, ohem["min_kept"], ohem["thresh"], true_class_probability=torch.exp(-ce))
     else:
         valid = labels != 255
-        ranking = sum(t["weight"] * ce * (t["class_weight"][labels.masked_fill(~valid, 0)]
-                                          if t["class_weight"] is not None else 1) for t in criterion.terms)
+        ranking = sum(t.weight * ce * (w[labels.masked_fill(~valid, 0)] if w is not None else 1)
+                      for t, w in zip(criterion.terms, criterion.class_weights))
         weight = ohem_pixel_weight(labels, 255, ohem["min_kept"], pixel_loss=ranking)
         if "resized" in name:  # duplicated rows of the resize tie at the cut: same loss, any tied pixel
             assert weight.sum() == case["ohem_weight"].sum()
@@ -116,7 +117,7 @@ def test_default_config_is_exactly_the_plain_banded_loss():
     labels[0, :3] = 255
     assert torch.equal(criterion(logits, labels), segmentation_loss(logits, labels))
     averaged = _criterion({"avg_non_ignore": True})
-    assert averaged.terms[0]["avg_non_ignore"] is True
+    assert averaged.terms[0].avg_non_ignore is True
     assert torch.equal(averaged(logits, labels), segmentation_loss(logits, labels, avg_non_ignore=True))
 
 
@@ -131,19 +132,19 @@ def test_named_class_weights_are_computed_once_and_checked():
                              {"type": "dice", "class_weight": "median_frequency"}])
     criterion = build_criterion(loss, None, 3, 255, source)
     assert calls == ["median_frequency"]
-    assert criterion.terms[1]["class_weight"].tolist() == [1.0, 2.0, 3.0]
+    assert criterion.class_weights[1].tolist() == [1.0, 2.0, 3.0]
     with pytest.raises(ValueError, match=r"train.loss\[0\].class_weight has 2 values but the dataset has 3"):
-        build_criterion([{**loss[0], "class_weight": [1.0, 2.0]}], None, 3, 255)
+        build_criterion([replace(loss[0], class_weight=[1.0, 2.0])], None, 3, 255)
 
 
 def test_per_class_settings_must_fit_the_dataset():
     loss, _ = loss_settings([{"type": "focal", "alpha": [0.5, 0.5]}, {"type": "lovasz", "classes": [0, 3]}])
     with pytest.raises(ValueError, match=r"train.loss\[0\].alpha has 2 values but the dataset has 3 classes"):
         build_criterion(loss, None, 3, 255)
-    loss[0]["alpha"] = 0.5
+    loss[0] = replace(loss[0], alpha=0.5)
     with pytest.raises(ValueError, match=r"train.loss\[1\].classes \[0, 3\] names classes outside \[0, 2\]"):
         build_criterion(loss, None, 3, 255)
-    loss[0]["class_weight"] = "enet"
+    loss[0] = replace(loss[0], class_weight="enet")
     with pytest.raises(ValueError, match=r"train.loss\[0\].class_weight: 'enet' needs the training set"):
         build_criterion(loss, None, 4, 255)
 

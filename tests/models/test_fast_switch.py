@@ -220,10 +220,9 @@ def test_compile_with_dynamic_shapes_serves_two_sizes(tiny_model):
 def test_training_config_chooses_the_path(value, expected):
     """``model.fast_path`` in a training config reaches the model the trainer builds."""
     from ssformer.engine.config import load_config
-    from ssformer.engine.trainer import model_config
 
     config = load_config(overrides=[f"model.fast_path={value}", "data.type=folder", "data.root=."])
-    built = ssformer.SSformer.from_config(model_config(config, num_classes=3))
+    built = ssformer.SSformer(config.model.to_model_config(num_classes=3))
     assert built.config.fast_path is expected
     assert all(layer.fast_path is (fast.use_fast_path() if expected is None else expected)
                for layer in built.modules() if "fast_path" in vars(layer))
