@@ -60,18 +60,6 @@ def read_label(path: str | os.PathLike) -> np.ndarray:
     raise DataError(f"label {path}: unsupported image mode {image.mode!r} (expected a single-channel PNG)")
 
 
-def image_size(path: str | os.PathLike) -> tuple[int, int]:
-    """(height, width) from the file header, without decoding the pixels."""
-    if not os.path.isfile(path):
-        raise DataError(f"file not found: {path}")
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise DataError(f"cannot read {path}: {e}") from e
-    return height, width
-
-
 def colors_to_indices(rgb: np.ndarray, palette: Sequence[Color], path: str | os.PathLike,
                       ignore_index: int = 255, ignore_colors: Sequence[Color] = ()) -> np.ndarray:
     """Map an (H, W, 3) colour-coded label map to class indices via ``palette``.

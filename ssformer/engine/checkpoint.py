@@ -55,11 +55,7 @@ def _cuda_device(device: torch.device | str | None) -> torch.device | None:
 
 
 def restore_rng(state: dict[str, Any], device: torch.device | str | None = None) -> None:
-    """Inverse of :func:`capture_rng`: the saved CUDA state goes to ``device`` (default: the current GPU).
-
-    Older checkpoints hold one state per visible GPU; the current process takes the state of its own
-    device index when present.
-    """
+    """Inverse of :func:`capture_rng`: the saved CUDA state goes to ``device`` (default: the current GPU)."""
     torch.set_rng_state(state["torch"])
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
@@ -69,10 +65,6 @@ def restore_rng(state: dict[str, Any], device: torch.device | str | None = None)
     target = _cuda_device(device) if torch.cuda.is_available() else None
     if cuda is None or target is None:
         return
-    if isinstance(cuda, (list, tuple)):  # written by get_rng_state_all() before
-        if target.index >= len(cuda):
-            return
-        cuda = cuda[target.index]
     torch.cuda.set_rng_state(cuda, target)
 
 
