@@ -49,10 +49,9 @@ def test_a_user_error_inside_a_command_is_one_line(monkeypatch, capsys):
 
 def test_the_package_error_types_are_user_errors():
     from ssformer.checkpoints.io import CheckpointError
-    from ssformer.data.io import DataError
+    from ssformer.data.io import DataError, ImageError
     from ssformer.engine.checkpoint import CorruptCheckpoint
     from ssformer.inference.export import ExportError
-    from ssformer.inference.images import ImageError
     from ssformer.inference.quantize import AccuracyError
 
     for kind in (CheckpointError, DataError, CorruptCheckpoint, ExportError, ImageError, AccuracyError):
