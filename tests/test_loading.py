@@ -73,6 +73,14 @@ def test_model_folder_is_readable_without_this_package(trained):
     assert json.loads((folder / "config.json").read_text())["palette"][1] == [220, 60, 40]
 
 
+def test_training_checkpoints_keep_the_recipe_under_training_config(trained):
+    from ssformer.checkpoints.io import torch_load
+
+    state = torch_load(trained / "latest.pt")
+    assert state["training_config"]["data"]["type"] == "folder" and "config" not in state
+    assert state["model_config"]["class_names"] == ["background", "disc", "box", "triangle"]
+
+
 def test_eval_needs_only_the_model(trained, tmp_path, capsys):
     logged = [json.loads(line) for line in (trained / "log.jsonl").read_text().splitlines()]
     final = [r for r in logged if "mIoU" in r and r.get("iter") == 6]

@@ -3,9 +3,8 @@
 A checkpoint is a dict of tensors and primitive containers only, so ``weights_only`` loading
 reads it: ``model`` (state dict), ``model_config``, ``optimizer``, ``scaler``, ``iteration`` (number of
 completed iterations), ``rng`` (torch and the process's own GPU states as tensors, numpy and Python states as lists),
-``best``, ``config`` (the training config: the model's recipe) and ``preprocessing`` (its test
-settings), so a training checkpoint loads as a model like any other file
-(:func:`ssformer.load_model`).
+``best``, ``training_config`` (the model's recipe; older files call it ``config``) and ``preprocessing`` (its test settings), so a training checkpoint loads as a model
+like any other file (``ssformer.SSformer.from_pretrained``).
 """
 
 from __future__ import annotations
