@@ -4,7 +4,7 @@ Work-directory layout: ``latest.pt`` (every ``checkpoint_interval`` iterations a
 ``best.pt`` (best mIoU so far), ``iter_N.pt`` (the newest ``keep_checkpoints``), ``log.jsonl`` (one
 JSON object per log/eval event), ``config.yaml`` (the resolved config), ``model/`` (the final model
 folder: weights, preprocessing, labels and recipe, as ``save_pretrained``) and TensorBoard events
-when ``tensorboard`` is installed. Every checkpoint loads as a model through ``ssformer.load_model``.
+when ``tensorboard`` is installed. Every checkpoint loads as a model through ``ssformer.SSformer.from_pretrained``.
 """
 
 from __future__ import annotations

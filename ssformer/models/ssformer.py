@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -13,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssformer.checkpoints.weights import load_weights
 from ssformer.errors import UserError
 from ssformer.models import fast
 from ssformer.models.budget import Sizes, check_buildable
@@ -110,7 +108,7 @@ class SSformer(PretrainedModel):
     Beside the weights a model carries what makes it usable as it was trained: ``config`` (the
     architecture, class names and palette), ``preprocessing`` (test pipeline and label conventions;
     None when unknown) and ``recipe`` (the training config it came from, if any). ``save_pretrained``
-    writes all three; ``from_pretrained`` / ``load`` (:class:`PretrainedModel`) read them back from
+    writes all three; ``from_pretrained`` (:class:`PretrainedModel`) reads them back from
     every file format.
     """
 
@@ -198,12 +196,9 @@ def list_models() -> list[str]:
     return sorted(VARIANTS)
 
 
-def create_model(name: str, num_classes: int = 150, pretrained: str | os.PathLike | None = None,
-                 strict: bool = True, **overrides: Any) -> SSformer:
-    """Build a named variant; ``pretrained`` is a checkpoint path in any format the loader reads."""
+def create_model(name: str, num_classes: int = 150, **overrides: Any) -> SSformer:
+    """A fresh model of a named variant (:func:`list_models`); ``overrides`` replace its settings.
+    Weights go in with :func:`ssformer.load_weights`; a trained model comes from ``SSformer.from_pretrained``."""
     if name not in VARIANTS:
         raise UserError(f"unknown model {name!r}; choose one of {list_models()}")
-    model = SSformer(num_classes=num_classes, **{**VARIANTS[name], **overrides})
-    if pretrained is not None:
-        load_weights(model, pretrained, strict=strict)
-    return model
+    return SSformer(num_classes=num_classes, **{**VARIANTS[name], **overrides})

@@ -331,7 +331,7 @@ def test_load_weights_of_another_architecture_summarises_the_difference(tmp_path
     assert len(message) < 3000, message  # the full key list was 22,749 characters
     first = message.splitlines()[0]
     assert "embed_dim 32 vs 128" in first and "num_classes 11 vs 150" in first
-    assert f"ssformer.load_model('{small}')" in first
+    assert f"ssformer.SSformer.from_pretrained('{small}')" in first
 
 
 # --- 15: float images in [0, 1] ----------------------------------------------------------------------------
