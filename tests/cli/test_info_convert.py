@@ -27,7 +27,7 @@ def test_info_swin_b_reference_numbers(capsys):
     code, out, _ = run_cli(capsys, "info", "ssformer_swin_b", "--no-flops", "--json")
     assert code == 0
     info = json.loads(out)
-    # REFERENCE.md (official code): 87,539,790 parameters, 91.01 G by mmcv's counter at 512x512.
+    # The official code's measurement (docs/model.md): 87,539,790 parameters, 91.01 G by mmcv's counter at 512x512.
     assert info["params"] == 87_539_790
     assert round(info["macs"] / 1e9, 2) == 91.01
     assert info["flops"] is None
