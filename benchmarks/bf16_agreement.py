@@ -13,7 +13,7 @@ it compares the fp32 argmax with:
 
 and reports the pixel accuracy of each against the labels when a ``*annot`` folder is next to the images.
 
-    python3 benchmarks/bf16_agreement.py /work/runs/camvid_1600/model --images ../shared/data/CamVid/test
+    python3 benchmarks/bf16_agreement.py runs/camvid/model --images ../shared/data/CamVid/test
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The CPU engines against the eager model: latency and argmax agreement on real images.
 
 Builds a model variant with random weights (BatchNorm statistics randomised too, so the decoder's
-normalisation is not the identity), or loads ``--checkpoint`` (any file ``ssformer.load_model``
+normalisation is not the identity), or loads ``--checkpoint`` (any file ``SSformer.from_pretrained``
 reads; a trained model for agreement figures that mean something: random weights have tiny logit
 margins); takes ``--num-images`` images of ``--images`` (CamVid test by default) through the model's
 own preprocessing, resized to ``--size``, and times, interleaved in one process
@@ -45,13 +45,14 @@ from common import engine_runners, interleaved, summarise  # noqa: E402
 import ssformer  # noqa: E402
 from ssformer.inference import quantize  # noqa: E402
 from ssformer.inference.openvino import cpu_has_native_bf16  # noqa: E402
+from ssformer.loading import load_model  # noqa: E402
 
 CAMVID = REPO.parent / "shared" / "data" / "CamVid"
 
 
 def build(args: argparse.Namespace) -> tuple[torch.nn.Module, ssformer.Preprocessing]:
     if args.checkpoint:
-        loaded = ssformer.load_model(args.checkpoint)
+        loaded = load_model(args.checkpoint)
         return loaded.model.float().eval(), loaded.preprocessing
     torch.manual_seed(0)
     model = ssformer.create_model(args.variant, num_classes=args.num_classes)

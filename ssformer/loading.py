@@ -1,13 +1,15 @@
-"""The one route from anything a user holds to a ready model: ``load_model(source)``.
+"""The commands' route from anything a user holds to a ready model: ``load_model(source)``.
 
-``source`` may be a model folder (``save_pretrained``, the trainer's ``model/``, a work
+The Python API is :meth:`ssformer.SSformer.from_pretrained` (the same route, the model only);
+``load_model`` also returns what the commands print: the load report, the format and notes on
+what had to be assumed. ``source`` may be a model folder (``save_pretrained``, the trainer's ``model/``, a work
 directory), a training checkpoint (``latest.pt``, ``best.pt``, ``iter_N.pt``), a file written by
 ``convert`` (``.safetensors`` / ``.pt``), an official SSformer or mmseg checkpoint (also as the
 official tools publish it), Microsoft, timm, Hugging Face or mmseg Swin weights, or a Hub repo id
 (``org/name``). The model comes back with its preprocessing, labels and recipe attached, plus a
 load report and notes on what had to be assumed. Every command and the Python API load through
-here (:meth:`ssformer.models.pretrained.PretrainedModel.load` does the work), so a model predicts
-the same from every file it is kept in.
+:class:`ssformer.models.pretrained.PretrainedModel`, so a model predicts the same from every file
+it is kept in.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ssformer.checkpoints.artifact import FILE_SUFFIXES, ModelFiles, read_model_files
+from ssformer.checkpoints.artifact import FILE_SUFFIXES, read_model_files
 from ssformer.checkpoints.hub import download, looks_like_repo_id
 from ssformer.checkpoints.io import write_state_dict
 from ssformer.checkpoints.keymaps import infer_config, to_ssformer_state_dict
@@ -26,18 +28,14 @@ from ssformer.models.pretrained import ConfigInput, LoadedModel
 from ssformer.models.ssformer import SSformer
 from ssformer.utils import check_writable
 
-__all__ = ["ConfigInput", "LoadedModel", "build_model", "convert", "load_model"]
+__all__ = ["ConfigInput", "LoadedModel", "convert", "load_model"]
 
 
 def load_model(source: SSformer | str | os.PathLike, config: ConfigInput = None, num_classes: int | None = None,
                strict: bool = True, revision: str | None = None) -> LoadedModel:
-    """The model ``source`` holds, in eval mode (see :meth:`SSformer.load` for the arguments)."""
-    return SSformer.load(source, config=config, num_classes=num_classes, strict=strict, revision=revision)
-
-
-def build_model(files: ModelFiles, **kwargs: Any) -> LoadedModel:
-    """:func:`load_model` for files already read (:func:`ssformer.checkpoints.artifact.read_model_files`)."""
-    return SSformer.from_files(files, **kwargs)
+    """The model ``source`` holds, in eval mode, with its load report and notes (the arguments are
+    :meth:`SSformer.from_pretrained`'s; an :class:`SSformer` passes through)."""
+    return SSformer._load(source, config, num_classes, strict, revision)
 
 
 def convert(src: str | Path, dst: str | Path, num_classes: int | None = None, window_size: int | None = None,
@@ -63,7 +61,7 @@ def convert(src: str | Path, dst: str | Path, num_classes: int | None = None, wi
         raise UserError(f"{src} has no decoder (backbone weights): pass --num-classes to make a model folder")
     overrides = {k: v for k, v in (("window_size", window_size), ("decoder_dim", decoder_dim)) if v is not None}
     encoder_only = not has_decoder and num_classes is None
-    loaded = build_model(files, config=overrides or None, num_classes=1 if encoder_only else num_classes)
+    loaded = SSformer._from_files(files, overrides or None, 1 if encoder_only else num_classes)
     model = loaded.model
     if preprocessing and model.preprocessing is not None:
         model.preprocessing = model.preprocessing.replace(**preprocessing)

@@ -3,6 +3,7 @@ preprocessing and labels, so it predicts the same masks."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
@@ -71,6 +72,14 @@ def test_model_folder_is_readable_without_this_package(trained):
     preprocessing = json.loads((folder / "preprocessor_config.json").read_text())
     assert preprocessing["img_scale"] == list(TEST_SCALE) and preprocessing["mean"] == [123.675, 116.28, 103.53]
     assert json.loads((folder / "config.json").read_text())["palette"][1] == [220, 60, 40]
+
+
+def test_training_checkpoints_keep_the_recipe_under_training_config(trained):
+    from ssformer.checkpoints.io import torch_load
+
+    state = torch_load(trained / "latest.pt")
+    assert state["training_config"]["data"]["type"] == "folder" and "config" not in state
+    assert state["model_config"]["class_names"] == ["background", "disc", "box", "triangle"]
 
 
 def test_eval_needs_only_the_model(trained, tmp_path, capsys):
@@ -156,8 +165,8 @@ def test_hub_repo_id_resolves_through_the_offline_cache(trained, picture, tmp_pa
     assert run.returncode == 0, run.stderr
     expected = Segmenter(trained / "model", dtype="fp32").predict(picture)
     np.testing.assert_array_equal(np.load(tmp_path / "mask.npy"), expected)
-    missing = subprocess.run([sys.executable, "-c", "import ssformer; ssformer.load_model('ssformer-test/absent')"],
-                             env=env, capture_output=True, text=True, timeout=300)
+    absent = "import ssformer; ssformer.SSformer.from_pretrained('ssformer-test/absent')"
+    missing = subprocess.run([sys.executable, "-c", absent], env=env, capture_output=True, text=True, timeout=300)
     assert missing.returncode != 0 and "neither a local path nor a Hub model" in missing.stderr
 
 
@@ -179,6 +188,14 @@ def test_push_to_hub_uploads_the_model_folder(trained, monkeypatch):
     assert url.endswith("/commit/1")
     assert calls["create"] == ("org/tiny", {"private": True, "exist_ok": True, "repo_type": "model"})
     assert calls["files"] == ["config.json", "model.safetensors", "preprocessor_config.json", "training_config.json"]
+
+
+def test_the_public_ways_in_are_from_pretrained_create_model_and_load_weights():
+    """One way to build a trained model, one for a fresh one, one to put weights into a model you have."""
+    assert {"SSformer", "create_model", "load_weights"} <= set(ssformer.__all__)
+    assert not {"load_model", "LoadedModel"} & set(dir(ssformer))
+    assert not hasattr(ssformer.SSformer, "load") and not hasattr(ssformer.SSformer, "from_files")
+    assert "pretrained" not in inspect.signature(ssformer.create_model).parameters
 
 
 def test_source_errors_name_the_source(tmp_path):

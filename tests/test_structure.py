@@ -11,7 +11,7 @@ import ssformer
 
 PACKAGE = Path(ssformer.__file__).parent
 # Bottom to top: a unit may import only units listed before it (and itself). ``ssformer`` is the
-# package root, the public facade (``ssformer.SSformer``, ``ssformer.load_model``...).
+# package root, the public facade (``ssformer.SSformer``, ``ssformer.create_model``...).
 LAYERS = ["errors", "settings", "utils", "devices", "precision", "distributed", "data", "checkpoints", "models", "loading", "metrics", "inference",
           "ssformer", "engine", "analysis", "cli"]
 MAX_FUNCTION_LINES = 60

@@ -1,6 +1,6 @@
 """Make tests/fixtures/losses_mmseg.pt: loss values, gradients and OHEM selections from mmseg 0.24.1.
 
-Run with the official interpreter (see /work/shared/reference/setup_official.sh):
+Run with the official interpreter (made by ../shared/reference/setup_official.sh, as in docs/model.md):
     /tmp/ssformer-official/bin/python tools/make_loss_fixtures.py
 Every case runs mmseg's own decode-head loss path, ``BaseDecodeHead.losses`` of a ``SegformerHead``
 (resize of the low-resolution logits to the label size, ``OHEMPixelSampler``, the ``loss_decode``

@@ -1,6 +1,6 @@
 """Make tests/fixtures/metrics_*.npz: inputs and mmseg 0.24.1 ``eval_metrics`` outputs.
 
-Run with the official interpreter (see /work/shared/reference/setup_official.sh):
+Run with the official interpreter (made by ../shared/reference/setup_official.sh, as in docs/model.md):
     /tmp/ssformer-official/bin/python tools/make_metric_fixtures.py
 Each file holds pred_<i>/label_<i> arrays, num_classes, ignore_index, and mmseg's aAcc and
 per-class IoU/Acc/Dice/Fscore/Precision/Recall, plus the nan-means mmseg's dataset ``evaluate``

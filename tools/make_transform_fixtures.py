@@ -1,6 +1,6 @@
 """Make tests/fixtures/transforms_pipeline.npz: mmseg 0.24.1's train pipeline with every random draw recorded.
 
-Run with the official interpreter (see /work/shared/reference/setup_official.sh):
+Run with the official interpreter (made by ../shared/reference/setup_official.sh, as in docs/model.md):
     /tmp/ssformer-official/bin/python tools/make_transform_fixtures.py
 mmseg's Resize (keep ratio, ratio range), RandomCrop (cat_max_ratio), RandomFlip and
 PhotoMetricDistortion run on a small image; numpy's global random functions they call are wrapped

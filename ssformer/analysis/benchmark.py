@@ -124,11 +124,6 @@ def peak_memory_bytes(device: torch.device) -> int | None:
     return kib * 1024
 
 
-def current_rss_bytes() -> int | None:
-    kib = _proc_status_kib("VmRSS")
-    return None if kib is None else kib * 1024
-
-
 def machine_info(device: torch.device) -> dict[str, str]:
     info = {"torch": torch.__version__, "python": platform.python_version(), "cpu": platform.processor()}
     try:

@@ -5,7 +5,9 @@ A model folder follows the Hugging Face layout and is readable without this pack
 ``preprocessor_config.json`` (test pipeline and label conventions, :mod:`ssformer.data.preprocessing`)
 and, for trained models, ``training_config.json`` (the recipe). A single ``.safetensors`` file
 carries the same JSON documents in its metadata; a ``.pt`` file carries them as entries beside
-``state_dict``. Training checkpoints (``latest.pt``, ``best.pt``, ``iter_N.pt``), official mmseg
+``state_dict``. In both, the architecture is under ``model_config`` and the recipe under
+``training_config`` (:data:`ENTRY_NAMES`); files written with the older name ``config`` (the
+architecture in ``.safetensors`` metadata, the recipe in training checkpoints) still load. Training checkpoints (``latest.pt``, ``best.pt``, ``iter_N.pt``), official mmseg
 checkpoints (``meta`` with CLASSES, PALETTE and the config text) and plain Swin weights are read too.
 """
 
@@ -37,6 +39,9 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 RECIPE_NAME = "training_config.json"
 FILE_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
+# What each JSON document is called inside a single file (safetensors metadata, torch file entries).
+MODEL_CONFIG_KEY, PREPROCESSING_KEY, RECIPE_KEY = "model_config", "preprocessing", "training_config"
+OLD_KEY = "config"  # the architecture in older .safetensors metadata, the recipe in older training checkpoints
 
 
 @dataclass
@@ -121,16 +126,17 @@ def read_model_files(path: str | os.PathLike) -> ModelFiles:
     refuse_unloadable(path, file_kind(path))  # exported models, configs: named as what they are
     if path.suffix == ".safetensors":
         state, metadata = read_safetensors(path)
-        return ModelFiles(path, "safetensors", state, _json_entry(metadata, "config", path),
-                          _json_entry(metadata, "preprocessing", path), _json_entry(metadata, "training_config", path))
+        model_config = MODEL_CONFIG_KEY if MODEL_CONFIG_KEY in metadata else OLD_KEY
+        return ModelFiles(path, "safetensors", state, _json_entry(metadata, model_config, path),
+                          _json_entry(metadata, PREPROCESSING_KEY, path), _json_entry(metadata, RECIPE_KEY, path))
     obj = torch_load(path)
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path} holds no state dict (got {type(obj).__name__})")
     meta = dict(obj["meta"]) if isinstance(obj.get("meta"), Mapping) else {}
     training = isinstance(obj.get("model"), Mapping) and "iteration" in obj
-    recipe = _dict_or_none(obj.get("training_config", obj.get("config")))
+    recipe = _dict_or_none(obj.get(RECIPE_KEY, obj.get(OLD_KEY)))
     return ModelFiles(path, "training-checkpoint" if training else "torch", unwrap(obj, source=str(path)),
-                      _dict_or_none(obj.get("model_config")), _dict_or_none(obj.get("preprocessing")), recipe, meta)
+                      _dict_or_none(obj.get(MODEL_CONFIG_KEY)), _dict_or_none(obj.get(PREPROCESSING_KEY)), recipe, meta)
 
 
 def write_folder(directory: str | os.PathLike, state: Mapping[str, torch.Tensor], model_config: Mapping[str, Any],
@@ -155,10 +161,9 @@ def write_file(path: str | os.PathLike, state: Mapping[str, torch.Tensor], model
                preprocessing: Mapping[str, Any] | None, recipe: Mapping[str, Any] | None) -> Path:
     """One file holding the model: ``.safetensors`` (JSON documents in its metadata) or a torch file."""
     path = Path(path)
-    documents = {"config": model_config, "preprocessing": preprocessing, "training_config": recipe}
+    documents = {MODEL_CONFIG_KEY: model_config, PREPROCESSING_KEY: preprocessing, RECIPE_KEY: recipe}
+    documents = {k: v for k, v in documents.items() if v is not None}
     if path.suffix == ".safetensors":
-        metadata = {k: json.dumps(v) for k, v in documents.items() if v is not None}
-        return write_safetensors(state, path, metadata)
+        return write_safetensors(state, path, {k: json.dumps(v) for k, v in documents.items()})
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    entries = {"model_config" if k == "config" else k: v for k, v in documents.items() if v is not None}
-    return write_torch({"state_dict": tensors, **entries}, path)
+    return write_torch({"state_dict": tensors, **documents}, path)

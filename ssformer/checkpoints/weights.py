@@ -1,4 +1,6 @@
-"""Copying a checkpoint's tensors into a model, whatever the format, and reporting what happened."""
+"""Copying a checkpoint's tensors into a model you already have, whatever the format, and reporting
+what happened (``ssformer.load_weights``: e.g. ImageNet Swin weights into a fresh model; a whole
+trained model is built by ``SSformer.from_pretrained``)."""
 
 from __future__ import annotations
 
@@ -6,12 +8,12 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from ssformer.checkpoints.io import CheckpointError, StateDict, read_safetensors, torch_load, unwrap
+from ssformer.checkpoints.artifact import read_model_files
+from ssformer.checkpoints.io import CheckpointError, StateDict, unwrap
 from ssformer.checkpoints.keymaps import (
     infer_config,
     is_resizable_bias_table,
@@ -86,28 +88,17 @@ def check_values(key: str, want: torch.Tensor, value: torch.Tensor) -> None:
                               "(a diverged training run or a damaged file); use an earlier checkpoint")
 
 
-def read_state_dict(path: str | os.PathLike) -> StateDict:
-    """The tensors of a ``.safetensors`` file, a torch file or a ``save_pretrained`` folder, unwrapped."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.safetensors"  # a model folder (ssformer.checkpoints.artifact.WEIGHTS_NAME)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    if path.suffix == ".safetensors":
-        return read_safetensors(path)[0]
-    return unwrap(torch_load(path), source=str(path))
-
-
 def load_weights(model: nn.Module, checkpoint: str | os.PathLike | Mapping[str, torch.Tensor],
                  strict: bool = True) -> LoadReport:
-    """Copy a checkpoint's tensors into ``model``, whatever the supported format.
+    """Copy the tensors of ``checkpoint`` (a state dict, or any file or model folder
+    :func:`~ssformer.checkpoints.artifact.read_model_files` reads) into ``model``.
 
     ``strict=True`` raises :class:`CheckpointError` listing every missing, unexpected and wrongly
     shaped key, before anything is copied. Parts the format cannot hold (the decoder of a backbone
     checkpoint, the stage norms of an ImageNet classifier) are left as initialised and listed in
     ``report.initialised``; that is not an error.
     """
-    sd = read_state_dict(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else unwrap(checkpoint)
+    sd = read_model_files(checkpoint).state if isinstance(checkpoint, (str, os.PathLike)) else unwrap(checkpoint)
     fmt, mapped = to_ssformer_state_dict(sd)
     own = model.state_dict()
     report = LoadReport(format=fmt, ignored=sorted(mapped.ignored), unexpected=list(mapped.unmapped))
@@ -162,7 +153,8 @@ def _misfit(report: LoadReport, theirs: Mapping[str, torch.Tensor], own: Mapping
                                                       (len(report.unexpected), "unexpected"),
                                                       (len(report.mismatched), "of another shape")) if n)
     settings = ", ".join(f"{k} {_plain(there[k])} vs {_plain(here[k])}" for k in differ)
-    load = f"ssformer.load_model({str(source)!r})" if isinstance(source, (str, os.PathLike)) else "ssformer.load_model"
+    load = (f"ssformer.SSformer.from_pretrained({str(source)!r})" if isinstance(source, (str, os.PathLike))
+            else "ssformer.SSformer.from_pretrained")
     return (f"{name} is another architecture than the model (checkpoint vs model: {settings}; tensors: {counts}): "
             f"build the model it holds with {load} instead of loading it into this one\n{report}")
 

@@ -47,7 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def build_model(name: str | None, checkpoint: str | None, num_classes: int) -> tuple[SSformer, Preprocessing, str]:
+def model_to_time(name: str | None, checkpoint: str | None, num_classes: int) -> tuple[SSformer, Preprocessing, str]:
     if (name is None) == (checkpoint is None):
         raise UserError("give either a model name or --checkpoint (not both)")
     if name is not None:
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     check_int8(args)
     if args.compile and device.type == "cpu":
         logging.getLogger("ssformer").warning(COMPILE_ON_CPU_NOTE)
-    model, preprocessing, label = build_model(args.name, args.checkpoint, args.num_classes)
+    model, preprocessing, label = model_to_time(args.name, args.checkpoint, args.num_classes)
     model.set_gradient_checkpointing(args.gradient_checkpointing)
     agreement = quantize(model, preprocessing, args) if args.int8 else None
     result = benchmark(model, *args.size, batch=args.batch, dtype=args.dtype, device=args.device,

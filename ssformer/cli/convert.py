@@ -3,7 +3,7 @@
 ``DST`` ending in ``.safetensors`` gets a safetensors file (model settings, preprocessing and recipe
 in its metadata), ``.pt`` / ``.pth`` a torch file (the same as entries beside ``state_dict``),
 anything else a model folder (``config.json``, ``model.safetensors``, ``preprocessor_config.json``,
-``training_config.json``). The model is read as every command reads it (``ssformer.load_model``):
+``training_config.json``). The model is read as every command reads it (``ssformer.SSformer.from_pretrained``):
 class names, palette and test pipeline come from the source (an mmseg checkpoint's ``meta``),
 else from the known recipe or the defaults, with a note. A backbone-only source gives an
 encoder-only file unless ``--num-classes`` is given. Every file is written atomically.

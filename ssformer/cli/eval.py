@@ -1,6 +1,6 @@
 """``ssformer eval --checkpoint P [CONFIG]``: mIoU and the per-class table on a split, optionally as JSON.
 
-The model is loaded as every command loads it (``ssformer.load_model``; an exported ``.onnx`` or
+The model is loaded as every command loads it (``ssformer.SSformer.from_pretrained``; an exported ``.onnx`` or
 OpenVINO ``.xml`` runs in its engine on the CPU); its recipe says which dataset and split to
 evaluate on and its preprocessing how. ``CONFIG`` (a recipe name or YAML
 file), ``--set`` and the flags override them; a model that carries no recipe (e.g. a converted
@@ -33,7 +33,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("config", nargs="?", help="YAML config file or shipped recipe name "
                                                   "(default: the training config the model carries)")
     parser.add_argument("--checkpoint", required=True, help="model folder, latest.pt/best.pt/iter_N.pt, any "
-                                                            "checkpoint ssformer.load_model reads, a Hub repo id, "
+                                                            "checkpoint SSformer.from_pretrained reads, a Hub repo id, "
                                                             "or an exported .onnx / OpenVINO .xml (run on the CPU)")
     parser.add_argument("--data-root", help="dataset folder (sets data.root)")
     parser.add_argument("--split", help="split to evaluate (default: eval.split or data.val_split)")

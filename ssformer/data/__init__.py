@@ -11,12 +11,12 @@ from ssformer.data.datasets import (
     SegmentationDataset,
     build_dataset,
 )
-from ssformer.data.io import DataError, read_image, read_label
+from ssformer.data.io import DataError, ImageError, read_image, read_label
 from ssformer.data.preprocessing import Preprocessing, TestTransform
 from ssformer.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Normalize, TrainTransform, TrainTransformSettings
 
 __all__ = [
     "ADE20K", "DATASETS", "CamVid", "Cityscapes", "DataError", "FolderDataset", "IMAGENET_MEAN", "IMAGENET_STD",
-    "Normalize", "PascalVOC", "Preprocessing", "SegmentationDataset", "TestTransform", "TrainTransform",
+    "ImageError", "Normalize", "PascalVOC", "Preprocessing", "SegmentationDataset", "TestTransform", "TrainTransform",
     "TrainTransformSettings", "build_dataset", "dataset_classes", "default_palette", "read_image", "read_label",
 ]

@@ -144,8 +144,8 @@ class TestTransform:
         return self.preprocessing(image), label_tensor(label)
 
 
-# Known recipes, for checkpoints that carry no pipeline of their own (test pipelines of the
-# official configs: REFERENCE.md).
+# Known recipes, for checkpoints that carry no pipeline of their own: the official configs' test
+# pipelines (resize keeping the ratio to img_scale, whole image, single scale, no flip).
 ADE20K = Preprocessing(img_scale=(2048, 512), reduce_zero_label=True)
 CITYSCAPES = Preprocessing(img_scale=(2048, 1024))
 KNOWN_BY_CLASSES: dict[int, tuple[str, Preprocessing]] = {150: ("ade20k", ADE20K), 19: ("cityscapes", CITYSCAPES)}

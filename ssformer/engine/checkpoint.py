@@ -3,9 +3,8 @@
 A checkpoint is a dict of tensors and primitive containers only, so ``weights_only`` loading
 reads it: ``model`` (state dict), ``model_config``, ``optimizer``, ``scaler``, ``iteration`` (number of
 completed iterations), ``rng`` (torch and the process's own GPU states as tensors, numpy and Python states as lists),
-``best``, ``config`` (the training config: the model's recipe) and ``preprocessing`` (its test
-settings), so a training checkpoint loads as a model like any other file
-(:func:`ssformer.load_model`).
+``best``, ``training_config`` (the model's recipe; older files call it ``config``) and ``preprocessing`` (its test settings), so a training checkpoint loads as a model
+like any other file (``ssformer.SSformer.from_pretrained``).
 """
 
 from __future__ import annotations
@@ -55,11 +54,7 @@ def _cuda_device(device: torch.device | str | None) -> torch.device | None:
 
 
 def restore_rng(state: dict[str, Any], device: torch.device | str | None = None) -> None:
-    """Inverse of :func:`capture_rng`: the saved CUDA state goes to ``device`` (default: the current GPU).
-
-    Older checkpoints hold one state per visible GPU; the current process takes the state of its own
-    device index when present.
-    """
+    """Inverse of :func:`capture_rng`: the saved CUDA state goes to ``device`` (default: the current GPU)."""
     torch.set_rng_state(state["torch"])
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
@@ -69,10 +64,6 @@ def restore_rng(state: dict[str, Any], device: torch.device | str | None = None)
     target = _cuda_device(device) if torch.cuda.is_available() else None
     if cuda is None or target is None:
         return
-    if isinstance(cuda, (list, tuple)):  # written by get_rng_state_all() before
-        if target.index >= len(cuda):
-            return
-        cuda = cuda[target.index]
     torch.cuda.set_rng_state(cuda, target)
 
 

@@ -4,7 +4,7 @@ Work-directory layout: ``latest.pt`` (every ``checkpoint_interval`` iterations a
 ``best.pt`` (best mIoU so far), ``iter_N.pt`` (the newest ``keep_checkpoints``), ``log.jsonl`` (one
 JSON object per log/eval event), ``config.yaml`` (the resolved config), ``model/`` (the final model
 folder: weights, preprocessing, labels and recipe, as ``save_pretrained``) and TensorBoard events
-when ``tensorboard`` is installed. Every checkpoint loads as a model through ``ssformer.load_model``.
+when ``tensorboard`` is installed. Every checkpoint loads as a model through ``ssformer.SSformer.from_pretrained``.
 """
 
 from __future__ import annotations
@@ -145,8 +145,8 @@ class Run:
 
 
 # --- builders -------------------------------------------------------------------------------------
-def build_model(config: TrainingConfig, dataset, device: torch.device, dist_info: DistInfo,
-                echo: Callable[[str], object]) -> ssformer.SSformer:
+def build_training_model(config: TrainingConfig, dataset, device: torch.device, dist_info: DistInfo,
+                         echo: Callable[[str], object]) -> ssformer.SSformer:
     """The model to train: seeded initial weights (the same on every process), its preprocessing and
     recipe attached, pretrained weights, gradient checkpointing and SyncBatchNorm as configured."""
     tc = config.train
@@ -206,7 +206,7 @@ def checkpoint_state(run: Run, device: torch.device, dist_info: DistInfo) -> dic
     model = run.model
     return {"model": model.state_dict(), "model_config": _to_primitive(model.config.to_dict()),
             "optimizer": run.optimizer.state_dict(), "scaler": run.scaler.state_dict(), "iteration": run.iteration,
-            "rng": rng, "best": run.best, "world_size": dist_info.world_size, "config": model.recipe,
+            "rng": rng, "best": run.best, "world_size": dist_info.world_size, "training_config": model.recipe,
             "preprocessing": model.preprocessing.to_dict()}
 
 
@@ -409,7 +409,7 @@ def _train(config: TrainingConfig, start: Start, echo, device: torch.device, dis
     if tc.warmup_iters >= tc.iters and dist_info.is_main:
         echo(f"warning: train.warmup_iters={tc.warmup_iters} is not shorter than train.iters={tc.iters}: "
              f"the learning rate never reaches train.lr={tc.lr:g}")
-    model = build_model(config, first_part, device, dist_info, echo)
+    model = build_training_model(config, first_part, device, dist_info, echo)
     run = Run(model, build_optimizer(model, tc.lr, tc.weight_decay, tc.betas, tc.eps, tc.no_decay_keys),
               build_grad_scaler(tc.amp, device))
     _begin(run, start, latest, tc.seed, device, dist_info, echo)

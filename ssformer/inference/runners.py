@@ -2,7 +2,7 @@
 (B, 3, H, W) float image tensor to (B, K, H, W) logits.
 
 :func:`load_deployment` is where the file kind picks the engine: PyTorch for everything
-:func:`ssformer.load_model` reads, ONNX Runtime for ``.onnx`` files and OpenVINO for ``.xml`` IRs
+``SSformer.from_pretrained`` reads, ONNX Runtime for ``.onnx`` files and OpenVINO for ``.xml`` IRs
 written by ``ssformer export`` (their metadata gives the class count, names, palette and test
 pipeline, :mod:`ssformer.inference.metadata`). Segmenter, sliding-window inference and evaluation
 only ever call the runner, so an exported file goes through the model's own test pipeline.

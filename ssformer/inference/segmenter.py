@@ -33,7 +33,7 @@ MAX_FULL_SIZE_BYTES = 4 << 30
 class Segmenter:
     """Predict class masks with an SSformer.
 
-    ``model_or_path``: an :class:`SSformer`, anything :func:`ssformer.load_model` reads (a model
+    ``model_or_path``: an :class:`SSformer`, anything ``SSformer.from_pretrained`` reads (a model
     folder, training or official checkpoint, converted file, Hub repo id; ``config`` overrides
     its model settings), or an ONNX / OpenVINO file from ``ssformer export`` (run by ONNX Runtime /
     OpenVINO on the CPU, ``threads`` threads; :mod:`ssformer.inference.runners`). ``mode`` "whole"

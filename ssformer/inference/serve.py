@@ -55,9 +55,9 @@ from starlette.routing import Route
 from starlette.schemas import SchemaGenerator
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from ssformer.data.io import ImageError, upright_rgb
 from ssformer.errors import UserError
 from ssformer.inference.demo_page import PAGE
-from ssformer.inference.images import ImageError, pil_to_rgb
 from ssformer.inference.segmenter import Segmenter
 from ssformer.inference.visualize import class_shares
 
@@ -98,7 +98,7 @@ def decode_upload(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
             if image.width * image.height > max_pixels:
                 raise UploadError(422, f"image is {image.width}x{image.height}, more than {max_pixels} pixels")
             image.load()
-            return pil_to_rgb(image, "uploaded image")
+            return upright_rgb(image, "uploaded image")
     except UnidentifiedImageError as e:
         raise UploadError(415, "the upload is not a readable image (not a format Pillow recognises, "
                                "such as PNG, JPEG, BMP, TIFF or WebP)") from e

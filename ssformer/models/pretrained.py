@@ -1,9 +1,9 @@
 """Loading and saving a model as one artifact (weights, architecture, preprocessing, labels, recipe).
 
 :class:`PretrainedModel` is the base of :class:`ssformer.SSformer`, as ``PreTrainedModel`` is in
-Hugging Face transformers: ``load`` / ``from_pretrained`` turn anything a user holds into the model
-(see :func:`ssformer.loading.load_model`), ``save_pretrained`` / ``save_file`` / ``push_to_hub``
-write it back. It builds the subclass it is called on (``cls.config_class``, ``cls.variants``,
+Hugging Face transformers: ``from_pretrained`` turns anything a user holds into the model (the
+commands use :func:`ssformer.loading.load_model`, which also returns the load report and notes),
+``save_pretrained`` / ``save_file`` / ``push_to_hub`` write it back. It builds the subclass it is called on (``cls.config_class``, ``cls.variants``,
 ``cls.from_config``), so nothing here imports the model and no import runs back up the layers.
 """
 
@@ -137,28 +137,31 @@ class PretrainedModel(nn.Module):
 
     # --- reading ---------------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, source: str | os.PathLike, **kwargs: Any) -> PretrainedModel:
-        """The model any supported file, folder or Hub repo id holds, in eval mode (:meth:`load`)."""
-        return cls.load(source, **kwargs).model
-
-    @classmethod
-    def load(cls, source: Any, config: ConfigInput = None, num_classes: int | None = None, strict: bool = True,
-             revision: str | None = None) -> LoadedModel:
-        """Build the model ``source`` holds: a model folder (``save_pretrained``, the trainer's
-        ``model/``, a work directory), a training checkpoint, a converted ``.safetensors`` / ``.pt``,
-        an official SSformer or mmseg checkpoint (also as the official tools publish it), Microsoft,
-        timm, Hugging Face or mmseg Swin weights, or a Hub repo id (``org/name``, at ``revision``).
+    def from_pretrained(cls, source: str | os.PathLike, config: ConfigInput = None, num_classes: int | None = None,
+                        strict: bool = True, revision: str | None = None) -> PretrainedModel:
+        """The model ``source`` holds, in eval mode, with its preprocessing, labels and recipe: a model
+        folder (``save_pretrained``, the trainer's ``model/``, a work directory), a training checkpoint,
+        a converted ``.safetensors`` / ``.pt``, an official SSformer or mmseg checkpoint (also as the
+        official tools publish it), Microsoft, timm, Hugging Face or mmseg Swin weights, or a Hub repo
+        id (``org/name``, at ``revision``).
 
         ``config`` overrides the model settings the source carries (else they are read off the tensor
         shapes). ``num_classes`` gives a backbone-only checkpoint its decoder, or re-initialises the
-        classifier of a full one for another class count (reported as ``initialised``).
+        classifier of a full one for another class count. Settings that had to be assumed (no test
+        pipeline in the file) are logged as warnings.
         """
+        return cls._load(source, config, num_classes, strict, revision).model
+
+    @classmethod
+    def _load(cls, source: Any, config: ConfigInput = None, num_classes: int | None = None, strict: bool = True,
+              revision: str | None = None) -> LoadedModel:
+        """:meth:`from_pretrained` with the load report and notes (an in-memory model passes through)."""
         if isinstance(source, cls):
             return LoadedModel(source.eval(), LoadReport(format="in-memory"), "in-memory model", "in-memory")
         if not isinstance(source, (str, os.PathLike)):
             raise TypeError(f"expected an {cls.__name__}, a path or a Hub repo id, got {type(source).__name__}")
         path = download(str(source), revision) if looks_like_repo_id(source) else Path(source)
-        return cls.from_files(read_model_files(path), config, num_classes, strict)
+        return cls._from_files(read_model_files(path), config, num_classes, strict)
 
     @classmethod
     def _config_dict(cls, config: ConfigInput) -> dict[str, Any] | None:
@@ -192,9 +195,9 @@ class PretrainedModel(nn.Module):
             raise CheckpointError(f"{source}: {e}") from None
 
     @classmethod
-    def from_files(cls, files: ModelFiles, config: ConfigInput = None, num_classes: int | None = None,
-                   strict: bool = True) -> LoadedModel:
-        """:meth:`load` for files already read (:func:`ssformer.checkpoints.artifact.read_model_files`)."""
+    def _from_files(cls, files: ModelFiles, config: ConfigInput = None, num_classes: int | None = None,
+                    strict: bool = True) -> LoadedModel:
+        """:meth:`_load` for files already read (:func:`ssformer.checkpoints.artifact.read_model_files`)."""
         fmt, mapped = to_ssformer_state_dict(files.state)
         inferred = infer_config(mapped.state)
         settings = cls._config_dict(config) or files.model_config

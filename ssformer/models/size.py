@@ -8,7 +8,8 @@ Two conventions, because they answer different questions:
   elementwise work is not counted. It depends on how the model is computed (for example, this
   implementation runs ``qkv`` on real tokens only and folds BatchNorm), so it is lower than the
   official model's work for the same weights.
-* ``macs``: the convention of the official SSformer / mmseg numbers (REFERENCE.md), mmcv 1.7's
+* ``macs``: the convention of the official SSformer / mmseg numbers (SSformer-B, 150 classes, 512x512:
+  91.01 G by the official code; docs/model.md), mmcv 1.7's
   ``get_model_complexity_info`` run on mmseg 0.24.1's ``SwinTransformer`` + ``SegformerHead``
   (it calls them "GFLOPs"). Its hooks count, per module call: convolutions (multiply-accumulates,
   plus one per output element when there is a bias), linear layers (input elements x output

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -11,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssformer.checkpoints.weights import load_weights
 from ssformer.models import fast
 from ssformer.models.config import VARIANTS, SSformerConfig
 from ssformer.models.decoder import AllMLPDecoder
@@ -25,7 +23,7 @@ class SSformer(PretrainedModel):
     Beside the weights a model carries what makes it usable as it was trained: ``config`` (the
     architecture, class names and palette), ``preprocessing`` (test pipeline and label conventions;
     None when unknown) and ``recipe`` (the training config it came from, if any). ``save_pretrained``
-    writes all three; ``from_pretrained`` / ``load`` (:class:`PretrainedModel`) read them back from
+    writes all three; ``from_pretrained`` (:class:`PretrainedModel`) reads them back from
     every file format.
     """
 
@@ -110,10 +108,7 @@ def list_models() -> list[str]:
     return sorted(VARIANTS)
 
 
-def create_model(name: str, num_classes: int = 150, pretrained: str | os.PathLike | None = None,
-                 strict: bool = True, **overrides: Any) -> SSformer:
-    """Build a named variant; ``pretrained`` is a checkpoint path in any format the loader reads."""
-    model = SSformer(SSformerConfig.variant(name, num_classes=num_classes, **overrides))
-    if pretrained is not None:
-        load_weights(model, pretrained, strict=strict)
-    return model
+def create_model(name: str, num_classes: int = 150, **overrides: Any) -> SSformer:
+    """A fresh model of a named variant (:func:`list_models`); ``overrides`` replace its settings.
+    Weights go in with :func:`ssformer.load_weights`; a trained model comes from ``SSformer.from_pretrained``."""
+    return SSformer(SSformerConfig.variant(name, num_classes=num_classes, **overrides))

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 import ssformer
-from ssformer.checkpoints import CheckpointError, read_state_dict
+from ssformer.checkpoints import CheckpointError
+from ssformer.checkpoints.artifact import read_model_files
 from ssformer.checkpoints.io import write_state_dict
 from ssformer.checkpoints.keymaps import resize_bias_table
 from tests.conftest import FIXTURES, tiny_model_kwargs
@@ -422,7 +423,7 @@ def test_own_format_round_trip(tmp_path, suffix):
     source = model_for(io)
     ssformer.load_weights(source, FIXTURES / "official_w7.pth")
     path = write_state_dict(source.state_dict(), tmp_path / f"model{suffix}")
-    assert set(read_state_dict(path)) == set(source.state_dict())
+    assert set(read_model_files(path).state) == set(source.state_dict())
     target = model_for(io)
     report = ssformer.load_weights(target, path, strict=True)
     assert report.format == "ssformer" and report.ok and report.initialised == []

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import ssformer
-from ssformer.checkpoints import read_state_dict
+from ssformer.checkpoints.artifact import read_model_files
 from ssformer.cli.main import main
 from tests.checkpoints.test_weights import make_microsoft_checkpoint, official
 from tests.conftest import FIXTURES
@@ -27,7 +27,7 @@ def test_info_swin_b_reference_numbers(capsys):
     code, out, _ = run_cli(capsys, "info", "ssformer_swin_b", "--no-flops", "--json")
     assert code == 0
     info = json.loads(out)
-    # REFERENCE.md (official code): 87,539,790 parameters, 91.01 G by mmcv's counter at 512x512.
+    # The official code's measurement (docs/model.md): 87,539,790 parameters, 91.01 G by mmcv's counter at 512x512.
     assert info["params"] == 87_539_790
     assert round(info["macs"] / 1e9, 2) == 91.01
     assert info["flops"] is None
@@ -93,7 +93,7 @@ def test_convert_keeps_mmseg_class_names_and_palette(capsys, tmp_path):
 def test_convert_to_file(capsys, tmp_path, suffix):
     dst = tmp_path / f"w7{suffix}"
     assert run_cli(capsys, "convert", W7, dst)[0] == 0
-    state = read_state_dict(dst)
+    state = read_model_files(dst).state
     assert all(k.startswith(("encoder.", "decoder.")) for k in state)
     if suffix == ".safetensors":
         assert dst.read_bytes()[8:9] == b"{"  # safetensors header, not a zip
@@ -123,7 +123,7 @@ def test_convert_microsoft_backbone(capsys, tmp_path):
                                state["backbone.stages.1.downsample.reduction.weight"], rtol=0, atol=0)
     # As a file, a backbone stays a backbone: no decoder is written.
     assert run_cli(capsys, "convert", src, tmp_path / "enc.safetensors")[0] == 0
-    keys = set(read_state_dict(tmp_path / "enc.safetensors"))
+    keys = set(read_model_files(tmp_path / "enc.safetensors").state)
     assert keys and all(k.startswith("encoder.") for k in keys)
 
 

@@ -49,10 +49,9 @@ def test_a_user_error_inside_a_command_is_one_line(monkeypatch, capsys):
 
 def test_the_package_error_types_are_user_errors():
     from ssformer.checkpoints.io import CheckpointError
-    from ssformer.data.io import DataError
+    from ssformer.data.io import DataError, ImageError
     from ssformer.engine.checkpoint import CorruptCheckpoint
     from ssformer.inference.export import ExportError
-    from ssformer.inference.images import ImageError
     from ssformer.inference.quantize import AccuracyError
 
     for kind in (CheckpointError, DataError, CorruptCheckpoint, ExportError, ImageError, AccuracyError):
@@ -332,7 +331,7 @@ def test_load_weights_of_another_architecture_summarises_the_difference(tmp_path
     assert len(message) < 3000, message  # the full key list was 22,749 characters
     first = message.splitlines()[0]
     assert "embed_dim 32 vs 128" in first and "num_classes 11 vs 150" in first
-    assert f"ssformer.load_model('{small}')" in first
+    assert f"ssformer.SSformer.from_pretrained('{small}')" in first
 
 
 # --- 15: float images in [0, 1] ----------------------------------------------------------------------------

@@ -69,14 +69,6 @@ def test_cpu_training_saves_no_gpu_state(monkeypatch):
     assert "cuda" not in capture_rng(torch.device("cpu"))
 
 
-def test_old_per_gpu_lists_restore_the_own_index(monkeypatch):
-    gpus = FakeGPUs(monkeypatch, count=1, current=0)
-    state = capture_rng(torch.device("cpu"))
-    state["cuda"] = [torch.full((8,), i, dtype=torch.uint8) for i in (5, 6, 7)]  # get_rng_state_all() of 3 GPUs
-    restore_rng(state, torch.device("cuda", 0))
-    assert gpus.set_calls == [(0, 5)]
-
-
 def test_host_streams_round_trip():
     state = capture_rng(torch.device("cpu"))
     expected = (torch.rand(3), np.random.rand(3), random.random())

@@ -34,7 +34,7 @@ def dynamic_ir(labelled_folder, tmp_path_factory):
     from ssformer.inference.openvino import export_openvino
 
     out = tmp_path_factory.mktemp("ir") / "model.xml"
-    model = ssformer.load_model(labelled_folder).model
+    model = ssformer.SSformer.from_pretrained(labelled_folder)
     return export_openvino(model, (48, 64), out, dynamic=True), model
 
 

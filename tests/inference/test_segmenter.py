@@ -13,7 +13,7 @@ from PIL import Image
 
 import ssformer
 from ssformer.checkpoints import CheckpointError
-from ssformer.inference.images import ImageError
+from ssformer.data.io import ImageError
 from ssformer.inference.segmenter import Segmenter
 from tests.conftest import tiny_model_kwargs
 

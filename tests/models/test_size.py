@@ -2,13 +2,14 @@
 
 Where the expected numbers come from (none is computed by the code under test):
 
-* REFERENCE.md (official code, mmcv 1.7.2 ``get_model_complexity_info``): SSformer-B, 150 classes:
+* The official code's published measurements (mmcv 1.7.2 ``get_model_complexity_info``; docs/model.md):
+  SSformer-B, 150 classes:
   87,539,790 parameters (backbone 86,745,016, head 794,774), 91.01 GFLOPs at 512x512; 19 classes:
   87.506 M, 194.15 / 355.82 / 701.90 G at 768x768 / 1024x1024 / 1024x2048. These are rounded to
   0.01 G (and 0.001 M), so they are compared after the same rounding (tolerance: half a unit in
   the last printed digit).
 * ``OFFICIAL_SMALL``: exact counts printed by the same mmcv counter on the official model
-  (mmseg 0.24.1 via /work/shared/reference/official.py), for the three fixture configurations of
+  (mmseg 0.24.1 via the shared reference's official.py), for the three fixture configurations of
   tools/make_fixtures.py at odd and tiny input sizes, by this command (official venv)::
 
       for name, kw in CONFIGS.items():            # tools/make_fixtures.py's configs
@@ -71,7 +72,7 @@ def test_swin_b_macs_match_reference(classes, h, w, gmacs, exact):
 
 def test_attention_products_are_about_1_9_g_at_512():
     _, attention = official_macs(ssformer.SSformerConfig(num_classes=150, **SWIN_B), 512, 512)
-    assert round(attention / 1e9, 1) == 1.9  # REFERENCE.md: "those add about 1.9 G"
+    assert round(attention / 1e9, 1) == 1.9  # the official measurement: "those add about 1.9 G"
 
 
 @pytest.mark.parametrize("key", sorted(OFFICIAL_SMALL))
