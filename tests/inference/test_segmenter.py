@@ -88,10 +88,16 @@ def test_exif_orientation_is_respected(segmenter, picture, tmp_path):
 
 
 def test_batch_equals_single_predictions(segmenter, picture):
+    """Equal masks, up to pixels where two classes tie within float rounding: batched matrix products
+    block differently (a 1e-7 logit difference flipped 1 pixel of 1500 on an AVX2-only CPU)."""
     images = [picture, picture[:20, :17], picture[::-1].copy(), picture[:20, :17].copy()]
     batch = segmenter.predict_batch(images, batch_size=2)
     for image, mask in zip(images, batch):
-        np.testing.assert_array_equal(mask, segmenter.predict(image))
+        single = segmenter.predict(image)
+        top2 = np.sort(segmenter.predict_proba(image), axis=0)[-2:]
+        near_tie = (top2[1] - top2[0]) < 1e-5
+        assert near_tie.mean() < 0.01
+        np.testing.assert_array_equal(mask[~near_tie], single[~near_tie])
 
 
 def test_slide_and_whole_agree_when_the_crop_covers_the_image(model, picture):
