@@ -123,11 +123,34 @@ def read_ir(path: str | os.PathLike) -> Any:
     if not weights.is_file():
         raise UserError(f"{path}: its weights file {weights} is missing (an OpenVINO model is the .xml and "
                         f"the .bin beside it); copy both")
+    _check_ir_xml(path)
     try:
         return ov.Core().read_model(str(path))
     except Exception as e:  # OpenVINO raises RuntimeError subclasses for parse and weight-size errors
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise UserError(f"{path} is not a readable OpenVINO model ({first}); export it again") from e
+        reason = _openvino_reason(e)
+        if "weights" in reason.lower():
+            raise UserError(f"{path}: its weights file {weights} does not fit it ({reason}); an .xml and .bin "
+                            f"belong together as one export wrote them") from e
+        raise UserError(f"{path} is not a readable OpenVINO model ({reason}); export it again") from e
+
+
+def _check_ir_xml(path: Path) -> None:
+    """Refuse a file that is not an IR's XML before OpenVINO tries every frontend on it (noisily)."""
+    from xml.etree import ElementTree
+
+    try:
+        root = ElementTree.parse(path).getroot()  # whole: a truncated file fails here too
+    except ElementTree.ParseError as e:
+        raise UserError(f"{path} is not an OpenVINO model: not an XML file ({e})") from e
+    if root.tag != "net":
+        raise UserError(f"{path} is not an OpenVINO model: its XML root is <{root.tag}>, not an IR's <net>")
+
+
+def _openvino_reason(error: Exception) -> str:
+    """The line of an OpenVINO exception that says what is wrong (the first ones name its source files)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(("Exception from", "Check '"))]
+    return (useful or lines or [type(error).__name__])[0][:200]
 
 
 def cpu_has_native_bf16() -> bool:

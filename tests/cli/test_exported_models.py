@@ -133,6 +133,13 @@ def _write_bad_files(tmp_path, exports) -> dict[str, tuple]:
     corrupt_xml = tmp_path / "corrupt.xml"
     corrupt_xml.write_text("<net><layers>")
     shutil.copy(exports["openvino"].with_suffix(".bin"), corrupt_xml.with_suffix(".bin"))
+    html = tmp_path / "page.xml"
+    html.write_text('<?xml version="1.0"?><html><body/></html>')
+    shutil.copy(exports["openvino"].with_suffix(".bin"), html.with_suffix(".bin"))
+    mismatched = tmp_path / "mismatched.xml"  # one export's .xml beside another's .bin
+    shutil.copy(exports["openvino"], mismatched)
+    shutil.copy(exports["openvino-48"].with_suffix(".bin"), mismatched.with_suffix(".bin"))
+    mismatched.with_suffix(".bin").write_bytes(mismatched.with_suffix(".bin").read_bytes()[:1000])
     lonely = tmp_path / "lonely.xml"
     shutil.copy(exports["openvino"], lonely)
     corrupt_onnx = tmp_path / "corrupt.onnx"
@@ -146,7 +153,9 @@ def _write_bad_files(tmp_path, exports) -> dict[str, tuple]:
     torch.save(torch.nn.Conv2d(3, 2, 1), whole)
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("model: {}\n")
-    return {"corrupt xml": (corrupt_xml, "not a readable OpenVINO model"),
+    return {"corrupt xml": (corrupt_xml, "is not an OpenVINO model: not an XML file"),
+            "xml of something else": (html, "its XML root is <html>, not an IR's <net>"),
+            "another export's bin": (mismatched, "mismatched.bin does not fit it"),
             "missing bin": (lonely, "lonely.bin is missing"),
             "corrupt onnx": (corrupt_onnx, "not a readable ONNX model"),
             "another model's IR": (other, "carries no ssformer metadata"),
