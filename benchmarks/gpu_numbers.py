@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 import ssformer  # noqa: E402
-from ssformer.analysis.benchmark import BenchmarkResult, benchmark  # noqa: E402
+from ssformer.analysis.benchmark import BenchmarkResult, BenchmarkSettings, benchmark  # noqa: E402
 
 
 def set_tf32(enabled: bool) -> None:
@@ -44,9 +44,9 @@ def run_one(args: argparse.Namespace, label: str, batch: int, dtype: str, train:
     torch.manual_seed(0)
     model = ssformer.create_model(args.model, num_classes=args.num_classes)
     runs, warmup = (args.runs, args.warmup) if batch == 1 and not train else (args.runs_big, args.warmup)
-    result: BenchmarkResult = benchmark(model, *args.size, batch=batch, dtype=dtype, device=args.device,
-                                        compile=compile, train=train, runs=runs, warmup=warmup,
-                                        count_flops=False, name=args.model)
+    settings = BenchmarkSettings(*args.size, batch=batch, dtype=dtype, device=args.device, compile=compile,
+                                 train=train, runs=runs, warmup=warmup, count_flops=False)
+    result: BenchmarkResult = benchmark(model, settings, name=args.model)
     row = result.as_dict() | {"label": label, "tf32": tf32}
     print(f"{label:<34} batch {batch:>2}: median {result.latency_median_s * 1e3:8.2f} ms, "
           f"p90 {result.latency_p90_s * 1e3:8.2f} ms, {result.images_per_s:8.1f} images/s, "

@@ -173,23 +173,40 @@ def training_step(model: torch.nn.Module, images: torch.Tensor, labels: torch.Te
     return step
 
 
-def check_settings(height: int, width: int, batch: int, dtype: str, device: str, runs: int,
-                   warmup: int) -> torch.device:
-    """Refuse impossible settings before any model is built; returns the device."""
-    if dtype not in DTYPES:
-        raise UserError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    if max(height, width) > MAX_IMAGE_SIDE:
-        raise UserError(f"--size {height} {width}: each side must be at most {MAX_IMAGE_SIDE}")
-    if min(height, width, batch) < 1 or runs < 1 or warmup < 0:
-        raise UserError(f"size, batch and runs must be >= 1 and warmup >= 0 "
-                        f"(got {height}x{width}, batch {batch}, runs {runs}, warmup {warmup})")
-    try:
-        target = torch.device(device)
-    except RuntimeError as e:
-        raise UserError(f"--device {device!r} is not a device: {e}") from None
-    if target.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available")
-    return target
+@dataclass(frozen=True)
+class BenchmarkSettings:
+    """What to measure and how: the input shape, precision, device and run counts (``ssformer benchmark``'s
+    options). Impossible settings are refused when made, before any model is built."""
+
+    height: int
+    width: int
+    batch: int = 1
+    dtype: str = "fp32"  # a key of DTYPES
+    device: str = "cpu"
+    compile: bool = False
+    train: bool = False  # time a training step instead of inference
+    runs: int = 10
+    warmup: int = 2
+    count_flops: bool = True
+    seed: int = 0  # of the random input (and labels)
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise UserError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        if max(self.height, self.width) > MAX_IMAGE_SIDE:
+            raise UserError(f"--size {self.height} {self.width}: each side must be at most {MAX_IMAGE_SIDE}")
+        if min(self.height, self.width, self.batch) < 1 or self.runs < 1 or self.warmup < 0:
+            raise UserError(f"size, batch and runs must be >= 1 and warmup >= 0 (got {self.height}x{self.width}, "
+                            f"batch {self.batch}, runs {self.runs}, warmup {self.warmup})")
+        if self.target.type == "cuda" and not torch.cuda.is_available():
+            raise UserError("--device cuda: no CUDA device is available")
+
+    @property
+    def target(self) -> torch.device:
+        try:
+            return torch.device(self.device)
+        except RuntimeError as e:
+            raise UserError(f"--device {self.device!r} is not a device: {e}") from None
 
 
 def timed_runs(step: Callable[[], object], target: torch.device, runs: int, warmup: int) -> tuple[list[float], float]:
@@ -216,58 +233,56 @@ class ExportedTarget:
     threads: int | None
 
 
-def benchmark_exported(target: ExportedTarget, height: int, width: int, batch: int = 1, runs: int = 10,
-                       warmup: int = 2, seed: int = 0) -> BenchmarkResult:
-    """Inference latency of an ONNX / OpenVINO model on random (batch, 3, height, width) input (CPU)."""
-    cpu = check_settings(height, width, batch, "fp32", "cpu", runs, warmup)
-    images = torch.randn(batch, 3, height, width, generator=torch.Generator().manual_seed(seed))
-    latencies, first_call = timed_runs(lambda: target.runner(images), cpu, runs, warmup)
+def benchmark_exported(target: ExportedTarget, settings: BenchmarkSettings) -> BenchmarkResult:
+    """Inference latency of an ONNX / OpenVINO model on random (batch, 3, height, width) input, on the CPU
+    at the runner's own precision: of ``settings`` it uses the shape, run counts and seed."""
+    s, cpu = settings, torch.device("cpu")
+    images = torch.randn(s.batch, 3, s.height, s.width, generator=torch.Generator().manual_seed(s.seed))
+    latencies, first_call = timed_runs(lambda: target.runner(images), cpu, s.runs, s.warmup)
     median = statistics.median(latencies)
     return BenchmarkResult(
-        model=target.name, mode="inference", height=height, width=width, batch=batch,
+        model=target.name, mode="inference", height=s.height, width=s.width, batch=s.batch,
         dtype=f"{target.dtype} ({target.engine})", device="cpu",
         threads=target.threads or os.cpu_count() or 1, compiled=False, params=None, flops=None,
-        latency_median_s=median, latency_p90_s=percentile(latencies, 0.9), images_per_s=batch / median,
+        latency_median_s=median, latency_p90_s=percentile(latencies, 0.9), images_per_s=s.batch / median,
         peak_memory_bytes=peak_memory_bytes(cpu), peak_memory_kind="rss", first_call_s=first_call,
         latencies_s=latencies, machine=machine_info(cpu))
 
 
-def benchmark(model: SSformer, height: int, width: int, batch: int = 1, dtype: str = "fp32",
-              device: str = "cpu", compile: bool = False, train: bool = False, runs: int = 10,
-              warmup: int = 2, count_flops: bool = True, name: str = "model", seed: int = 0) -> BenchmarkResult:
-    """Measure ``model`` (moved to ``device``; converted to ``dtype`` for inference) on random input."""
-    target = check_settings(height, width, batch, dtype, device, runs, warmup)
-    generator = torch.Generator().manual_seed(seed)
-    images = torch.randn(batch, model.config.in_channels, height, width, generator=generator).to(target)
+def benchmark(model: SSformer, settings: BenchmarkSettings, name: str = "model") -> BenchmarkResult:
+    """Measure ``model`` (moved to the settings' device; converted to their dtype for inference) on random
+    input; ``name`` labels the result."""
+    s, target = settings, settings.target
+    generator = torch.Generator().manual_seed(s.seed)
+    images = torch.randn(s.batch, model.config.in_channels, s.height, s.width, generator=generator).to(target)
     model = model.to(target)
-    torch_dtype = DTYPES[dtype]
-    if train:
+    if s.train:
         model.train()
-        labels = torch.randint(0, model.num_classes, (batch, height, width), generator=generator).to(target)
+        labels = torch.randint(0, model.num_classes, (s.batch, s.height, s.width), generator=generator).to(target)
         optimizer = build_optimizer(model, lr=6e-5, weight_decay=0.01)  # the trainer's AdamW groups
         quarter = LogitsAtQuarter(model)
-        runner: torch.nn.Module = torch.compile(quarter) if compile else quarter
-        amp = "none" if dtype == "fp32" else dtype
+        runner: torch.nn.Module = torch.compile(quarter) if s.compile else quarter
+        amp = "none" if s.dtype == "fp32" else s.dtype
         step = training_step(runner, images, labels, optimizer, amp, build_grad_scaler(amp, target))
     else:
-        model.eval().to(torch_dtype)
-        images = images.to(torch_dtype)
-        runner = torch.compile(model) if compile else model
+        model.eval().to(DTYPES[s.dtype])
+        images = images.to(DTYPES[s.dtype])
+        runner = torch.compile(model) if s.compile else model
         step = inference_step(runner, images)
     flops = None
-    if count_flops:
+    if s.count_flops:
         from ssformer.models.size import count_flops as count
 
-        flops = count(model.eval() if not train else model, images)
-        if train:
+        flops = count(model.eval() if not s.train else model, images)
+        if s.train:
             model.train()
-    latencies, first_call = timed_runs(step, target, runs, warmup)
+    latencies, first_call = timed_runs(step, target, s.runs, s.warmup)
     median = statistics.median(latencies)
     return BenchmarkResult(
-        model=name, mode="train" if train else "inference", height=height, width=width, batch=batch,
-        dtype=dtype, device=str(target), threads=torch.get_num_threads(), compiled=compile,
+        model=name, mode="train" if s.train else "inference", height=s.height, width=s.width, batch=s.batch,
+        dtype=s.dtype, device=str(target), threads=torch.get_num_threads(), compiled=s.compile,
         params=sum(p.numel() for p in model.parameters()), flops=flops, latency_median_s=median,
-        latency_p90_s=percentile(latencies, 0.9), images_per_s=batch / median,
+        latency_p90_s=percentile(latencies, 0.9), images_per_s=s.batch / median,
         peak_memory_bytes=peak_memory_bytes(target),
         peak_memory_kind="cuda-allocated" if target.type == "cuda" else "rss",
         first_call_s=first_call, latencies_s=latencies, machine=machine_info(target))

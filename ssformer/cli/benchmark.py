@@ -8,7 +8,7 @@ import dataclasses
 import json
 import logging
 
-from ssformer.analysis.benchmark import DTYPES, benchmark, check_settings, format_result
+from ssformer.analysis.benchmark import DTYPES, BenchmarkSettings, benchmark, format_result
 from ssformer.data.preprocessing import Preprocessing
 from ssformer.errors import UserError
 from ssformer.models.ssformer import SSformer, create_model, list_models
@@ -97,7 +97,7 @@ def is_exported(checkpoint: str) -> bool:
     return Path(checkpoint).is_file() and file_kind(checkpoint) in EXPORTED_KINDS
 
 
-def run_exported(args: argparse.Namespace) -> int:
+def run_exported(args: argparse.Namespace, settings: BenchmarkSettings) -> int:
     """Time an ONNX / OpenVINO file in its engine, on the CPU."""
     from ssformer.analysis.benchmark import ExportedTarget, benchmark_exported
     from ssformer.errors import UserError
@@ -109,7 +109,7 @@ def run_exported(args: argparse.Namespace) -> int:
     deployment = load_deployment(args.checkpoint, settings=RunSettings("cpu", args.dtype, args.threads))
     target = ExportedTarget(deployment.runner, str(args.checkpoint), deployment.engine, str(deployment.dtype),
                             args.threads)
-    result = benchmark_exported(target, *args.size, batch=args.batch, runs=args.runs, warmup=args.warmup)
+    result = benchmark_exported(target, settings)
     print(json.dumps(result.as_dict()) if args.json else format_result(result))
     return 0
 
@@ -123,18 +123,18 @@ def run(args: argparse.Namespace) -> int:
         set_cpu_threads(args.threads, "--threads")  # more than the CPUs: cut to them, with a note
     if args.gradient_checkpointing and not args.train:
         raise UserError("--gradient-checkpointing only applies with --train")
-    device = check_settings(*args.size, args.batch, args.dtype, args.device, args.runs, args.warmup)
+    settings = BenchmarkSettings(*args.size, batch=args.batch, dtype=args.dtype, device=args.device,
+                                 compile=args.compile, train=args.train, runs=args.runs, warmup=args.warmup,
+                                 count_flops=not args.no_flops)
     if args.checkpoint and is_exported(args.checkpoint):
-        return run_exported(args)
+        return run_exported(args, settings)
     check_int8(args)
-    if args.compile and device.type == "cpu":
+    if args.compile and settings.target.type == "cpu":
         logging.getLogger("ssformer").warning(COMPILE_ON_CPU_NOTE)
     model, preprocessing, label = model_to_time(args.name, args.checkpoint, args.num_classes)
     model.set_gradient_checkpointing(args.gradient_checkpointing)
     agreement = quantize(model, preprocessing, args) if args.int8 else None
-    result = benchmark(model, *args.size, batch=args.batch, dtype=args.dtype, device=args.device,
-                       compile=args.compile, train=args.train, runs=args.runs, warmup=args.warmup,
-                       count_flops=not args.no_flops, name=label)
+    result = benchmark(model, settings, name=label)
     if args.int8:
         result = dataclasses.replace(result, dtype="int8 (torchao, dynamic activations)")
     if args.json:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -110,7 +111,7 @@ def test_percentile_matches_numpy():
 
 def test_train_step_uses_the_trainers_optimizer_and_scaler(monkeypatch, device):
     """``--train`` builds the trainer's AdamW (decay groups, not fused) and, for fp16, its GradScaler."""
-    from ssformer.analysis.benchmark import benchmark
+    from ssformer.analysis.benchmark import BenchmarkSettings, benchmark
 
     made, steps = [], []
     real_adamw, real_step = torch.optim.AdamW, torch.amp.GradScaler.step
@@ -129,8 +130,8 @@ def test_train_step_uses_the_trainers_optimizer_and_scaler(monkeypatch, device):
     torch.manual_seed(0)
     model = ssformer.SSformer(**tiny_model_kwargs(num_classes=3))
     dtype = "fp16" if device.type == "cuda" else "bf16"
-    benchmark(model, 64, 64, batch=2, dtype=dtype, device=str(device), train=True, runs=1, warmup=0,
-              count_flops=False)
+    benchmark(model, BenchmarkSettings(64, 64, batch=2, dtype=dtype, device=str(device), train=True, runs=1,
+                                       warmup=0, count_flops=False))
     (optimizer,) = made
     assert [g["name"] for g in optimizer.param_groups] == ["decay", "no_decay"]
     assert not optimizer.defaults.get("fused")
@@ -138,11 +139,12 @@ def test_train_step_uses_the_trainers_optimizer_and_scaler(monkeypatch, device):
 
 
 def test_fp16_training_off_cuda_is_refused_naming_the_dtype_setting(tiny_dir):
-    from ssformer.analysis.benchmark import benchmark
+    from ssformer.analysis.benchmark import BenchmarkSettings, benchmark
 
     _, model = tiny_dir
     with pytest.raises(ValueError, match="--dtype=fp16 needs a CUDA device"):
-        benchmark(model, 32, 32, dtype="fp16", device="cpu", train=True, runs=1, warmup=0, count_flops=False)
+        benchmark(model, BenchmarkSettings(32, 32, dtype="fp16", device="cpu", train=True, runs=1, warmup=0,
+                                           count_flops=False))
 
 
 def test_compile_on_the_cpu_says_it_loses_and_points_to_openvino(capsys, tiny_dir, monkeypatch):
@@ -151,8 +153,8 @@ def test_compile_on_the_cpu_says_it_loses_and_points_to_openvino(capsys, tiny_di
 
     compiled = []
     real = command.benchmark
-    monkeypatch.setattr(command, "benchmark", lambda *a, **k: compiled.append(k["compile"]) or real(
-        *a, **{**k, "compile": False}))  # the note is what is tested; compiling the tiny model would take a minute
+    monkeypatch.setattr(command, "benchmark", lambda model, settings, **k: compiled.append(settings.compile) or real(
+        model, dataclasses.replace(settings, compile=False), **k))  # the note is tested; compiling takes a minute
     path, _ = tiny_dir
     run_json(capsys, "--checkpoint", path, "--size", 32, 32, "--runs", 1, "--warmup", 0, "--compile")
     assert compiled == [True]
