@@ -7,10 +7,10 @@ tensors into a model you already have (such as ImageNet Swin weights into a fres
 
 from ssformer.checkpoints import CheckpointError, LoadReport, load_weights
 from ssformer.data.preprocessing import Preprocessing
-from ssformer.inference.segmenter import Segmenter
+from ssformer.inference.segmenter import Labels, PipelineOverrides, Segmenter
 from ssformer.models import SSformer, SSformerConfig, create_model, list_models
 
 __version__ = "0.1.0"
 
-__all__ = ["CheckpointError", "LoadReport", "Preprocessing", "SSformer", "SSformerConfig", "Segmenter",
-           "__version__", "create_model", "list_models", "load_weights"]
+__all__ = ["CheckpointError", "Labels", "LoadReport", "PipelineOverrides", "Preprocessing", "SSformer",
+           "SSformerConfig", "Segmenter", "__version__", "create_model", "list_models", "load_weights"]

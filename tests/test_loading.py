@@ -18,7 +18,7 @@ from PIL import Image
 import ssformer
 from ssformer.cli.main import main
 from ssformer.engine.config import sample_root
-from ssformer.inference.segmenter import Segmenter
+from ssformer.inference.segmenter import PipelineOverrides, Segmenter
 from ssformer.loading import load_model
 from tests.conftest import FIXTURES
 from tests.engine.conftest import tiny_cli_sets as _sets
@@ -53,7 +53,8 @@ def test_trained_model_predicts_the_same_from_every_file(trained, picture, tmp_p
     assert reference.img_scale == TEST_SCALE  # the recipe's test scale, not the ADE20K default
     assert reference.class_names == ["background", "disc", "box", "triangle"]
     expected = reference.predict(picture)
-    explicit = Segmenter(ssformer.SSformer.from_pretrained(trained / "model"), dtype="fp32", img_scale=TEST_SCALE)
+    explicit = Segmenter(ssformer.SSformer.from_pretrained(trained / "model"), dtype="fp32",
+                         pipeline=PipelineOverrides(img_scale=TEST_SCALE))
     np.testing.assert_array_equal(explicit.predict(picture), expected)
     for source in sources:
         loaded = load_model(source)
@@ -218,6 +219,6 @@ def test_flags_override_the_model_and_predictions_json_records_them(trained, pic
     assert (used["img_scale"], used["mode"], used["crop_size"], used["stride"]) == ([96, 72], "slide", [32, 32],
                                                                                   [24, 24])
     mask = np.asarray(Image.open(out / "big.png"))
-    expected = Segmenter(trained / "model", dtype="fp32", img_scale=(96, 72), mode="slide", crop=32,
-                         stride=24).predict(picture)
+    pipeline = PipelineOverrides(mode="slide", crop=32, stride=24, img_scale=(96, 72))
+    expected = Segmenter(trained / "model", dtype="fp32", pipeline=pipeline).predict(picture)
     np.testing.assert_array_equal(mask, expected)

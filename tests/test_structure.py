@@ -20,8 +20,7 @@ MAX_PARAMETERS = 8  # settings travel as objects (Preprocessing, config sections
 # export_int8_onnx, benchmark and Segmenter.__init__ are called from files another change is editing
 # (inference/quantize.py, cli/benchmark.py, cli/export.py, benchmarks/); datasets.__init__ is FolderDataset's,
 # whose keyword options are data.options in a recipe.
-LONG_SIGNATURES = {"ssformer.data.datasets.__init__", "ssformer.inference.quantize.export_int8_onnx",
-                   "ssformer.inference.segmenter.__init__"}
+LONG_SIGNATURES = {"ssformer.data.datasets.__init__", "ssformer.inference.quantize.export_int8_onnx"}
 
 
 def _module_name(path: Path) -> str:

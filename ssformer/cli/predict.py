@@ -78,13 +78,13 @@ def _predict(args: argparse.Namespace, items: list[InputImage], device: torch.de
              dist_info: DistInfo) -> int:
     from ssformer.checkpoints.filekind import EXPORTED_KINDS, file_kind
     from ssformer.inference.batch import FolderPredictor, Outputs
-    from ssformer.inference.segmenter import Segmenter
+    from ssformer.inference.segmenter import PipelineOverrides, Segmenter
 
     img_scale = None if args.original_size else (tuple(args.img_scale) if args.img_scale else "auto")
     if args.device == "auto" and file_kind(args.checkpoint) in EXPORTED_KINDS:
         device = "auto"  # ONNX / OpenVINO files run on the CPU whatever GPUs there are
-    segmenter = Segmenter(args.checkpoint, device=device, dtype=args.dtype, mode=args.mode, crop=args.crop,
-                          stride=args.stride, tta=args.tta, img_scale=img_scale, config=args.config)
+    pipeline = PipelineOverrides(mode=args.mode, crop=args.crop, stride=args.stride, tta=args.tta, img_scale=img_scale)
+    segmenter = Segmenter(args.checkpoint, device=device, dtype=args.dtype, pipeline=pipeline, config=args.config)
     predictor = FolderPredictor(segmenter, args.out, Outputs(not args.no_overlay, args.save_proba, args.alpha),
                                 args.batch_size, args.num_workers, args.overwrite, dist_info)
     predictor.run(items)

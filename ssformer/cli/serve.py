@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     missing = missing_serve_packages()
     if missing:
         raise UserError(f"serving needs the serve extra: pip install 'ssformer[serve]' (missing: {', '.join(missing)})")
-    from ssformer.inference.segmenter import Segmenter
+    from ssformer.inference.segmenter import PipelineOverrides, Segmenter
     from ssformer.inference.serve import LocalServer, ServeLimits
 
     if not 0 <= args.port <= 65535:
@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--queue must be >= 1, got {args.queue}")
     if args.max_uploads < 1:
         raise UserError(f"--max-uploads must be >= 1, got {args.max_uploads}")
-    segmenter = Segmenter(args.checkpoint, device=args.device, dtype=args.dtype, mode=args.mode, config=args.config)
+    segmenter = Segmenter(args.checkpoint, device=args.device, dtype=args.dtype,
+                          pipeline=PipelineOverrides(mode=args.mode), config=args.config)
     limits = ServeLimits(max_bytes=int(args.max_upload_mb * 1024 * 1024), queue_size=args.queue,
                          max_uploads=args.max_uploads)
     try:

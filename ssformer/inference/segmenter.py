@@ -5,19 +5,21 @@ every file a model is saved in): the official test pipeline's keep-ratio resize 
 bilinear filter and mean/std normalisation; whole or sliding-window inference; the logits are
 resized back to the original size (bilinear, align_corners=False) before the argmax / softmax;
 for masks a group of classes at a time (:mod:`ssformer.inference.postprocess`: same masks, bounded memory).
-Arguments given here override the model's settings.
+A :class:`PipelineOverrides` given here changes the model's settings.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
+from ssformer.data.preprocessing import Preprocessing
 from ssformer.errors import UserError
 from ssformer.inference import visualize
 from ssformer.inference.images import ImageInput, load_rgb
@@ -30,25 +32,61 @@ from ssformer.models.ssformer import SSformer
 MAX_FULL_SIZE_BYTES = 4 << 30
 
 
+@dataclass(frozen=True)
+class PipelineOverrides:
+    """Changes to the model's own test pipeline for one :class:`Segmenter`; ``None`` (and
+    ``img_scale="auto"``) keep the model's setting.
+
+    ``mode`` "whole" or "slide" (``crop``/``stride`` windows on the resized image; an int for a square),
+    ``img_scale`` (long, short) or ``None`` for images at their original size, ``tta`` the multi-scale
+    + flip average over ``scales``.
+    """
+
+    mode: str | None = None
+    crop: int | Sequence[int] | None = None
+    stride: int | Sequence[int] | None = None
+    tta: bool = False
+    scales: Sequence[float] | None = None
+    img_scale: Sequence[int] | None | str = "auto"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.img_scale, str) and self.img_scale != "auto":
+            raise UserError(f"img_scale must be 'auto', None or (long, short), got {self.img_scale!r}")
+
+    def apply(self, preprocessing: Preprocessing) -> Preprocessing:
+        """``preprocessing`` with these changes (checked by :class:`Preprocessing`)."""
+        pairs = {name: (value, value) if isinstance(value, int) else value
+                 for name, value in (("crop_size", self.crop), ("stride", self.stride))}
+        changed = preprocessing.replace(mode=self.mode, tta_scales=self.scales, **pairs)
+        if self.img_scale is None or not isinstance(self.img_scale, str):
+            changed = type(changed).from_dict({**changed.to_dict(), "img_scale": self.img_scale}, where="")
+        return changed
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Class names and colours to show instead of the model's own (``None``: the model's, else defaults)."""
+
+    class_names: Sequence[str] | None = None
+    palette: Sequence[Sequence[int]] | None = None
+
+
 class Segmenter:
     """Predict class masks with an SSformer.
 
     ``model_or_path``: an :class:`SSformer`, anything ``SSformer.from_pretrained`` reads (a model
     folder, training or official checkpoint, converted file, Hub repo id; ``config`` overrides
     its model settings), or an ONNX / OpenVINO file from ``ssformer export`` (run by ONNX Runtime /
-    OpenVINO on the CPU, ``threads`` threads; :mod:`ssformer.inference.runners`). ``mode`` "whole"
-    or "slide" (``crop``/``stride`` windows on the resized image), ``img_scale`` (``None``: images at their original size) and ``scales`` (of ``tta``)
-    default to the model's preprocessing. An :class:`SSformer` passed in is put in eval mode and
-    moved/cast to ``device``/``dtype`` in place (no copy: models can be large).
+    OpenVINO on the CPU, ``threads`` threads; :mod:`ssformer.inference.runners`). ``pipeline``
+    changes the model's test pipeline (mode, windows, image scale, TTA), ``labels`` its class names
+    and colours. An :class:`SSformer` passed in is put in eval mode and moved/cast to
+    ``device``/``dtype`` in place (no copy: models can be large).
     """
 
     def __init__(self, model_or_path: SSformer | str | os.PathLike, device: str | torch.device = "auto",
-                 dtype: str | torch.dtype = "auto", mode: str | None = None,
-                 crop: int | Sequence[int] | None = None, stride: int | Sequence[int] | None = None,
-                 tta: bool = False, scales: Sequence[float] | None = None,
-                 img_scale: Sequence[int] | None | str = "auto", config: ConfigInput = None,
-                 class_names: Sequence[str] | None = None, palette: Sequence[Sequence[int]] | None = None,
-                 threads: int | None = None):
+                 dtype: str | torch.dtype = "auto", *, pipeline: PipelineOverrides | None = None,
+                 config: ConfigInput = None, labels: Labels | None = None, threads: int | None = None):
+        pipeline, labels = pipeline or PipelineOverrides(), labels or Labels()
         deployment = load_deployment(model_or_path, config, RunSettings(device, dtype, threads))
         self.deployment = deployment
         self.notes = deployment.notes
@@ -56,19 +94,12 @@ class Segmenter:
         self.dtype = deployment.dtype
         self.model = deployment.model  # the PyTorch model; None for ONNX and OpenVINO files
         self.runner = deployment.runner
-        if isinstance(img_scale, str) and img_scale != "auto":
-            raise UserError(f"img_scale must be 'auto', None or (long, short), got {img_scale!r}")
-        pairs = {name: (value, value) if isinstance(value, int) else value
-                 for name, value in (("crop_size", crop), ("stride", stride))}
-        self.preprocessing = deployment.preprocessing.replace(mode=mode, tta_scales=scales, **pairs)
-        if img_scale is None or not isinstance(img_scale, str):
-            self.preprocessing = type(self.preprocessing).from_dict(
-                {**self.preprocessing.to_dict(), "img_scale": img_scale}, where="")
-        self.tta = tta
+        self.preprocessing = pipeline.apply(deployment.preprocessing)
+        self.tta = pipeline.tta
         cfg = deployment.config
         self.num_classes = cfg.num_classes
-        self.class_names = visualize.class_labels(self.num_classes, class_names or cfg.class_names)
-        self.palette = visualize.class_palette(self.num_classes, palette or cfg.palette)
+        self.class_names = visualize.class_labels(self.num_classes, labels.class_names or cfg.class_names)
+        self.palette = visualize.class_palette(self.num_classes, labels.palette or cfg.palette)
         # Probabilities and TTA need (K, H, W) float32 at the image size; larger requests are refused.
         self.max_full_size_bytes = MAX_FULL_SIZE_BYTES
 

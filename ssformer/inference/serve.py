@@ -58,7 +58,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from ssformer.data.io import ImageError, upright_rgb
 from ssformer.errors import UserError
 from ssformer.inference.demo_page import PAGE
-from ssformer.inference.segmenter import Segmenter
+from ssformer.inference.segmenter import PipelineOverrides, Segmenter
 from ssformer.inference.visualize import class_shares
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
@@ -450,7 +450,8 @@ def app_from_environment() -> Starlette:
     if not checkpoint:
         raise UserError("set SSFORMER_CHECKPOINT to the model to serve (save_pretrained folder or checkpoint file)")
     segmenter = Segmenter(checkpoint, device=os.environ.get("SSFORMER_DEVICE", "auto"),
-                          dtype=os.environ.get("SSFORMER_DTYPE", "auto"), mode=os.environ.get("SSFORMER_MODE") or None,
+                          dtype=os.environ.get("SSFORMER_DTYPE", "auto"),
+                          pipeline=PipelineOverrides(mode=os.environ.get("SSFORMER_MODE") or None),
                           config=os.environ.get("SSFORMER_CONFIG") or None)
     limits = ServeLimits(max_bytes=int(float(os.environ.get("SSFORMER_MAX_UPLOAD_MB", "20")) * 1024 * 1024),
                          queue_size=int(os.environ.get("SSFORMER_QUEUE", "8")),

@@ -88,9 +88,9 @@ def test_exported_files_carry_the_labels_and_pipeline(model_folder, exports):
 
 
 def test_a_fixed_size_export_refuses_other_sizes_in_one_line(exports, images):
-    from ssformer.inference.segmenter import Segmenter
+    from ssformer.inference.segmenter import PipelineOverrides, Segmenter
 
-    segmenter = Segmenter(exports["openvino-48"], mode="whole")
+    segmenter = Segmenter(exports["openvino-48"], pipeline=PipelineOverrides(mode="whole"))
     with pytest.raises(UserError, match=r"fixed-size export \(48x48 inputs only\).*--dynamic"):
         segmenter.predict(sorted(images.glob("*.png"))[0])
 

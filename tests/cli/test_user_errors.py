@@ -340,11 +340,12 @@ def test_a_float_image_in_0_1_predicts_as_its_uint8_original():
     import torch
 
     import ssformer
-    from ssformer.inference.segmenter import Segmenter
+    from ssformer.inference.segmenter import PipelineOverrides, Segmenter
     from tests.conftest import tiny_model_kwargs
 
     torch.manual_seed(0)
-    segmenter = Segmenter(ssformer.SSformer(**tiny_model_kwargs(num_classes=5)).eval(), img_scale=None)
+    segmenter = Segmenter(ssformer.SSformer(**tiny_model_kwargs(num_classes=5)).eval(),
+                          pipeline=PipelineOverrides(img_scale=None))
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (48, 64, 3)).astype(np.uint8)
     expected = segmenter.predict(image)

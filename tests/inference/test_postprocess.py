@@ -68,7 +68,8 @@ def test_segmenter_masks_equal_the_full_size_argmax():
     from tests.conftest import tiny_model_kwargs
 
     torch.manual_seed(0)
-    segmenter = ssformer.Segmenter(ssformer.SSformer(**tiny_model_kwargs(num_classes=150)), img_scale=(96, 64))
+    segmenter = ssformer.Segmenter(ssformer.SSformer(**tiny_model_kwargs(num_classes=150)),
+                                   pipeline=ssformer.PipelineOverrides(img_scale=(96, 64)))
     image = np.random.default_rng(0).integers(0, 256, (301, 187, 3), dtype=np.uint8)
     logits = whole_inference(segmenter.model, segmenter.preprocess(load_rgb(image))[None])
     expected = full_size_mask(logits, (301, 187))[0].numpy()

@@ -108,7 +108,8 @@ def test_int8_onnx_export_writes_a_qdq_model_that_agrees(model, images, tmp_path
     assert list(tmp_path.glob(".ssformer-int8-*")) == []  # the work folder is gone
     props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}  # an artifact, as the float export
     assert props["ssformer.precision"] == '"int8"' and props["ssformer.input_size"] == "[48, 64]"
-    assert ssformer.Segmenter(out, img_scale=None).num_classes == model.config.num_classes
+    original_size = ssformer.PipelineOverrides(img_scale=None)
+    assert ssformer.Segmenter(out, pipeline=original_size).num_classes == model.config.num_classes
 
 
 def _float_export(model, tmp_path):

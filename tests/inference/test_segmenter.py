@@ -14,7 +14,8 @@ from PIL import Image
 import ssformer
 from ssformer.checkpoints import CheckpointError
 from ssformer.data.io import ImageError
-from ssformer.inference.segmenter import Segmenter
+from ssformer.errors import UserError
+from ssformer.inference.segmenter import Labels, PipelineOverrides, Segmenter
 from tests.conftest import tiny_model_kwargs
 
 
@@ -26,7 +27,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def segmenter(model):
-    return Segmenter(model, img_scale=(96, 64))
+    return Segmenter(model, pipeline=PipelineOverrides(img_scale=(96, 64)))
 
 
 @pytest.fixture(scope="module")
@@ -101,11 +102,27 @@ def test_batch_equals_single_predictions(segmenter, picture):
 
 
 def test_slide_and_whole_agree_when_the_crop_covers_the_image(model, picture):
-    whole = Segmenter(model, img_scale=(96, 64), mode="whole")
-    slide = Segmenter(model, img_scale=(96, 64), mode="slide", crop=(64, 96), stride=(32, 32))
+    whole = Segmenter(model, pipeline=PipelineOverrides(mode="whole", img_scale=(96, 64)))
+    slide = Segmenter(model, pipeline=PipelineOverrides(mode="slide", crop=(64, 96), stride=(32, 32),
+                                                        img_scale=(96, 64)))
     np.testing.assert_array_equal(slide.predict_proba(picture), whole.predict_proba(picture))
-    smaller = Segmenter(model, img_scale=(96, 64), mode="slide", crop=(32, 48), stride=(16, 24))
+    smaller = Segmenter(model, pipeline=PipelineOverrides(mode="slide", crop=(32, 48), stride=(16, 24),
+                                                          img_scale=(96, 64)))
     assert smaller.predict(picture).shape == (30, 50)
+
+
+def test_pipeline_overrides_change_the_models_settings_and_labels_its_names(model):
+    """Given settings replace the model's own; the rest (and "auto" img_scale) are kept."""
+    plain = Segmenter(model)
+    changed = Segmenter(model, pipeline=PipelineOverrides(mode="slide", crop=48, stride=(16, 24), tta=True,
+                                                          scales=(1.0, 2.0), img_scale=None),
+                        labels=Labels([f"c{i}" for i in range(7)], [[i, i, i] for i in range(7)]))
+    assert changed.preprocessing.to_dict() == {**plain.preprocessing.to_dict(), "mode": "slide", "crop_size": [48, 48],
+                                               "stride": [16, 24], "tta_scales": [1.0, 2.0], "img_scale": None}
+    assert changed.tta and not plain.tta and changed.img_scale is None
+    assert changed.class_names[3] == "c3" and tuple(changed.palette[3]) == (3, 3, 3)
+    with pytest.raises(UserError, match="img_scale must be 'auto', None or \\(long, short\\), got 'big'"):
+        PipelineOverrides(img_scale="big")
 
 
 def test_overlay_blends_image_and_class_colours(segmenter, picture):
@@ -118,11 +135,12 @@ def test_overlay_blends_image_and_class_colours(segmenter, picture):
 
 
 def test_loads_folders_and_checkpoint_files_with_inferred_settings(model, picture, tmp_path):
-    expected = Segmenter(model, img_scale=(96, 64)).predict(picture)
+    expected = Segmenter(model, pipeline=PipelineOverrides(img_scale=(96, 64))).predict(picture)
     model.save_pretrained(tmp_path / "folder")
     torch.save({"state_dict": model.state_dict()}, tmp_path / "plain.pth")
     for source in (tmp_path / "folder", tmp_path / "folder" / "model.safetensors", tmp_path / "plain.pth"):
-        np.testing.assert_array_equal(Segmenter(source, img_scale=(96, 64)).predict(picture), expected)
+        np.testing.assert_array_equal(
+            Segmenter(source, pipeline=PipelineOverrides(img_scale=(96, 64))).predict(picture), expected)
 
 
 def test_bad_inputs_give_clear_errors(segmenter, model, tmp_path):
@@ -161,10 +179,12 @@ def test_checkpoint_for_another_class_count_is_rejected(model, tmp_path):
 
 def test_bf16_on_cpu_when_asked(picture):
     torch.manual_seed(0)
-    fp32 = Segmenter(ssformer.SSformer(**tiny_model_kwargs(num_classes=7)), img_scale=(96, 64))
+    fp32 = Segmenter(ssformer.SSformer(**tiny_model_kwargs(num_classes=7)),
+                     pipeline=PipelineOverrides(img_scale=(96, 64)))
     assert fp32.dtype == torch.float32  # "auto" on the CPU
     torch.manual_seed(0)
-    bf16 = Segmenter(ssformer.SSformer(**tiny_model_kwargs(num_classes=7)), img_scale=(96, 64), dtype="bf16")
+    bf16 = Segmenter(ssformer.SSformer(**tiny_model_kwargs(num_classes=7)), dtype="bf16",
+                     pipeline=PipelineOverrides(img_scale=(96, 64)))
     assert next(bf16.model.parameters()).dtype == torch.bfloat16
     proba = bf16.predict_proba(picture)
     assert proba.dtype == np.float32

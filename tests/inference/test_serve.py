@@ -29,7 +29,8 @@ HEADER_TIMEOUT = 1.0
 @pytest.fixture(scope="module")
 def segmenter():
     torch.manual_seed(0)
-    return ssformer.Segmenter(ssformer.SSformer(**tiny_model_kwargs(num_classes=6)), img_scale=(128, 64))
+    return ssformer.Segmenter(ssformer.SSformer(**tiny_model_kwargs(num_classes=6)),
+                              pipeline=ssformer.PipelineOverrides(img_scale=(128, 64)))
 
 
 @pytest.fixture(scope="module")
@@ -285,7 +286,8 @@ def test_client_aborts_leave_no_traceback(server, server_log):
 def test_a_full_queue_answers_503_with_retry_after():
     """One request holds the model, queue_size=1: the next is refused at once, and served after."""
     torch.manual_seed(0)
-    segmenter = ssformer.Segmenter(ssformer.SSformer(**tiny_model_kwargs(num_classes=3)), img_scale=(64, 32))
+    segmenter = ssformer.Segmenter(ssformer.SSformer(**tiny_model_kwargs(num_classes=3)),
+                                   pipeline=ssformer.PipelineOverrides(img_scale=(64, 32)))
     release, entered = threading.Event(), threading.Event()
     predict = segmenter.predict
 
@@ -348,7 +350,8 @@ def test_slow_uploads_cost_a_connection_not_the_model_queue(segmenter):
 
 def test_too_many_uploads_at_once_answer_503():
     torch.manual_seed(0)
-    segmenter = ssformer.Segmenter(ssformer.SSformer(**tiny_model_kwargs(num_classes=3)), img_scale=(64, 32))
+    segmenter = ssformer.Segmenter(ssformer.SSformer(**tiny_model_kwargs(num_classes=3)),
+                                   pipeline=ssformer.PipelineOverrides(img_scale=(64, 32)))
     srv = make_server(segmenter, "127.0.0.1", 0, max_uploads=1, retry_after=3, body_timeout=5.0).start()
     base = f"http://127.0.0.1:{srv.address[1]}"
     slow = socket.create_connection(("127.0.0.1", srv.address[1]), timeout=10)
