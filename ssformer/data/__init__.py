@@ -7,6 +7,7 @@ from ssformer.data.datasets import (
     CamVid,
     Cityscapes,
     FolderDataset,
+    FolderOptions,
     PascalVOC,
     SegmentationDataset,
     build_dataset,
@@ -16,7 +17,7 @@ from ssformer.data.preprocessing import Preprocessing, TestTransform
 from ssformer.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Normalize, TrainTransform, TrainTransformSettings
 
 __all__ = [
-    "ADE20K", "DATASETS", "CamVid", "Cityscapes", "DataError", "FolderDataset", "IMAGENET_MEAN", "IMAGENET_STD",
-    "ImageError", "Normalize", "PascalVOC", "Preprocessing", "SegmentationDataset", "TestTransform", "TrainTransform",
+    "ADE20K", "DATASETS", "CamVid", "Cityscapes", "DataError", "FolderDataset", "FolderOptions", "IMAGENET_MEAN",
+    "IMAGENET_STD", "ImageError", "Normalize", "PascalVOC", "Preprocessing", "SegmentationDataset", "TestTransform", "TrainTransform",
     "TrainTransformSettings", "build_dataset", "dataset_classes", "default_palette", "read_image", "read_label",
 ]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 from tqdm import tqdm
 
-from ssformer.data.datasets import InvalidLabelValues, SegmentationDataset
+from ssformer.data.datasets import InvalidLabelValues, SegmentationDataset, dataset_options
 from ssformer.data.io import DataError, read_image, read_label
 
 
@@ -81,7 +80,7 @@ def check_dataset(dataset: SegmentationDataset, progress: bool = False) -> Check
         counts = np.bincount(flat[flat >= 0], minlength=max(dataset.num_classes, dataset.ignore_index + 1))
         class_pixels += counts[: dataset.num_classes]
         ignored += int(counts[dataset.ignore_index]) if dataset.ignore_index < len(counts) else 0
-    hint = "data.options.ignore_index" if "ignore_index" in inspect.signature(type(dataset)).parameters else ""
+    hint = "data.options.ignore_index" if "ignore_index" in dataset_options(type(dataset)) else ""
     return CheckReport(len(dataset.pairs), problems, class_pixels, ignored, sizes, undeclared, value_problems, hint)
 
 

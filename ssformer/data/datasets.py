@@ -16,9 +16,9 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -40,6 +40,7 @@ from ssformer.data.classes import (
 from ssformer.data.io import DataError, colors_to_indices, read_image, read_label
 from ssformer.data.transforms import Normalize
 from ssformer.errors import UserError
+from ssformer.settings import BOOL, STRING, check_fields, setting
 
 # (image, label, rng) -> (image tensor, label tensor)
 Transform = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[torch.Tensor, torch.Tensor]]
@@ -134,6 +135,8 @@ class SegmentationDataset(Dataset):
     ``missing`` lists pairs that could not be formed (with ``allow_missing=True``; otherwise
     they raise at construction).
     """
+
+    options_type: ClassVar[type | None] = None  # a dataclass of the config options grouped into ``options``
 
     def __init__(self, found: Listing, class_names: Sequence[str], palette: Sequence[Color] | None = None,
                  transform: Transform | None = None, ignore_index: int = 255, labels: LabelCoding | None = None,
@@ -431,8 +434,34 @@ class PascalVOC(SegmentationDataset):
                          LabelCoding(rule="VOC labels are 0..20 or 255 (border)"), allow_missing, seed)
 
 
+@dataclass(frozen=True)
+class FolderOptions:
+    """``data.options`` of a ``type: folder`` recipe: where a custom dataset's files are and what its
+    labels hold (docs/datasets.md has the table)."""
+
+    where: ClassVar[str] = "data.options."
+
+    class_names: Sequence[str] | None = setting(None, None, "one name per class; null: ROOT/classes.txt")
+    img_dir: str = setting("images", STRING, "the image folder under ROOT")
+    ann_dir: str = setting("labels", STRING, "the label folder under ROOT")
+    img_suffix: str = setting(".jpg", STRING, "image file ending (may include a name part)")
+    seg_suffix: str = setting(".png", STRING, "label file ending (may include a name part, e.g. _mask.png)")
+    palette: Sequence[Sequence[int]] | None = setting(None, None, "one [R, G, B] per class; null: generated")
+    color_labels: bool = setting(False, BOOL, "labels are RGB images in the palette colours, not class ids")
+    ignore_colors: Sequence[Sequence[int]] = setting((), None, "with color_labels: colours that mean ignore")
+    ignore_index: int = setting(255, None, "the label value that is ignored (not a class id)")
+
+    def __post_init__(self) -> None:
+        check_fields(self, self.where)
+        if self.color_labels and not self.palette:
+            raise UserError("color_labels needs a palette (one RGB colour per class)")
+        if self.palette is not None and any(len(c) != 3 for c in self.palette):
+            raise UserError("palette entries must be [R, G, B]")
+
+
 class FolderDataset(SegmentationDataset):
-    """A custom dataset: ``root/img_dir`` and ``root/ann_dir`` with files paired by relative name.
+    """A custom dataset: ``root/img_dir`` and ``root/ann_dir`` with files paired by relative name
+    (:class:`FolderOptions`).
 
     Image ``a/b.jpg`` pairs with label ``a/b.png`` (suffixes configurable; a suffix may include a
     name part, e.g. ``_mask.png``). ``split`` is optional: a list file (relative to ``root``) of
@@ -442,20 +471,15 @@ class FolderDataset(SegmentationDataset):
     map to the ignore index).
     """
 
-    def __init__(self, root: str | os.PathLike, class_names: Sequence[str] | None = None, img_dir: str = "images",
-                 ann_dir: str = "labels", img_suffix: str = ".jpg", seg_suffix: str = ".png",
-                 split: str | None = None, palette: Sequence[Sequence[int]] | None = None,
-                 color_labels: bool = False, ignore_colors: Sequence[Sequence[int]] = (),
-                 ignore_index: int = 255, transform: Transform | None = None,
-                 allow_missing: bool = False, seed: int = 0) -> None:
+    options_type = FolderOptions
+
+    def __init__(self, root: str | os.PathLike, options: FolderOptions | None = None, split: str | None = None,
+                 transform: Transform | None = None, allow_missing: bool = False, seed: int = 0) -> None:
+        o = options or FolderOptions()
         root = _require_dir(Path(root), "dataset root")
-        class_names = _folder_class_names(root) if class_names is None else class_names
-        image_dir = _require_dir(root / img_dir, "image")
-        label_dir = _require_dir(root / ann_dir, "label")
-        if color_labels and not palette:
-            raise UserError("color_labels needs a palette (one RGB colour per class)")
-        if palette is not None and any(len(c) != 3 for c in palette):
-            raise UserError("palette entries must be [R, G, B]")
+        class_names = _folder_class_names(root) if o.class_names is None else o.class_names
+        image_dir = _require_dir(root / o.img_dir, "image")
+        label_dir = _require_dir(root / o.ann_dir, "label")
         unknown: list[str] = []
         if split is not None and not (root / split).is_file():
             if not (image_dir / split).is_dir():
@@ -463,20 +487,20 @@ class FolderDataset(SegmentationDataset):
             image_dir = image_dir / split
             label_dir = _require_dir(label_dir / split, "label")
             split = None
-        images, labels = _files(image_dir, img_suffix), _files(label_dir, seg_suffix)
+        images, labels = _files(image_dir, o.img_suffix), _files(label_dir, o.seg_suffix)
         if split is not None:
             list_file = root / split
             names = [line.split()[0] for line in _read_list(list_file)]
-            unknown = [f"{list_file}: no image {image_dir / (n + img_suffix)}" for n in names if n not in images]
+            unknown = [f"{list_file}: no image {image_dir / (n + o.img_suffix)}" for n in names if n not in images]
             images = {n: images[n] for n in names if n in images}
         pairs, missing = _match(images, labels, label_dir)
-        self.color_labels = color_labels
-        self.ignore_colors = tuple(tuple(int(v) for v in c) for c in ignore_colors)
-        where = _looked_for(image_dir, img_suffix, label_dir, seg_suffix, options=True)
+        self.color_labels = o.color_labels
+        self.ignore_colors = tuple(tuple(int(v) for v in c) for c in o.ignore_colors)
+        where = _looked_for(image_dir, o.img_suffix, label_dir, o.seg_suffix, options=True)
         super().__init__(Listing(pairs, unknown + missing, where), class_names,
-                         [tuple(c) for c in palette] if palette else None, transform, ignore_index,
+                         [tuple(c) for c in o.palette] if o.palette else None, transform, o.ignore_index,
                          allow_missing=allow_missing, seed=seed)
-        self.unused = _unused_files(image_dir, img_suffix, label_dir, seg_suffix, self.pairs,
+        self.unused = _unused_files(image_dir, o.img_suffix, label_dir, o.seg_suffix, self.pairs,
                                     orphan_labels=split is None)
 
     def decode_label(self, stored: np.ndarray, label_path: str) -> np.ndarray:
@@ -513,6 +537,18 @@ DATASETS: dict[str, type[SegmentationDataset]] = {
 }
 
 
+def dataset_options(cls: type[SegmentationDataset]) -> list[str]:
+    """The options a dataset class takes from a config: its keyword parameters, the fields of its
+    ``options_type`` in place of ``options``."""
+    names: list[str] = []
+    for name in inspect.signature(cls.__init__).parameters:
+        if name == "options" and cls.options_type is not None:
+            names += [f.name for f in fields(cls.options_type)]
+        elif name not in ("self", "transform"):
+            names.append(name)
+    return names
+
+
 def build_dataset(config: dict[str, Any], transform: Transform | None = None, **overrides: Any) -> SegmentationDataset:
     """A dataset from a config's ``data`` section: ``{type: camvid, root: DIR, split: train, ...options}``.
 
@@ -524,7 +560,7 @@ def build_dataset(config: dict[str, Any], transform: Transform | None = None, **
     if kind not in DATASETS:
         raise UserError(f"data type must be one of {', '.join(DATASETS)}, got {kind!r}")
     cls = DATASETS[kind]
-    allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "transform")]
+    allowed = dataset_options(cls)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise UserError(f"unknown option(s) for data type {kind!r}: {', '.join(unknown)}; "
@@ -535,4 +571,7 @@ def build_dataset(config: dict[str, Any], transform: Transform | None = None, **
               if p.default is inspect.Parameter.empty and name not in ("self", "transform") and name not in options]
     if needed:
         raise UserError(f"data type {kind!r} needs {', '.join(needed)} (data.options.{needed[0]} in a config)")
+    if cls.options_type is not None:
+        grouped = {f.name for f in fields(cls.options_type)}
+        options["options"] = cls.options_type(**{k: options.pop(k) for k in list(options) if k in grouped})
     return cls(transform=transform, **options)

@@ -483,14 +483,14 @@ def test_a_set_without_equals_gets_the_subcommand_usage_and_the_fix(capsys):
 
 
 def test_no_pairs_found_names_the_suffixes_looked_for(tmp_path):
-    from ssformer.data.datasets import FolderDataset
+    from ssformer.data.datasets import FolderDataset, FolderOptions
     from ssformer.data.io import DataError
 
     (tmp_path / "images").mkdir()
     (tmp_path / "labels").mkdir()
     (tmp_path / "images" / "a.png").write_bytes(b"")
     with pytest.raises(DataError, match=r"no image/label pairs.*\*\.jpg.*\*\.png.*img_suffix"):
-        FolderDataset(tmp_path, ["a", "b"])
+        FolderDataset(tmp_path, FolderOptions(["a", "b"]))
 
 
 def test_help_is_plain_text_and_shows_defaults():

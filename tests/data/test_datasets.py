@@ -1,5 +1,6 @@
 """Datasets in their real layouts (tiny generated folders) and every bad-input error."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from ssformer.data import (
     Cityscapes,
     DataError,
     FolderDataset,
+    FolderOptions,
     PascalVOC,
     TrainTransform,
     TrainTransformSettings,
@@ -200,16 +202,15 @@ def test_folder_index_labels_nested_and_suffixes(tmp_path):
     for i, name in enumerate(["a/x", "a/y", "b/z"]):
         write_image(tmp_path / "img" / f"{name}.png", seed=i)
         write_label(tmp_path / "ann" / f"{name}_mask.png", label_values(values=(0, 1, 2, 255), seed=i))
-    dataset = FolderDataset(tmp_path, ["bg", "cat", "dog"], img_dir="img", ann_dir="ann", img_suffix=".png",
+    options = FolderOptions(["bg", "cat", "dog"], img_dir="img", ann_dir="ann", img_suffix=".png",
                             seg_suffix="_mask.png")
+    dataset = FolderDataset(tmp_path, options)
     assert len(dataset) == 3 and dataset.palette and len(dataset.palette) == 3
     assert np.array_equal(dataset.load(2)[1], label_values(values=(0, 1, 2, 255), seed=2))
     (tmp_path / "list.txt").write_text("b/z\na/x\n")
-    subset = FolderDataset(tmp_path, ["bg", "cat", "dog"], img_dir="img", ann_dir="ann", img_suffix=".png",
-                           seg_suffix="_mask.png", split="list.txt")
+    subset = FolderDataset(tmp_path, options, split="list.txt")
     assert [Path(p).stem for p, _ in subset.pairs] == ["z", "x"]
-    two = FolderDataset(tmp_path, ["bg", "cat"], img_dir="img", ann_dir="ann", img_suffix=".png",
-                        seg_suffix="_mask.png")
+    two = FolderDataset(tmp_path, dataclasses.replace(options, class_names=["bg", "cat"]))
     with pytest.raises(DataError, match=r"invalid values 2; expected class ids 0\.\.1 or the ignore index 255"):
         two.load(0)
 
@@ -219,22 +220,22 @@ def test_folder_split_subfolders(tmp_path):
         for i in range(count):
             write_image(tmp_path / "images" / split / f"{i}.jpg", seed=i, suffix_format="JPEG")
             write_label(tmp_path / "labels" / split / f"{i}.png", label_values(values=(0, 1), seed=i))
-    assert len(FolderDataset(tmp_path, ["a", "b"], split="train")) == 2
-    assert len(FolderDataset(tmp_path, ["a", "b"], split="val")) == 1
-    assert len(FolderDataset(tmp_path, ["a", "b"])) == 3  # everything, recursively
+    assert len(FolderDataset(tmp_path, FolderOptions(["a", "b"]), split="train")) == 2
+    assert len(FolderDataset(tmp_path, FolderOptions(["a", "b"]), split="val")) == 1
+    assert len(FolderDataset(tmp_path, FolderOptions(["a", "b"]))) == 3  # everything, recursively
     with pytest.raises(DataError, match=r"split 'test': neither a list file .*test nor a folder .*images/test"):
-        FolderDataset(tmp_path, ["a", "b"], split="test")
+        FolderDataset(tmp_path, FolderOptions(["a", "b"]), split="test")
 
 
 def test_ignore_index_checks(tmp_path):
     write_image(tmp_path / "images" / "0.jpg", suffix_format="JPEG")
     write_label(tmp_path / "labels" / "0.png", label_values(values=(0, 1, 3)))
-    dataset = FolderDataset(tmp_path, ["a", "b"], ignore_index=3)
+    dataset = FolderDataset(tmp_path, FolderOptions(["a", "b"], ignore_index=3))
     assert set(np.unique(dataset.load(0)[1])) == {0, 1, 3}
     with pytest.raises(ValueError, match="ignore_index 1 is a class id"):
-        FolderDataset(tmp_path, ["a", "b"], ignore_index=1)
+        FolderDataset(tmp_path, FolderOptions(["a", "b"], ignore_index=1))
     with pytest.raises(ValueError, match="ignore_index must be in 0..65535"):
-        FolderDataset(tmp_path, ["a", "b"], ignore_index=-1)
+        FolderDataset(tmp_path, FolderOptions(["a", "b"], ignore_index=-1))
 
 
 def test_many_classes_in_16_bit_labels(tmp_path):
@@ -244,10 +245,11 @@ def test_many_classes_in_16_bit_labels(tmp_path):
     (tmp_path / "labels").mkdir()
     Image.fromarray(values).save(tmp_path / "labels" / "0.png")  # mode I;16
     with pytest.raises(ValueError, match="ignore_index 255 is a class id"):
-        FolderDataset(tmp_path, names)
+        FolderDataset(tmp_path, FolderOptions(names))
     with pytest.raises(ValueError, match="transform pads labels with 255 but this dataset's ignore index is 65535"):
-        FolderDataset(tmp_path, names, ignore_index=65535, transform=TrainTransform(TrainTransformSettings(crop_size=(8, 8))))
-    dataset = FolderDataset(tmp_path, names, ignore_index=65535,
+        FolderDataset(tmp_path, FolderOptions(names, ignore_index=65535),
+                      transform=TrainTransform(TrainTransformSettings(crop_size=(8, 8))))
+    dataset = FolderDataset(tmp_path, FolderOptions(names, ignore_index=65535),
                             transform=TrainTransform(TrainTransformSettings(img_scale=(16, 12), ratio_range=None, crop_size=(16, 16)), ignore_index=65535))
     assert np.array_equal(dataset.load(0)[1], values.astype(np.int64))
     label = dataset[0]["label"]
@@ -261,17 +263,17 @@ def test_folder_colour_labels(tmp_path):
     write_image(tmp_path / "images" / "p.jpg", suffix_format="JPEG")
     (tmp_path / "labels").mkdir()
     Image.fromarray(colours).save(tmp_path / "labels" / "p.png")
-    dataset = FolderDataset(tmp_path, ["a", "b", "c"], palette=palette, color_labels=True,
-                            ignore_colors=[(255, 255, 255)])
+    dataset = FolderDataset(tmp_path, FolderOptions(["a", "b", "c"], palette=palette, color_labels=True,
+                                                    ignore_colors=[(255, 255, 255)]))
     assert np.array_equal(dataset.load(0)[1], np.where(indices == 3, 255, indices))
-    strict = FolderDataset(tmp_path, ["a", "b", "c"], palette=palette, color_labels=True)
+    strict = FolderDataset(tmp_path, FolderOptions(["a", "b", "c"], palette=palette, color_labels=True))
     with pytest.raises(DataError, match=r"p\.png: colours not in the palette: \(255, 255, 255\)"):
         strict.load(0)
-    plain = FolderDataset(tmp_path, ["a", "b", "c"])
+    plain = FolderDataset(tmp_path, FolderOptions(["a", "b", "c"]))
     with pytest.raises(DataError, match=r"p\.png: colour label map"):
         plain.load(0)
     with pytest.raises(ValueError, match="color_labels needs a palette"):
-        FolderDataset(tmp_path, ["a", "b", "c"], color_labels=True)
+        FolderDataset(tmp_path, FolderOptions(["a", "b", "c"], color_labels=True))
 
 
 # --- errors common to all layouts ---------------------------------------------------------------
@@ -348,6 +350,12 @@ def test_build_dataset_from_config(tmp_path):
     assert len(folder) == 3 and folder.num_classes == 12
     with pytest.raises(ValueError, match="unknown option.*crop_size.*allowed: root, split"):
         build_dataset({"type": "camvid", "root": str(tmp_path), "crop_size": 512})
+    with pytest.raises(ValueError, match="unknown option.*'folder': img_sufix; allowed: root, class_names, img_dir, "
+                                         "ann_dir, img_suffix, seg_suffix, palette, color_labels, ignore_colors, "
+                                         "ignore_index, split, allow_missing, seed$"):
+        build_dataset({"type": "folder", "root": str(tmp_path), "img_sufix": ".png"})
+    with pytest.raises(ValueError, match="data.options.img_suffix must be a non-empty string, got 3"):
+        build_dataset({"type": "folder", "root": str(tmp_path), "img_suffix": 3})
     with pytest.raises(ValueError, match="data type must be one of camvid, ade20k, cityscapes, voc, folder"):
         build_dataset({"type": "coco", "root": str(tmp_path)})
     with pytest.raises(ValueError, match="needs 'root'"):
