@@ -17,11 +17,11 @@ LAYERS = ["errors", "settings", "utils", "devices", "precision", "distributed", 
 MAX_FUNCTION_LINES = 60
 MAX_PARAMETERS = 8  # settings travel as objects (Preprocessing, config sections, Precision), not field by field
 # Signatures over MAX_PARAMETERS that are still to be reduced; none may be added, and each one fixed leaves the list.
-# export_int8_onnx, benchmark and Segmenter.__init__ are called from files another change is editing
+# benchmark and Segmenter.__init__ are called from files another change is editing
 # (inference/quantize.py, cli/benchmark.py, cli/export.py, benchmarks/); datasets.__init__ is FolderDataset's,
 # whose keyword options are data.options in a recipe.
 LONG_SIGNATURES = {"ssformer.analysis.benchmark.benchmark", "ssformer.data.datasets.__init__",
-                   "ssformer.inference.quantize.export_int8_onnx", "ssformer.inference.segmenter.__init__"}
+                   "ssformer.inference.segmenter.__init__"}
 
 
 def _module_name(path: Path) -> str:
