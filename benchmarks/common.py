@@ -6,14 +6,13 @@ system CPU seconds of each call (``getrusage``).
 
 Engines: one float model exported once to ONNX (fixed size) and run by ONNX Runtime and, converted
 from that file, by OpenVINO in f32 and (where the CPU has it natively) bf16; NNCF's int8 IR as
-``ssformer export --format openvino --int8`` makes it, run with f32 and bf16 elsewhere. With
-``int8_peers`` also the two other int8 routes: ONNX Runtime static QDQ of the same ONNX file, and
-torchao's dynamic int8 linears on the PyTorch model.
+``ssformer export --format openvino --int8`` makes it, run with f32 and bf16 elsewhere. (The two
+other int8 routes, ONNX Runtime static QDQ and torchao dynamic int8, were measured against these
+with this module's ``int8_peers`` at commit 5825a82 and removed: docs/benchmarks.md.)
 """
 
 from __future__ import annotations
 
-import copy
 import resource
 import statistics
 import tempfile
@@ -25,7 +24,6 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ssformer.inference import quantize
 from ssformer.inference.export import export_model
 from ssformer.inference.openvino import compile_ir, convert_onnx, cpu_has_native_bf16, ir_runner
 from ssformer.inference.openvino_int8 import Int8Settings, quantize_ir
@@ -79,8 +77,19 @@ def summarise(calls: dict[str, list[Call]]) -> dict[str, dict[str, float]]:
     return stats
 
 
+def onnx_runner(path: Path, threads: int) -> Runner:
+    """The ONNX file at ``path`` in ONNX Runtime on the CPU."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda tensor: torch.from_numpy(session.run(None, {name: tensor.numpy()})[0])
+
+
 def engine_runners(model: torch.nn.Module, size: tuple[int, int], calibration: Sequence[torch.Tensor],
-                   threads: int, int8_peers: bool = False) -> dict[str, Runner]:
+                   threads: int) -> dict[str, Runner]:
     """``model`` (float, eval, CPU) in each CPU engine at the fixed ``size``; int8 calibrated on ``calibration``."""
     work = Path(tempfile.mkdtemp(prefix="ssformer-engines-"))
     onnx_path = work / "fp32.onnx"
@@ -93,15 +102,11 @@ def engine_runners(model: torch.nn.Module, size: tuple[int, int], calibration: S
     int8_ir, _ = quantize_ir(float_ir, calibration, calibration, Int8Settings("calibration"), reference)
     print(f"NNCF quantization {time.perf_counter() - start:.0f} s", flush=True)
     precisions = ["f32", "bf16"] if cpu_has_native_bf16() else ["f32"]
-    runners: dict[str, Runner] = {"onnxruntime-fp32": quantize.onnx_runner(onnx_path, threads)}
+    runners: dict[str, Runner] = {"onnxruntime-fp32": onnx_runner(onnx_path, threads)}
     for precision in precisions:
         tag = "fp32" if precision == "f32" else precision
         runners[f"openvino-{tag}"] = ir_runner(reference if precision == "f32"
                                                else compile_ir(float_ir, precision, threads))
         runners["openvino-int8" + ("" if precision == "f32" else "-bf16")] = \
             ir_runner(compile_ir(int8_ir, precision, threads))
-    if int8_peers:
-        quantize.quantize_onnx(onnx_path, work / "int8.onnx", calibration)
-        runners["onnxruntime-int8"] = quantize.onnx_runner(work / "int8.onnx", threads)
-        runners["torchao-int8"] = quantize.torch_runner(quantize.quantize_linears(copy.deepcopy(model)))
     return runners

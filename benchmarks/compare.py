@@ -17,8 +17,7 @@ Contenders (inference, eval mode, ``torch.inference_mode``):
 ``--engines`` adds the CPU engines, fed the same weights through this project's export
 (``benchmarks/common.py``): ``onnxruntime-fp32``, ``openvino-fp32`` / ``-bf16`` (bf16 where the CPU has
 it natively) and NNCF's ``openvino-int8`` (``-bf16``), calibrated on ``--calib-images`` images of
-``--calib``; ``--int8-peers`` adds ONNX Runtime QDQ int8 and torchao int8. They need the
-``openvino`` and ``int8`` extras in the interpreter that runs this script.
+``--calib``. They need the ``openvino`` extra in the interpreter that runs this script.
 
 ``--train`` adds a training step (forward, cross-entropy, backward, AdamW) of ours vs official
 for ``--train-model`` (default SSformer-T) at batch ``--train-batch``, fp32 and bf16 autocast.
@@ -217,7 +216,6 @@ def main() -> None:
                         help="time only these inference contenders (e.g. official-fp32 alone: the others "
                              "share the process's allocator state with it)")
     parser.add_argument("--engines", action="store_true", help="add OpenVINO (fp32, bf16, int8) and ONNX Runtime")
-    parser.add_argument("--int8-peers", action="store_true", help="with --engines: also ORT QDQ and torchao int8")
     parser.add_argument("--calib", type=Path, default=REPO.parent / "shared" / "data" / "CamVid" / "train",
                         help="with --engines: images to calibrate int8 on (default: CamVid train)")
     parser.add_argument("--calib-images", type=int, default=8)
@@ -266,7 +264,7 @@ def main() -> None:
             from common import engine_runners
 
             calibration = real_images(args.calib, args.calib_images, height, width)
-            engines = engine_runners(ours, (height, width), calibration, args.threads, args.int8_peers)
+            engines = engine_runners(ours, (height, width), calibration, args.threads)
         accuracy: dict[str, dict[str, float]] = {}
         with torch.inference_mode():
             for i, x in enumerate(images):

@@ -14,15 +14,13 @@ own preprocessing, resized to ``--size``, and times, interleaved in one process
 * ``openvino-int8`` / ``-int8-bf16``: that IR quantized by NNCF as ``ssformer export --format
   openvino --int8`` does, calibrated on the first ``--calib-images`` images of ``--calib`` (CamVid
   train by default), f32 / bf16 elsewhere;
-* with ``--int8-peers``: ``onnxruntime-int8`` (ONNX Runtime static QDQ of the same file) and
-  ``torchao-int8`` (torchao dynamic int8 linears on the eager model).
 
 Each round runs every contender once on the next image (first contender rotating); medians and the
 spread (min-max) are reported. Agreement: each contender's argmax against ``torch-fp32`` on all the
 images, and the mIoU of its masks with ``torch-fp32``'s as labels.
 
     python3 benchmarks/openvino_cpu.py ssformer_swin_b --size 512 512 --threads 2 --rounds 5
-    python3 benchmarks/openvino_cpu.py --checkpoint runs/camvid/model --size 360 480 --num-images 8 --int8-peers
+    python3 benchmarks/openvino_cpu.py --checkpoint runs/camvid/model --size 360 480 --num-images 8
 
 (Not named openvino.py: the script's folder comes first on sys.path and would shadow the package.)
 """
@@ -86,7 +84,6 @@ def main() -> None:
     parser.add_argument("--size", type=int, nargs=2, default=(512, 512), metavar=("H", "W"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--int8-peers", action="store_true", help="also ONNX Runtime QDQ int8 and torchao int8")
     parser.add_argument("--json", type=Path, help="also write the numbers to this JSON file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -97,7 +94,7 @@ def main() -> None:
     runners = {"torch-fp32": quantize.torch_runner(model)}
     if cpu_has_native_bf16():
         runners["torch-bf16"] = bf16_runner(model)
-    runners.update(engine_runners(model, size, calibration, args.threads, args.int8_peers))
+    runners.update(engine_runners(model, size, calibration, args.threads))
     rounds = {name: _cycling(run, images) for name, run in runners.items()}
     stats = summarise(interleaved(rounds, args.rounds, warmup=1))
     label = args.checkpoint or f"{args.variant} (random weights, {args.num_classes} classes)"

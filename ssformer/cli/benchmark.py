@@ -4,12 +4,10 @@ what is timed and how)."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 
 from ssformer.analysis.benchmark import DTYPES, BenchmarkSettings, benchmark, format_result
-from ssformer.data.preprocessing import Preprocessing
 from ssformer.errors import UserError
 from ssformer.models.ssformer import SSformer, create_model, list_models
 
@@ -28,14 +26,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--compile", action="store_true", help="wrap the model in torch.compile")
-    parser.add_argument("--int8", action="store_true",
-                        help="CPU inference with every linear quantized to int8 by torchao (int8 weights, int8 "
-                             "activations scaled at run time; pip install 'ssformer[int8]')")
-    parser.add_argument("--check", metavar="DIR",
-                        help="with --int8: also print how often the int8 and the float model's masks agree "
-                             "on the images in DIR (resized to --size)")
-    parser.add_argument("--check-images", type=int, default=16, metavar="N",
-                        help="with --check: the first N images of DIR (default 16)")
     parser.add_argument("--train", action="store_true", help="time a training step instead of inference")
     parser.add_argument("--gradient-checkpointing", action="store_true",
                         help="with --train: recompute encoder blocks in the backward pass")
@@ -47,42 +37,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def model_to_time(name: str | None, checkpoint: str | None, num_classes: int) -> tuple[SSformer, Preprocessing, str]:
+def model_to_time(name: str | None, checkpoint: str | None, num_classes: int) -> tuple[SSformer, str]:
     if (name is None) == (checkpoint is None):
         raise UserError("give either a model name or --checkpoint (not both)")
     if name is not None:
         if num_classes < 1:
             raise UserError(f"--num-classes must be >= 1, got {num_classes}")
-        return create_model(name, num_classes=num_classes), Preprocessing(), name
+        return create_model(name, num_classes=num_classes), name
     from ssformer.loading import load_model
 
     loaded = load_model(checkpoint)
-    return loaded.model, loaded.preprocessing, str(checkpoint)
-
-
-def check_int8(args: argparse.Namespace) -> None:
-    if not args.int8:
-        if args.check:
-            raise UserError("--check only applies with --int8")
-        return
-    if args.dtype != "fp32" or args.train or args.compile or args.device != "cpu":
-        raise UserError("--int8 times CPU inference of the quantized model: leave out --dtype, --train, "
-                        "--compile and --device")
-
-
-def quantize(model: SSformer, preprocessing: Preprocessing, args: argparse.Namespace) -> str | None:
-    """``model`` quantized in place; with ``--check``, how its masks compare to the float model's."""
-    import copy
-
-    from ssformer.inference import quantize as q
-
-    reference = copy.deepcopy(model).eval() if args.check else None
-    inputs = q.calibration_inputs(args.check, preprocessing, tuple(args.size), args.check_images) if args.check else []
-    q.quantize_linears(model)
-    if reference is None:
-        return None
-    agreement = q.compare_predictions(q.torch_runner(reference), q.torch_runner(model), inputs, model.num_classes)
-    return f"int8 against float: {agreement.summary()}"
+    return loaded.model, str(checkpoint)
 
 
 COMPILE_ON_CPU_NOTE = (
@@ -103,9 +68,9 @@ def run_exported(args: argparse.Namespace, settings: BenchmarkSettings) -> int:
     from ssformer.errors import UserError
     from ssformer.inference.runners import RunSettings, load_deployment
 
-    if args.name or args.train or args.compile or args.int8 or args.gradient_checkpointing or args.device != "cpu":
+    if args.name or args.train or args.compile or args.gradient_checkpointing or args.device != "cpu":
         raise UserError(f"{args.checkpoint} is an exported model: benchmark times its inference on the CPU; leave "
-                        f"out the model name, --train, --compile, --int8 and --device (int8: ssformer export --int8)")
+                        f"out the model name, --train, --compile and --device")
     deployment = load_deployment(args.checkpoint, settings=RunSettings("cpu", args.dtype, args.threads))
     target = ExportedTarget(deployment.runner, str(args.checkpoint), deployment.engine, str(deployment.dtype),
                             args.threads)
@@ -128,19 +93,10 @@ def run(args: argparse.Namespace) -> int:
                                  count_flops=not args.no_flops)
     if args.checkpoint and is_exported(args.checkpoint):
         return run_exported(args, settings)
-    check_int8(args)
     if args.compile and settings.target.type == "cpu":
         logging.getLogger("ssformer").warning(COMPILE_ON_CPU_NOTE)
-    model, preprocessing, label = model_to_time(args.name, args.checkpoint, args.num_classes)
+    model, label = model_to_time(args.name, args.checkpoint, args.num_classes)
     model.set_gradient_checkpointing(args.gradient_checkpointing)
-    agreement = quantize(model, preprocessing, args) if args.int8 else None
     result = benchmark(model, settings, name=label)
-    if args.int8:
-        result = dataclasses.replace(result, dtype="int8 (torchao, dynamic activations)")
-    if args.json:
-        print(json.dumps({**result.as_dict(), **({"int8_check": agreement} if agreement else {})}))
-    else:
-        print(format_result(result))
-        if agreement:
-            print(agreement)
+    print(json.dumps(result.as_dict()) if args.json else format_result(result))
     return 0

@@ -1,10 +1,11 @@
 """What an exported model file carries besides its graph, so it is an artifact like a model folder.
 
-The same JSON documents as a ``.safetensors`` model (``config`` with class names and palette,
+The same JSON documents as a ``.safetensors`` model (``model_config`` with class names and palette,
 ``preprocessing``, ``training_config``) plus ``precision`` (fp32 or int8) and ``input_size``
 (``[H, W]`` of a fixed-shape export, ``null`` for a dynamic one) and ``run_precision`` (the
 OpenVINO inference precision the file was checked at: f32, or bf16 for an int8 IR checked so). ONNX keeps them in the model's
 ``metadata_props`` as ``ssformer.<name>``; OpenVINO in the runtime info under ``ssformer/<name>``.
+Files exported before the key was named ``model_config`` hold it as ``config``; both are read.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from ssformer.errors import UserError
 from ssformer.models.ssformer import SSformerConfig
 
 PREFIX = "ssformer"
-NAMES = ("config", "preprocessing", "training_config", "precision", "input_size", "run_precision")
+NAMES = ("model_config", "preprocessing", "training_config", "precision", "input_size", "run_precision")
+LEGACY_NAMES = {"config": "model_config"}  # the keys of files exported before the rename
 
 
 def documents(model: Any, precision: str = "fp32", input_size: tuple[int, int] | None = None,
@@ -26,7 +28,7 @@ def documents(model: Any, precision: str = "fp32", input_size: tuple[int, int] |
     """The metadata entries of an export of ``model`` (an SSformer): name -> JSON text. ``run_precision``:
     what the rest of the graph runs at by default (bf16 for an int8 IR whose check passed in bf16)."""
     preprocessing = model.preprocessing.to_dict() if getattr(model, "preprocessing", None) is not None else None
-    values = {"config": asdict(model.config), "preprocessing": preprocessing,
+    values = {"model_config": asdict(model.config), "preprocessing": preprocessing,
               "training_config": getattr(model, "recipe", None), "precision": precision,
               "input_size": list(input_size) if input_size is not None else None, "run_precision": run_precision}
     return {name: json.dumps(value) for name, value in values.items()}
@@ -46,12 +48,13 @@ class ExportedInfo:
 
 def parse(entries: dict[str, str], where: str) -> ExportedInfo:
     """Read the entries :func:`documents` wrote; a file without them is not an ssformer export."""
-    if "config" not in entries:
+    entries = {LEGACY_NAMES.get(name, name): value for name, value in entries.items()}
+    if "model_config" not in entries:
         raise UserError(f"{where} carries no ssformer metadata (class count, preprocessing): it is not a model "
                         f"written by ssformer export; export it again with ssformer export")
     try:
         values = {name: json.loads(entries[name]) for name in NAMES if name in entries}
-        config = SSformerConfig.from_dict(values["config"])
+        config = SSformerConfig.from_dict(values["model_config"])
     except (ValueError, TypeError, KeyError) as e:
         raise UserError(f"{where}: its ssformer metadata cannot be read ({e}); export it again") from e
     preprocessing = Preprocessing.from_dict(values["preprocessing"], where=f"{where} (its preprocessing)") \

@@ -50,9 +50,8 @@ def set_metadata(model: Any, entries: Mapping[str, str]) -> None:
 
 def read_metadata(model: Any) -> dict[str, str]:
     """The ``ssformer/<name>`` runtime-info entries of a read IR (empty for a model not written here)."""
-    if not model.has_rt_info([metadata.PREFIX, "config"]):
-        return {}
-    return {name: model.get_rt_info([metadata.PREFIX, name]).astype(str) for name in metadata.NAMES
+    names = (*metadata.NAMES, *metadata.LEGACY_NAMES)
+    return {name: model.get_rt_info([metadata.PREFIX, name]).astype(str) for name in names
             if model.has_rt_info([metadata.PREFIX, name])}
 
 

@@ -65,9 +65,6 @@ def test_bf16_inference_of_named_model_text_output(capsys):
     (["ssformer_swin_t", "--gradient-checkpointing"], "only applies with --train"),
     (["ssformer_swin_t", "--runs", "0"], "runs must be >= 1"),
     (["ssformer_swin_t", "--threads", "0"], "--threads must be >= 1"),
-    (["ssformer_swin_t", "--int8", "--dtype", "bf16"], "--int8 times CPU inference"),
-    (["ssformer_swin_t", "--int8", "--train"], "--int8 times CPU inference"),
-    (["ssformer_swin_t", "--check", "images"], "--check only applies with --int8"),
     (["ssformer_swin_t", "--device", "cuda"] if not torch.cuda.is_available() else
      ["ssformer_swin_t", "--batch", "0"], "cuda" if not torch.cuda.is_available() else "batch"),
 ])
@@ -79,22 +76,6 @@ def test_bad_arguments_are_refused(capsys, argv, message):
         torch.set_num_threads(threads)
     _, err = capsys.readouterr()
     assert code == 2 and message in err and err.startswith("ssformer benchmark: error:")
-
-
-def test_int8_inference_reports_its_agreement_with_the_float_model(capsys, tiny_dir, tmp_path):
-    pytest.importorskip("torchao", reason="torchao is in the dev and int8 extras")
-    from PIL import Image
-
-    path, _ = tiny_dir
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(folder / "a.png")
-    r = run_json(capsys, "--checkpoint", path, "--size", 32, 48, "--runs", 2, "--warmup", 1, "--int8",
-                 "--check", folder, "--no-flops")
-    assert r["dtype"] == "int8 (torchao, dynamic activations)" and len(r["latencies_s"]) == 2
-    assert r["int8_check"].startswith("int8 against float: argmax agreement ")
-    assert "(1 images, 1536 pixels)" in r["int8_check"]  # one image at 32x48
 
 
 def test_missing_checkpoint_names_the_file(capsys, tmp_path):

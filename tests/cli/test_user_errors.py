@@ -463,14 +463,16 @@ def test_cityscapes_city_folders_may_be_symbolic_links(tmp_path):
 
 # --- 21: messages that name the way out; help that reads as text ------------------------------------------
 def test_the_int8_refusal_names_min_agreement(monkeypatch, capsys, tmp_path, tiny_folder):
-    import ssformer.inference.quantize as quantize
+    pytest.importorskip("nncf", reason="nncf is in the dev extra")
+    import ssformer.inference.openvino_int8 as openvino_int8
+    from ssformer.inference.quantize import AccuracyError
 
     def disagree(*args, **kwargs):
-        raise quantize.AccuracyError("int8 model: argmax agreement 97.00%, below the minimum agreement 99.00%")
+        raise AccuracyError("int8 model: argmax agreement 97.00%, below the minimum agreement 99.00%")
 
-    monkeypatch.setattr(quantize, "export_int8_onnx", disagree)
-    code, out, err = run_cli(capsys, "export", "--checkpoint", tiny_folder, "--format", "onnx", "--size", 32, 32,
-                             "--int8", "--calib", tmp_path, "--out", tmp_path / "m.onnx")
+    monkeypatch.setattr(openvino_int8, "export_int8_openvino", disagree)
+    code, out, err = run_cli(capsys, "export", "--checkpoint", tiny_folder, "--format", "openvino", "--size", 32, 32,
+                             "--int8", "--calib", tmp_path, "--out", tmp_path / "m.xml")
     assert code == 1 and "--min-agreement 0.99" in out + err
 
 
@@ -547,7 +549,7 @@ def test_the_readme_install_names_every_extra():
     section = project[project.index("[project.optional-dependencies]"):]
     section = section[:section.index("\n[", 1)] if "\n[" in section[1:] else section
     extras = re.findall(r"^(\w+) = \[", section, re.M)
-    assert "int8" in extras and "dev" in extras
+    assert "openvino" in extras and "dev" in extras
     readme = (REPO / "README.md").read_text()
     install = readme[readme.index("## Install"):readme.index("\n## ", readme.index("## Install") + 1)]
     named = set(re.findall(r"`\.\[(\w+)\]`", install))

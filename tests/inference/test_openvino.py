@@ -54,7 +54,7 @@ def test_openvino_export_writes_an_ir_that_matches_pytorch(dynamic_ir):
 def test_openvino_ir_carries_preprocessing_and_labels_in_its_runtime_info(dynamic_ir):
     result, _ = dynamic_ir
     read = ov.Core().read_model(str(result.path))
-    config = json.loads(read.get_rt_info(["ssformer", "config"]).astype(str))
+    config = json.loads(read.get_rt_info(["ssformer", "model_config"]).astype(str))
     assert config["class_names"] == NAMES and config["palette"] == PALETTE and config["num_classes"] == 5
     preprocessing = json.loads(read.get_rt_info(["ssformer", "preprocessing"]).astype(str))
     assert preprocessing["img_scale"] == [96, 64]
@@ -91,9 +91,24 @@ def test_onnx_export_carries_preprocessing_and_labels_and_no_exporter_noise(labe
     assert "torchvision is not installed" not in captured.err + captured.out
     assert "FutureWarning" not in captured.err + captured.out
     props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
-    assert json.loads(props["ssformer.config"])["class_names"] == NAMES
+    assert json.loads(props["ssformer.model_config"])["class_names"] == NAMES
     assert json.loads(props["ssformer.preprocessing"])["img_scale"] == [96, 64]
     assert json.loads(props["ssformer.input_size"]) == [40, 60]
+
+
+def test_files_exported_before_the_model_config_key_still_load(labelled_folder, tmp_path):
+    """Exports written before the rename hold the architecture as ``ssformer.config``."""
+    onnx = pytest.importorskip("onnx")
+    out = tmp_path / "old.onnx"
+    assert main(["export", "--checkpoint", str(labelled_folder), "--format", "onnx", "--size", "40", "60",
+                 "--out", str(out)]) == 0
+    proto = onnx.load(str(out))
+    for prop in proto.metadata_props:
+        if prop.key == "ssformer.model_config":
+            prop.key = "ssformer.config"
+    onnx.save(proto, str(out))
+    segmenter = ssformer.Segmenter(out)
+    assert segmenter.class_names == NAMES and segmenter.num_classes == 5
 
 
 def test_the_accuracy_control_metric_is_nncfs_pair_of_total_and_per_image_agreement():

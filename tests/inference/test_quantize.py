@@ -1,8 +1,6 @@
-"""int8 quantization: the agreement measure, calibration inputs, torchao linears, int8 ONNX export."""
+"""What int8 deployment is checked with: the agreement measure, calibration inputs, labels of check images."""
 
 from __future__ import annotations
-
-import copy
 
 import numpy as np
 import pytest
@@ -13,7 +11,6 @@ import ssformer
 from ssformer.data.preprocessing import Preprocessing
 from ssformer.errors import UserError
 from ssformer.inference import quantize
-from ssformer.models.fast import linear as fast_linear
 from tests.conftest import tiny_model_kwargs
 
 
@@ -65,69 +62,6 @@ def test_calibration_folder_without_images_names_it(tmp_path):
         quantize.calibration_inputs(tmp_path / "absent", Preprocessing())
     with pytest.raises(ValueError, match=">= 1"):
         quantize.calibration_inputs(tmp_path, Preprocessing(), limit=0)
-
-
-def test_torchao_linears_are_int8_and_keep_the_predictions(model, images):
-    pytest.importorskip("torchao", reason="torchao is in the dev and int8 extras")
-    int8 = quantize.quantize_linears(copy.deepcopy(model))
-    weight = int8.encoder.stages[0].blocks[0].attn.qkv.weight
-    assert type(weight) is not torch.nn.Parameter and type(weight) is not torch.Tensor  # a torchao tensor
-    x = quantize.calibration_inputs(images, Preprocessing(img_scale=None), size=(48, 64))[0]
-    # the oneDNN fast path hands subclass weights to F.linear, which they dispatch to int8 kernels
-    assert not fast_linear.uses_onednn(torch.randn(2, weight.shape[1]), weight, None)
-    with torch.inference_mode():
-        expected, got = model(x), int8(x)
-    assert got.shape == expected.shape
-    assert (got.argmax(1) == expected.argmax(1)).float().mean() > 0.9
-    assert not torch.equal(got, expected)  # quantized, not a float copy
-
-
-def test_int8_onnx_export_writes_a_qdq_model_that_agrees(model, images, tmp_path):
-    ort = pytest.importorskip("onnxruntime", reason="onnxruntime is in the dev and onnx extras")
-    import onnx
-
-    out = tmp_path / "model.int8.onnx"
-    result = quantize.export_int8_onnx(model, Preprocessing(img_scale=None), images, (48, 64), out)
-    graph = onnx.load(str(out)).graph
-    ops = {node.op_type for node in graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
-    int8_weights = [t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
-    assert len(int8_weights) >= 4 * 2 * 2  # at least the qkv/proj/fc1/fc2 of every block... of 8 blocks
-    # the agreement is recomputed here straight from the two runtimes' outputs
-    float_session = ort.InferenceSession(str(_float_export(model, tmp_path)), providers=["CPUExecutionProvider"])
-    int8_session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    inputs = quantize.calibration_inputs(images, Preprocessing(img_scale=None), size=(48, 64))
-    same = total = 0
-    for x in inputs:
-        a = float_session.run(None, {"images": x.numpy()})[0].argmax(1)
-        b = int8_session.run(None, {"images": x.numpy()})[0].argmax(1)
-        same, total = same + int((a == b).sum()), total + a.size
-    assert result.agreement.argmax_agreement == pytest.approx(same / total)
-    assert result.agreement.images == 4 and result.agreement.argmax_agreement >= 0.99
-    assert result.float_checks[0][1] < 1e-3
-    assert list(tmp_path.glob(".ssformer-int8-*")) == []  # the work folder is gone
-    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}  # an artifact, as the float export
-    assert props["ssformer.precision"] == '"int8"' and props["ssformer.input_size"] == "[48, 64]"
-    original_size = ssformer.PipelineOverrides(img_scale=None)
-    assert ssformer.Segmenter(out, pipeline=original_size).num_classes == model.config.num_classes
-
-
-def _float_export(model, tmp_path):
-    from ssformer.inference.export import export_model
-
-    path = tmp_path / "float.onnx"
-    export_model(model, "onnx", (48, 64), path)
-    return path
-
-
-def test_int8_onnx_below_the_agreement_writes_nothing(model, images, tmp_path, monkeypatch):
-    pytest.importorskip("onnxruntime", reason="onnxruntime is in the dev and onnx extras")
-    low = quantize.Agreement(images=3, pixels=100, argmax_agreement=0.5, miou=0.3)
-    monkeypatch.setattr(quantize, "compare_predictions", lambda *args: low)
-    out = tmp_path / "model.int8.onnx"
-    with pytest.raises(quantize.AccuracyError, match="50.00%.*below the minimum agreement 99.00%"):
-        quantize.export_int8_onnx(model, Preprocessing(img_scale=None), images, (48, 64), out)
-    assert not out.exists() and list(tmp_path.glob(".ssformer-int8-*")) == []
 
 
 def test_label_miou_resizes_the_logits_to_each_label_and_ignores_values_outside_the_classes():

@@ -58,3 +58,19 @@ def test_gradients_flow_through_the_plain_path() -> None:
     expected = torch.autograd.grad(F.linear(x, layer.weight, layer.bias).sum()
                                    + F.gelu(F.linear(x, gelu_layer.weight, gelu_layer.bias)).sum(), x)[0]
     torch.testing.assert_close(x.grad, expected)
+
+
+def test_tensor_subclass_weights_go_through_f_linear():
+    """Quantized weights (e.g. torchao's) are tensor subclasses that dispatch their own kernels via F.linear."""
+
+    class Marked(torch.Tensor):
+        pass
+
+    layer, x = torch.nn.Linear(8, 3, bias=False), torch.randn(4, 8)
+    expected = x @ layer.weight.detach().T
+    layer.weight = torch.nn.Parameter(layer.weight.detach().as_subclass(Marked), requires_grad=False)
+    with torch.inference_mode():
+        assert not uses_onednn(x, layer.weight, None)
+        got = linear(layer, x)
+    assert isinstance(got, Marked)  # F.linear ran, so the subclass saw the call
+    torch.testing.assert_close(got.as_subclass(torch.Tensor), expected)

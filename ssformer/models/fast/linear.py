@@ -41,7 +41,7 @@ def uses_onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     if weight.dtype != x.dtype or (bias is not None and bias.dtype != x.dtype) or x.numel() == 0:
         return False
     if not _plain(weight) or (bias is not None and not _plain(bias)):
-        return False  # quantized (torchao) or other tensor-subclass weights dispatch through F.linear
+        return False  # tensor-subclass weights (quantized ones, e.g. torchao) dispatch through F.linear
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or
                                     (bias is not None and bias.requires_grad)):
         return False
