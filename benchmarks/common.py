@@ -6,9 +6,9 @@ system CPU seconds of each call (``getrusage``).
 
 Engines: one float model exported once to ONNX (fixed size) and run by ONNX Runtime and, converted
 from that file, by OpenVINO in f32 and (where the CPU has it natively) bf16; NNCF's int8 IR as
-``ssformer export --format openvino --int8`` makes it, run with f32 and bf16 elsewhere. (The two
-other int8 routes, ONNX Runtime static QDQ and torchao dynamic int8, were measured against these
-with this module's ``int8_peers`` at commit 5825a82 and removed: docs/benchmarks.md.)
+``ssformer export --format openvino --int8`` makes it, run with f32 and bf16 elsewhere; and ONNX
+Runtime's static QDQ int8 of the same ONNX file, as ``ssformer export --format onnx --int8`` makes it.
+(torchao's dynamic int8 was measured beside these at commit 5825a82 and removed: docs/benchmarks.md.)
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from ssformer.inference import quantize
 from ssformer.inference.export import export_model
 from ssformer.inference.openvino import compile_ir, convert_onnx, cpu_has_native_bf16, ir_runner
 from ssformer.inference.openvino_int8 import Int8Settings, quantize_ir
@@ -109,4 +110,6 @@ def engine_runners(model: torch.nn.Module, size: tuple[int, int], calibration: S
                                                else compile_ir(float_ir, precision, threads))
         runners["openvino-int8" + ("" if precision == "f32" else "-bf16")] = \
             ir_runner(compile_ir(int8_ir, precision, threads))
+    quantize.quantize_onnx(onnx_path, work / "int8.onnx", calibration)
+    runners["onnxruntime-int8"] = onnx_runner(work / "int8.onnx", threads)
     return runners

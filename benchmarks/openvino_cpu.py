@@ -14,6 +14,8 @@ own preprocessing, resized to ``--size``, and times, interleaved in one process
 * ``openvino-int8`` / ``-int8-bf16``: that IR quantized by NNCF as ``ssformer export --format
   openvino --int8`` does, calibrated on the first ``--calib-images`` images of ``--calib`` (CamVid
   train by default), f32 / bf16 elsewhere;
+* ``onnxruntime-int8``: ONNX Runtime static QDQ of the same ONNX file (``export --format onnx --int8``),
+  calibrated on the same images;
 
 Each round runs every contender once on the next image (first contender rotating); medians and the
 spread (min-max) are reported. Agreement: each contender's argmax against ``torch-fp32`` on all the

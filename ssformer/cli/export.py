@@ -27,10 +27,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tolerance", type=float, default=1e-3,
                    help="fail when the exported logits differ by more than this (default 1e-3)")
     p.add_argument("--int8", action="store_true",
-                   help="with --format openvino: an int8 IR by NNCF (SmoothQuant, bias correction; accuracy control "
-                        "when the plain result falls short), calibrated on --calib images, checked against the float "
-                        "model and run with bf16 elsewhere where the CPU has it natively (pip install "
-                        "'ssformer[openvino]')")
+                   help="onnx: an int8 model by ONNX Runtime static quantization of every MatMul, Gemm and Conv; "
+                        "openvino: an int8 IR by NNCF (SmoothQuant, bias correction; accuracy control when the "
+                        "plain result falls short), run with bf16 elsewhere where the CPU has it natively; both "
+                        "calibrated on --calib images and checked against the float model")
     p.add_argument("--calib", metavar="DIR", help="with --int8: images of your dataset to calibrate on")
     p.add_argument("--calib-images", type=int, default=16, metavar="N",
                    help="with --int8: use the first N images of --calib (and of --check; default 16)")
@@ -87,15 +87,34 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_int8(args: argparse.Namespace) -> int:
-    if args.format != "openvino":
-        raise UserError(f"--int8 writes OpenVINO int8 models: use --format openvino (got --format {args.format}; "
-                        f"the ONNX Runtime and torchao int8 routes were slower than OpenVINO int8 on every CPU measured, "
-                        f"docs/benchmarks.md)")
+    from ssformer.inference.quantize import AccuracyError, Int8Settings, export_int8_onnx
+    from ssformer.loading import load_model
+
+    if args.format not in ("onnx", "openvino"):
+        raise UserError(f"--int8 applies to --format onnx (ONNX Runtime) or openvino (NNCF); got --format "
+                        f"{args.format}")
     if not args.calib:
         raise UserError("--int8 needs --calib DIR: a few images of your dataset to calibrate on")
     if not 0 <= args.min_agreement <= 1:
         raise UserError(f"--min-agreement must be in [0, 1], got {args.min_agreement}")
-    return _run_int8_openvino(args)
+    if args.format == "openvino":
+        return _run_int8_openvino(args)
+    if args.accuracy_control or args.check_labels:
+        raise UserError("--accuracy-control and --check-labels apply to --format openvino (NNCF int8)")
+    loaded = load_model(args.checkpoint, args.config)
+    try:
+        settings = Int8Settings(args.calib, args.calib_images, args.check, args.min_agreement, args.tolerance)
+        result = export_int8_onnx(loaded.model, loaded.preprocessing, tuple(args.size), args.out, settings,
+                                  dynamic=args.dynamic, opset=args.opset)
+    except AccuracyError as e:
+        print(f"ssformer export: error: {e} (--min-agreement {args.min_agreement} asked for: lower it to accept "
+              f"this model, or calibrate on more images with --calib-images)")
+        return 1
+    for (h, w), diff in result.float_checks:
+        print(f"ssformer export: float onnx at {h}x{w}: max |logit difference| to PyTorch = {diff:.3g}")
+    print(f"ssformer export: int8 against float onnx: {result.agreement.summary()}")
+    print(f"ssformer export: wrote {result.path}")
+    return 0
 
 
 def _run_int8_openvino(args: argparse.Namespace) -> int:

@@ -44,26 +44,13 @@ from ssformer.inference.openvino import (
 from ssformer.inference.quantize import (
     AccuracyError,
     Agreement,
+    Int8Settings,
     calibration_inputs,
     compare_predictions,
     label_miou,
     paired_labels,
 )
 from ssformer.utils import keep_signal_stack
-
-
-@dataclass(frozen=True)
-class Int8Settings:
-    """``--calib`` and what goes with it, as the ONNX Runtime int8 export takes them."""
-
-    calibration: str | os.PathLike
-    calibration_images: int = 16
-    check: str | os.PathLike | None = None
-    min_agreement: float = 0.99
-    tolerance: float = 1e-3  # of the float IR against PyTorch
-    accuracy_control: bool = False  # NNCF's accuracy-aware quantization when the plain one falls short
-    max_restored: int | None = None  # with accuracy_control: at most this many layer groups back in float
-    check_labels: str | os.PathLike | None = None  # label maps of the check images: mIoU of float and int8
 
 
 @dataclass

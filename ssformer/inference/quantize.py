@@ -1,20 +1,22 @@
-"""What int8 deployment is checked with: calibration images through the model's own preprocessing,
-and how far int8 masks are from the float model's.
+"""int8 for CPU deployment, with the accuracy check built in.
 
-:func:`calibration_inputs` turns a folder of the user's images into the inputs the model sees
-(calibrating int8 and checking it: ``ssformer.inference.openvino_int8``); :func:`compare_predictions`
-runs the float and the int8 model on the same inputs and reports how often their per-pixel argmax
-agrees and the mIoU of the int8 masks taken against the float masks (the float model as ground
-truth), which is what the quantization changed; :func:`label_miou` scores either model against
-the images' own labels.
+Two engines quantize (both calibrated on the user's images after the model's own preprocessing):
+OpenVINO with NNCF (``ssformer.inference.openvino_int8``), and ONNX Runtime's static quantization
+(:func:`quantize_onnx`: int8 weights per output channel and uint8 activations in QDQ form for every
+MatMul, Gemm and Conv). Which is faster depends on the CPU (docs/benchmarks.md, "int8 routes").
+torchao's dynamic int8 linears were measured and removed: 0.05-0.10x the eager fp32 model on an
+AVX2 CPU and 1.11x on Zen 4.
 
-Two other int8 routes were measured and removed (ONNX Runtime static QDQ and torchao dynamic int8
-linears: slower than OpenVINO's int8 on every CPU measured; docs/benchmarks.md).
+:func:`compare_predictions` runs the float and the int8 model on the same inputs and reports how
+often their per-pixel argmax agrees and the mIoU of the int8 masks taken against the float masks
+(the float model as ground truth), which is what the quantization changed; :func:`label_miou`
+scores either model against the images' own labels.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,7 @@ from ssformer.data.preprocessing import Preprocessing
 from ssformer.errors import UserError
 from ssformer.inference.images import IMAGE_EXTENSIONS, load_rgb
 from ssformer.metrics import IoUMetric
+from ssformer.utils import atomic_write
 
 LABEL_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")
 Runner = Callable[[torch.Tensor], torch.Tensor]  # (1, 3, H, W) normalised image -> (1, K, h, w) logits
@@ -134,5 +137,108 @@ def torch_runner(model: nn.Module) -> Runner:
     return run
 
 
+def onnx_runner(path: str | os.PathLike, threads: int | None = None) -> Runner:
+    """The ONNX file at ``path`` in ONNX Runtime on the CPU."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda tensor: torch.from_numpy(session.run(None, {name: tensor.numpy()})[0])
+
+
+def quantize_onnx(float_path: str | os.PathLike, out: str | os.PathLike, inputs: Sequence[torch.Tensor]) -> Path:
+    """Write an int8 (QDQ) copy of the float ONNX model at ``float_path`` to ``out`` (atomically),
+    its activation ranges calibrated (min/max) on ``inputs``."""
+    try:
+        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+    except ImportError as e:
+        raise UserError("int8 ONNX needs onnxruntime: pip install 'ssformer[onnx]'") from e
+    if not inputs:
+        raise UserError("int8 ONNX needs at least one calibration image")
+
+    class Images(CalibrationDataReader):
+        def __init__(self, name: str) -> None:
+            self.batches = iter([{name: tensor.numpy()} for tensor in inputs])
+
+        def get_next(self) -> dict | None:
+            return next(self.batches, None)
+
+    import onnx
+
+    name = onnx.load(str(float_path), load_external_data=False).graph.input[0].name
+    out = Path(out)
+    with tempfile.TemporaryDirectory(prefix="ssformer-int8-") as work:
+        prepared = Path(work) / "prepared.onnx"
+        quant_pre_process(str(float_path), str(prepared))  # shape inference and graph folding first, as ORT advises
+        with atomic_write(out) as tmp:
+            quantize_static(str(prepared), str(tmp), Images(name), quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=["MatMul", "Gemm", "Conv"], per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            extra_options={"MatMulConstBOnly": True})  # only products with a weight
+    return out
+
+
+@dataclass(frozen=True)
+class Int8Settings:
+    """``--calib`` and what goes with it, for either int8 engine."""
+
+    calibration: str | os.PathLike
+    calibration_images: int = 16
+    check: str | os.PathLike | None = None
+    min_agreement: float = 0.99
+    tolerance: float = 1e-3  # of the float export against PyTorch
+    accuracy_control: bool = False  # OpenVINO: NNCF's accuracy-aware quantization when the plain one falls short
+    max_restored: int | None = None  # with accuracy_control: at most this many layer groups back in float
+    check_labels: str | os.PathLike | None = None  # OpenVINO: label maps of the check images, mIoU of both models
+
+
+@dataclass
+class Int8Export:
+    path: Path
+    float_checks: list[tuple[tuple[int, int], float]]  # the float export against PyTorch, as export_model reports
+    agreement: Agreement  # the int8 file against the float file
+
+
 class AccuracyError(UserError):
     """The int8 model agrees with the float model less often than asked for; nothing was written."""
+
+
+def export_int8_onnx(model: nn.Module, preprocessing: Preprocessing, size: tuple[int, int],
+                     out: str | os.PathLike, settings: Int8Settings, dynamic: bool = False,
+                     opset: int | None = None) -> Int8Export:
+    """Export ``model`` to float ONNX, quantize it (:func:`quantize_onnx`) on images of
+    ``settings.calibration`` and write it to ``out`` only if its masks agree with the float file's on at
+    least ``settings.min_agreement`` of the pixels of the check images (default: the calibration images).
+    The float export must first match PyTorch within ``settings.tolerance``."""
+    from ssformer.inference import metadata
+    from ssformer.inference.export import ExportError, export_model, write_onnx_metadata
+
+    min_agreement, tolerance = settings.min_agreement, settings.tolerance
+    if not 0 <= min_agreement <= 1:
+        raise UserError(f"the minimum agreement must be in [0, 1], got {min_agreement}")
+    fixed = None if dynamic else (int(size[0]), int(size[1]))
+    limit = settings.calibration_images
+    inputs = calibration_inputs(settings.calibration, preprocessing, fixed, limit)  # bad folders fail first
+    checks = inputs if settings.check is None else calibration_inputs(settings.check, preprocessing, fixed, limit)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".ssformer-int8-", dir=out.parent) as work:
+        float_path, int8_path = Path(work) / "float.onnx", Path(work) / "int8.onnx"
+        exported = export_model(model, "onnx", size, float_path, dynamic=dynamic, opset=opset)
+        if exported.max_abs_diff > tolerance:
+            raise ExportError(f"the float ONNX export differs from PyTorch by {exported.max_abs_diff:.3g}, above "
+                              f"{tolerance}; {out} not written")
+        quantize_onnx(float_path, int8_path, inputs)
+        if hasattr(model, "config"):  # the int8 file is an artifact too: preprocessing and labels with it
+            write_onnx_metadata(int8_path, metadata.documents(model, "int8", fixed))
+        agreement = compare_predictions(onnx_runner(float_path), onnx_runner(int8_path), checks,
+                                        model.config.num_classes)
+        if agreement.argmax_agreement < min_agreement:
+            raise AccuracyError(f"int8 model: {agreement.summary()}, below the minimum agreement "
+                                f"{100 * min_agreement:.2f}%; {out} not written")
+        os.replace(int8_path, out)
+    return Int8Export(out, exported.checks, agreement)

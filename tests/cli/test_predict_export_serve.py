@@ -108,24 +108,42 @@ def test_export_cli_prints_the_onnx_check(tiny150, tmp_path, capsys):
     assert "absent does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+@requires_dir(ADE_SAMPLE, "ADE20K sample")
+def test_int8_export_cli_calibrates_on_a_folder_and_prints_the_check(tiny150, tmp_path, capsys):
+    pytest.importorskip("onnxruntime", reason="onnxruntime is in the dev extra")
+    out = tmp_path / "model.int8.onnx"
+    argv = ["export", "--checkpoint", str(tiny150), "--format", "onnx", "--size", "40", "60", "--int8",
+            "--calib", str(ADE_IMAGES), "--calib-images", "2", "--out", str(out)]
+    # a random 150-class model has small logit margins: int8 changes some of its argmaxes
+    assert main(argv + ["--min-agreement", "1"]) == 1
+    printed = capsys.readouterr().out
+    assert "below the minimum agreement 100.00%" in printed and not out.exists()
+    assert main(argv + ["--min-agreement", "0.5"]) == 0
+    printed = capsys.readouterr().out
+    assert "float onnx at 40x60: max |logit difference| to PyTorch = " in printed
+    assert "int8 against float onnx: argmax agreement " in printed and "(2 images, 4800 pixels)" in printed
+    assert f"wrote {out}" in printed and out.is_file()
+
+
 @pytest.mark.parametrize("extra,message", [
     (["--int8"], "--int8 needs --calib DIR"),
-    (["--int8", "--calib", "x", "--format", "torchscript"], "--int8 writes OpenVINO int8 models: use --format openvino"),
-    (["--int8", "--calib", "x", "--format", "onnx"], "--int8 writes OpenVINO int8 models: use --format openvino"),
+    (["--int8", "--calib", "x", "--format", "torchscript"], "--int8 applies to --format onnx"),
     (["--calib", "x"], "--calib, --check and --check-labels only apply with --int8"),
+    (["--int8", "--calib", "{tmp}", "--check-labels", "{tmp}"], "--check-labels apply to --format openvino"),
     (["--int8", "--calib", "{tmp}/absent"], "absent does not exist"),
     (["--int8", "--calib", "{tmp}", "--min-agreement", "2"], "--min-agreement must be in [0, 1]"),
 ])
 def test_int8_export_refuses_bad_settings_before_exporting(tiny150, tmp_path, capsys, extra, message):
     extra = [e.replace("{tmp}", str(tmp_path)) for e in extra]
-    argv = ["export", "--checkpoint", str(tiny150), "--size", "40", "60", "--out", str(tmp_path / "m.xml")]
+    argv = ["export", "--checkpoint", str(tiny150), "--size", "40", "60", "--out", str(tmp_path / "m.onnx")]
     if "--format" not in extra:
-        argv += ["--format", "openvino"]
+        argv += ["--format", "onnx"]
     (tmp_path / "a.png").write_bytes(b"")  # an (empty) image for the folder cases to find
     assert main(argv + extra) == 2
     err = capsys.readouterr().err
     assert "ssformer export: error: " in err and message in err.split("error: ", 1)[1]
-    assert not (tmp_path / "m.xml").exists()
+    assert not (tmp_path / "m.onnx").exists()
 
 
 CHROMIUM = Path("/usr/bin/chromium")
